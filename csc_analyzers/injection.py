@@ -1,0 +1,184 @@
+"""Relevance injection: start a method's backward pass at any layer.
+
+The paper's CSC metric (section 3) sets the relevance of layer k to chosen
+vectors, ``r_k(x) := v``, and backpropagates them with the method's rule.
+In TF1 graph mode a ``feed_dict`` may override any intermediate tensor, so an
+analyzer graph built once serves every layer and every batch of vectors: the
+reversed tensor of layer k is fed with ``v`` and the reversed tensors of the
+layers below are fetched.
+
+:class:`InjectionMixin` adds :meth:`propagate` to innvestigate reverse
+analyzers. It records, while the analyzer graph is built, which reversed
+tensor belongs to the output of which layer.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from residual_support import _tf  # noqa: F401  (graph mode first)
+
+import innvestigate.backend.graph as igraph
+import tensorflow as tf
+from tensorflow.keras import layers as klayers
+
+INPUT = "input"
+
+
+def session():
+    """The TF1 session Keras uses in graph mode."""
+    return tf.compat.v1.keras.backend.get_session()
+
+
+def broadcast_inputs(x: np.ndarray, n: int) -> np.ndarray:
+    """Repeat a batch-1 input ``n`` times; a batch of ``n`` is returned as is."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.shape[0] == n:
+        return x
+    if x.shape[0] == 1:
+        return np.repeat(x, n, axis=0)
+    raise ValueError(
+        f"x has batch size {x.shape[0]}, relevance has {n} vectors: "
+        "give x with batch 1 (broadcast) or the same batch size as the relevance"
+    )
+
+
+class LayerNames:
+    """Resolve user-facing layer names to the Keras layers of a model.
+
+    Accepts Keras layer names, the friendly names of the paper's figures
+    (``aliases``: friendly name -> Keras name, from the network definitions)
+    and ``"input"`` for the model input.
+    """
+
+    def __init__(self, model, aliases: Mapping[str, str] | None = None):
+        self._model = model
+        self._aliases = dict(aliases or getattr(model, "_csc_layer_aliases", {}) or {})
+
+    def resolve(self, name: str) -> str:
+        if name == INPUT:
+            return INPUT
+        keras_names = {layer.name for layer in self._model.layers}
+        if name in keras_names:
+            return name
+        if name in self._aliases and self._aliases[name] in keras_names:
+            return self._aliases[name]
+        valid = sorted(keras_names | set(self._aliases) | {INPUT})
+        raise KeyError(
+            f"unknown layer {name!r} in model {self._model.name!r}; valid names: {valid}"
+        )
+
+
+class InjectionMixin:
+    """Adds :meth:`propagate` (relevance injection) to a reverse analyzer.
+
+    Must come before the innvestigate analyzer class in the bases. The mixin
+    overrides ``_reverse_model`` to keep, per layer name, the forward output
+    tensor and its reversed (relevance) tensor in the analyzer graph.
+    """
+
+    layer_aliases: Mapping[str, str] | None = None
+
+    def _reverse_model(self, model, stop_analysis_at_tensors=None,
+                       return_all_reversed_tensors=False):
+        trace = igraph.trace_model_execution(model)
+        _layers, execution_list, _outputs = trace
+        reversed_input_tensors, reversed_tensors = igraph.reverse_model(
+            model,
+            reverse_mappings=self._reverse_mapping,
+            default_reverse_mapping=self._default_reverse_mapping,
+            head_mapping=self._head_mapping,
+            stop_mapping_at_tensors=stop_analysis_at_tensors or [],
+            verbose=self._reverse_verbose,
+            clip_all_reversed_tensors=self._reverse_clip_values,
+            project_bottleneck_tensors=self._reverse_project_bottleneck_layers,
+            return_all_reversed_tensors=True,
+            execution_trace=trace,
+        )
+        self._record_reversed(model, execution_list, reversed_tensors)
+        if return_all_reversed_tensors:
+            return reversed_input_tensors, reversed_tensors
+        return reversed_input_tensors, None
+
+    def _record_reversed(self, model, execution_list, reversed_tensors) -> None:
+        """Map layer names to (forward output tensor, reversed tensor)."""
+        self._injection_points = {}
+        for layer, _xs, ys in execution_list:
+            ys = ys if isinstance(ys, (list, tuple)) else [ys]
+            if len(ys) != 1:
+                continue
+            entry = reversed_tensors.get(id(ys[0]))
+            if entry is None or entry["final_tensor"] is None:
+                continue
+            name = INPUT if isinstance(layer, klayers.InputLayer) else layer.name
+            self._injection_points[name] = (ys[0], entry["final_tensor"])
+        model_input = model.inputs[0]
+        entry = reversed_tensors.get(id(model_input))
+        if entry is not None and entry["final_tensor"] is not None:
+            self._injection_points[INPUT] = (model_input, entry["final_tensor"])
+        self._injection_input = model_input
+
+    def _ensure_graph(self) -> None:
+        if not getattr(self, "_analyzer_model_done", False):
+            self.create_analyzer_model()
+
+    def injection_layers(self) -> list[str]:
+        """Names of the layers whose relevance can be set or read."""
+        self._ensure_graph()
+        return list(self._injection_points)
+
+    def relevance_shape(self, layer: str) -> tuple:
+        """Shape (without batch) of the relevance tensor of ``layer``."""
+        self._ensure_graph()
+        name = LayerNames(self._model, self.layer_aliases).resolve(layer)
+        return tuple(self._injection_points[name][0].shape[1:])
+
+    def propagate(self, x: np.ndarray, relevance: np.ndarray, from_layer: str,
+                  to_layers: Sequence[str] | str = (INPUT,)) -> dict:
+        """Backpropagate ``relevance`` set at ``from_layer`` down to ``to_layers``.
+
+        Computes r_l(x | r_k := v) of the paper (section 3) for every vector v
+        in ``relevance`` (shape ``(n,) + output shape of from_layer``) in one
+        session run. ``x`` has batch 1 (broadcast) or n. Returns a dict from
+        each requested name to an array of shape ``(n,) + output shape``.
+        """
+        self._ensure_graph()
+        names = LayerNames(self._model, self.layer_aliases)
+        if isinstance(to_layers, str):
+            to_layers = [to_layers]
+        source = names.resolve(from_layer)
+        targets = [names.resolve(t) for t in to_layers]
+        for name in [source] + targets:
+            if name not in self._injection_points:
+                raise KeyError(
+                    f"layer {name!r} has no relevance tensor in this analyzer "
+                    f"({type(self).__name__}); available: {list(self._injection_points)}"
+                )
+        forward, reversed_source = self._injection_points[source]
+        relevance = np.asarray(relevance, dtype=np.float32)
+        expected = tuple(forward.shape[1:])
+        if relevance.shape[1:] != expected:
+            raise ValueError(
+                f"relevance for layer {from_layer!r} must have shape (n,) + {expected}, "
+                f"got {relevance.shape}"
+            )
+        x = broadcast_inputs(x, relevance.shape[0])
+        fetches = []
+        for name in targets:
+            if name == source:
+                fetches.append(reversed_source)
+            else:
+                fetches.append(self._injection_points[name][1])
+        feed = {self._injection_input: x, reversed_source: relevance}
+        values = session().run(fetches, feed_dict=feed)
+        return dict(zip(to_layers, values))
+
+    def forward(self, x: np.ndarray, layers: Iterable[str]) -> dict:
+        """Forward activations of ``layers`` for input ``x`` (one session run)."""
+        self._ensure_graph()
+        names = LayerNames(self._model, self.layer_aliases)
+        keys = list(layers)
+        fetches = [self._injection_points[names.resolve(k)][0] for k in keys]
+        values = session().run(fetches, feed_dict={self._injection_input: np.asarray(x, np.float32)})
+        return dict(zip(keys, values))

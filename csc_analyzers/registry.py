@@ -1,0 +1,167 @@
+"""The method registry: the one source of method names.
+
+``PAPER_METHODS`` lists the paper's 17 method configurations in the paper's
+order, with its display names (section 3 and the paper's code): the analyzer
+key for :func:`csc_analyzers.create_analyzer`, its keyword arguments, the
+heatmap post-processing (``sum`` over channels or ``abs.max``), the SSIM
+normalisation percentile, the experiments and networks it is left out of, and
+a plot style shared by every figure. ``EXTRA_METHODS`` holds the methods of
+the paper's discussion (section 5) and Integrated Gradients.
+
+CLI choices, test parametrisation, figure labels and result tables all read
+from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class InputRange:
+    """A keyword value computed from the network's input range ``(low, high)``:
+    ``kind`` "low" or "high" picks that end, "width" gives ``scale * (high - low)``."""
+
+    kind: str  # "low", "high" or "width"
+    scale: float = 1.0
+
+    def resolve(self, low: float, high: float) -> float:
+        if self.kind == "low":
+            return float(low)
+        if self.kind == "high":
+            return float(high)
+        return float(self.scale * (high - low))
+
+
+INPUT_LOW = InputRange("low")
+INPUT_HIGH = InputRange("high")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method configuration of the study."""
+
+    name: str
+    analyzer: str
+    kwargs: Mapping = field(default_factory=dict)
+    postprocess: str = "sum"  # "sum" over channels or "abs.max"
+    ssim_percentile: float = 99.5
+    exclude_experiments: frozenset = frozenset()
+    exclude_networks: frozenset = frozenset()
+    needs_patterns: bool = False
+    color: str = "black"
+    marker: str = "o"
+    linestyle: str = "-"
+
+    def analyzer_kwargs(self, input_range: tuple = (0.0, 1.0)) -> dict:
+        """Keyword arguments with input-range dependent values resolved."""
+        low, high = input_range
+        return {key: value.resolve(low, high) if isinstance(value, InputRange) else value
+                for key, value in self.kwargs.items()}
+
+    def runs_on(self, network: str, experiment: str | None = None) -> bool:
+        """False if the method is left out of this network or experiment."""
+        if network in self.exclude_networks:
+            return False
+        return experiment is None or experiment not in self.exclude_experiments
+
+    @property
+    def style(self) -> dict:
+        """Matplotlib keyword arguments for this method's lines and markers."""
+        return {"color": self.color, "marker": self.marker,
+                "linestyle": self.linestyle, "label": self.name}
+
+
+_Z_FAMILY = "#d62728"
+
+PAPER_METHODS: tuple = (
+    MethodSpec("GuidedBP", "guided_backprop", postprocess="abs.max",
+               color="#1f77b4", marker="^"),
+    MethodSpec("Deconv", "deconvnet", postprocess="abs.max",
+               color="#aec7e8", marker="v"),
+    MethodSpec("RectGrad", "rectgrad", {"percentile": 98}, postprocess="abs.max",
+               ssim_percentile=100.0, color="#17becf", marker="<"),
+    MethodSpec("Gradient", "gradient", postprocess="abs.max",
+               color="#7f7f7f", marker="o", linestyle="--"),
+    MethodSpec("SmoothGrad", "smoothgrad.seeded",
+               {"augment_by_n": 50, "noise_scale": InputRange("width", 0.15), "seed": 0},
+               postprocess="abs.max", exclude_experiments=frozenset({"csc"}),
+               color="#c7c7c7", marker="o", linestyle=":"),
+    MethodSpec("DTD", "deep_taylor.bounded", {"low": INPUT_LOW, "high": INPUT_HIGH},
+               color="#ff7f0e", marker="s"),
+    MethodSpec("PatternAttr.", "pattern.attribution", needs_patterns=True,
+               exclude_networks=frozenset({"resnet50"}), color="#2ca02c", marker="D"),
+    MethodSpec("PatternNet", "pattern.net", needs_patterns=True,
+               exclude_networks=frozenset({"resnet50"}), color="#98df8a", marker="d"),
+    MethodSpec("LRP a1b0", "lrp.alpha_1_beta_0", color=_Z_FAMILY, marker="P"),
+    MethodSpec("LRP a2b1", "lrp.alpha_2_beta_1", color="#ff9896", marker="X"),
+    MethodSpec("LRP a5b4", "lrp.alpha_beta", {"alpha": 5, "beta": 4},
+               color="#e377c2", marker="*"),
+    MethodSpec("LRP-z", "lrp.z", color="#8c564b", marker="h", linestyle="--"),
+    MethodSpec("LRP CMP a1b0", "lrp.cmp_alpha_1_beta_0", color="#9467bd", marker="p"),
+    MethodSpec("LRP CMP a2b1", "lrp.cmp_alpha_2_beta_1", color="#c5b0d5", marker="H"),
+    MethodSpec("DeepLIFT Rev.C.", "deep_lift.wrapper", {"nonlinear_mode": "reveal_cancel"},
+               color="#bcbd22", marker="8", linestyle="--"),
+    MethodSpec("DeepLIFT Resc.", "deep_lift.wrapper", {"nonlinear_mode": "rescale"},
+               color="#dbdb8d", marker="o", linestyle="--"),
+    MethodSpec("DeepLIFT Abla.", "deep_lift.wrapper",
+               {"nonlinear_mode": "rescale", "cross_mxts": False},
+               color="#393b79", marker="x"),
+)
+
+EXTRA_METHODS: tuple = (
+    MethodSpec("Excitation BP", "excitation_backprop", color="#843c39", marker="1"),
+    MethodSpec("c-Excitation BP", "excitation_backprop.contrastive",
+               color="#ad494a", marker="2"),
+    MethodSpec("Contrastive LRP", "lrp.contrastive", color="#e7969c", marker="3"),
+    MethodSpec("Contrastive LRP (no max)", "lrp.contrastive", {"use_max": False},
+               color="#7b4173", marker="4"),
+    MethodSpec("LRP z+", "lrp.z_plus", color="#a55194", marker="+"),
+    MethodSpec("Integrated Gradients", "integrated_gradients", postprocess="abs.max",
+               color="#636363", marker=".", linestyle="-."),
+)
+
+ALL_METHODS: tuple = PAPER_METHODS + EXTRA_METHODS
+
+
+def get_method(name: str) -> MethodSpec:
+    """The method spec with display name ``name`` (KeyError lists valid names)."""
+    for spec in ALL_METHODS:
+        if spec.name == name:
+            return spec
+    raise KeyError(
+        f"unknown method {name!r}; valid names: {[s.name for s in ALL_METHODS]}")
+
+
+def available_methods(specs=ALL_METHODS, table: Mapping | None = None) -> list:
+    """The specs whose analyzer key is registered in ``table``
+    (default: :data:`csc_analyzers.analyzers`)."""
+    if table is None:
+        from .factory import analyzers as table
+    return [spec for spec in specs if spec.analyzer in table]
+
+
+def select_methods(names, specs=ALL_METHODS) -> list:
+    """Specs for a list of display names; ``"all"`` means every paper method,
+    ``"extra"`` the extras."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    chosen: list = []
+    for name in names:
+        if name == "all":
+            chosen.extend(PAPER_METHODS)
+        elif name == "extra":
+            chosen.extend(EXTRA_METHODS)
+        else:
+            chosen.append(get_method(name))
+    seen, unique = set(), []
+    for spec in chosen:
+        if spec.name not in seen:
+            seen.add(spec.name)
+            unique.append(spec)
+    return unique
+
+
+__all__ = ["MethodSpec", "InputRange", "INPUT_LOW", "INPUT_HIGH", "PAPER_METHODS",
+           "EXTRA_METHODS", "ALL_METHODS", "get_method", "available_methods",
+           "select_methods"]
