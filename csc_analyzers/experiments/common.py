@@ -1,0 +1,130 @@
+"""What the sanity-check, random-logit and class-sensitivity experiments share:
+choosing methods for a network, building an analyzer from a method spec,
+computing 2-D saliency maps, the per-image random class, and unit keys."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from residual_support import _tf  # noqa: F401  (graph mode first)
+
+from ..factory import analyzers as ANALYZERS
+from ..factory import create_analyzer
+from ..logits import logit_model
+from ..metrics.heatmaps import postprocess
+from ..registry import MethodSpec
+
+# A patterns provider: ``patterns(network) -> patterns`` for PatternNet/-Attribution.
+PatternsProvider = Callable[[object], object]
+
+ROW_COLUMNS = ("network", "method", "image_id", "experiment", "level", "layer",
+               "metric", "value", "seed")
+
+
+@dataclass
+class ModelNetwork:
+    """A :class:`~csc_analyzers.models.Network`-like wrapper of any Keras model
+    (the fields the experiments read). ``sanity_layers`` default to every
+    weight layer, ``layers`` to the model's layer names."""
+
+    name: str
+    model: object
+    input_range: tuple = (0.0, 1.0)
+    sanity_layers: Sequence[str] = ()
+    aliases: dict = field(default_factory=dict)
+    class_names: Sequence[str] = ()
+
+    def __post_init__(self):
+        if not self.sanity_layers:
+            self.sanity_layers = tuple(layer.name for layer in self.model.layers
+                                       if layer.weights)
+        if not self.class_names:
+            self.class_names = tuple(str(k) for k in range(self.n_classes))
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.model.outputs[0].shape[-1])
+
+
+def select_for(network, specs: Sequence[MethodSpec], experiment: str,
+               patterns: PatternsProvider | None = None, table=None) -> tuple:
+    """``(runnable, skipped)``: the specs that run on ``network`` in ``experiment``
+    and ``(spec, reason)`` for the others (analyzer not available, left out of
+    this network or experiment, pattern method without a patterns provider)."""
+    table = ANALYZERS if table is None else table
+    runnable, skipped = [], []
+    for spec in specs:
+        if spec.analyzer not in table:
+            skipped.append((spec, f"analyzer {spec.analyzer!r} is not available"))
+        elif not spec.runs_on(network.name, experiment):
+            skipped.append((spec, f"left out of {network.name}/{experiment}"))
+        elif spec.needs_patterns and patterns is None:
+            skipped.append((spec, "needs patterns and no patterns provider was given"))
+        else:
+            runnable.append(spec)
+    return runnable, skipped
+
+
+def analysis_model(network):
+    """The model the analyzers and the randomisation share: ``network.model``
+    without its final softmax (its own layers, see :func:`logit_model`)."""
+    model = logit_model(network.model)
+    aliases = getattr(network, "aliases", None)
+    if aliases:
+        model._csc_layer_aliases = dict(aliases)
+    return model
+
+
+def build_analyzer(spec: MethodSpec, model, network,
+                   patterns: PatternsProvider | None = None):
+    """The analyzer of ``spec`` on ``model`` (a logit model), explaining the
+    class given per image (``neuron_selection_mode="index"``)."""
+    kwargs = spec.analyzer_kwargs(tuple(network.input_range))
+    if spec.needs_patterns:
+        if patterns is None:
+            raise ValueError(f"method {spec.name!r} needs patterns; pass a patterns provider")
+        kwargs["patterns"] = patterns(network)
+    return create_analyzer(spec.analyzer, model, neuron_selection_mode="index", **kwargs)
+
+
+def explain(analyzer, image, target: int, spec: MethodSpec) -> np.ndarray:
+    """The 2-D saliency map (H, W) of one image (H, W, C) for class ``target``,
+    post-processed as ``spec`` says. Images are analysed one at a time, so a
+    map does not depend on which other images share a batch."""
+    x = np.asarray(image, dtype=np.float32)
+    if x.ndim != 3:
+        raise ValueError(f"image has shape {x.shape}; expected one image (H, W, C)")
+    out = analyzer.analyze(x[None], neuron_selection=[int(target)])
+    if isinstance(out, dict):
+        if len(out) != 1:
+            raise ValueError(f"analyzer of {spec.name!r} returned {len(out)} outputs")
+        out = next(iter(out.values()))
+    return postprocess(np.asarray(out)[0], method=spec.postprocess)
+
+
+def random_class(true_class: int, n_classes: int, *, seed: int, image_id: int) -> int:
+    """A class drawn uniformly from the ``n_classes - 1`` classes other than
+    ``true_class``, with an rng seeded by ``(seed, image_id)``."""
+    if n_classes < 2:
+        raise ValueError(f"n_classes={n_classes}: a random other class needs >= 2 classes")
+    if not 0 <= true_class < n_classes:
+        raise ValueError(f"true class {true_class} outside 0..{n_classes - 1}")
+    rng = np.random.default_rng([int(seed), int(image_id)])
+    draw = int(rng.integers(0, n_classes - 1))
+    return draw + 1 if draw >= true_class else draw
+
+
+def unit_keys(network_name: str, specs: Sequence[MethodSpec], image_ids) -> list:
+    """Units in their fixed order: method-major, then image."""
+    return [(network_name, spec.name, int(i)) for spec in specs for i in image_ids]
+
+
+def row(network, method, image_id, experiment, level, layer, metric, value, seed) -> dict:
+    return dict(zip(ROW_COLUMNS, (network, method, int(image_id), experiment, int(level),
+                                  layer, metric, float(value), int(seed))))
+
+
+__all__ = ["ModelNetwork", "PatternsProvider", "ROW_COLUMNS", "select_for", "analysis_model",
+           "build_analyzer", "explain", "random_class", "unit_keys", "row"]

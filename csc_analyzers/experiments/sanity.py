@@ -1,0 +1,138 @@
+"""The parameter-randomisation sanity check (section 3, Figures 1a, 4b, 6a-b).
+
+For every method the analyzer graph is built once on the network's logit
+model; :class:`~csc_analyzers.experiments.randomization.Randomizer` then
+assigns random weights to the variables that graph reads, level by level
+(cascading from the top, or independent). Each image's map at every level is
+compared with its map under the original weights by the paper's SSIM (with
+the sign flip) and by Spearman rank correlations of absolute and signed maps.
+
+Work is done in (network, method, image) units stored atomically in a
+:class:`~csc_analyzers.experiments.store.ResultStore`: a rerun skips finished
+units, ``shard`` splits units across processes. The maps of the images in
+``save_maps`` are written as ``.npz`` next to the table (Figure 1a).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from residual_support import _tf  # noqa: F401  (graph mode first)
+
+from innvestigate.analyzer.network_base import AnalyzerNetworkBase
+from innvestigate.analyzer.wrapper import WrapperBase
+
+from ..metrics.ssim import similarity_scores
+from .common import (PatternsProvider, analysis_model, build_analyzer, explain, row,
+                     select_for, unit_keys)
+from .randomization import Randomizer, randomization_levels
+from .store import ResultStore, Shard, unit_filename
+
+
+def weight_sync(analyzer, method: str):
+    """A callable to run after the model's weights change, so that the analyzer
+    sees them: innvestigate analyzers read the model's variables (nothing to
+    do); others must provide ``sync_weights()``. Raises ValueError otherwise."""
+    if hasattr(analyzer, "sync_weights"):
+        return analyzer.sync_weights
+    if isinstance(analyzer, (AnalyzerNetworkBase, WrapperBase)):
+        return lambda: None
+    raise ValueError(
+        f"method {method!r}: analyzer {type(analyzer).__name__} does not read the model's "
+        "variables and has no sync_weights(); it cannot follow in-place randomisation")
+
+
+def save_maps(path: Path, **arrays) -> None:
+    """Write arrays to ``path`` (.npz) atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def maps_path(root, experiment: str, key) -> Path:
+    return Path(root) / "maps" / experiment / unit_filename(key).replace(".csv", ".npz")
+
+
+def _chunks(items: Sequence, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "cascading",
+               seed: int = 0, shard: Shard = Shard(), patterns: PatternsProvider | None = None,
+               chunk: int = 8, save_maps_for: Iterable[int] = (), progress=None) -> ResultStore:
+    """Run the sanity check of ``specs`` on ``images`` (preprocessed, N x H x W x C,
+    explained for their true ``labels``) and store the rows in ``out``.
+
+    Rows per image and level: metrics ``ssim``, ``spearman_abs``, ``spearman``
+    between the map at that level and the original map; ``level`` 1..L counts
+    from the top, ``layer`` is the scored layer of that level. ``chunk`` images
+    are processed per pass over the levels (fewer weight assignments); a unit's
+    rows are written when its chunk is done. ``progress`` is an optional
+    callable receiving the number of units finished.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    labels = np.asarray(labels).astype(int)
+    image_ids = [int(i) for i in image_ids]
+    if not len(images) == len(labels) == len(image_ids):
+        raise ValueError(f"images ({len(images)}), labels ({len(labels)}) and image_ids "
+                         f"({len(image_ids)}) must have the same length")
+    experiment = f"sanity_{mode}"
+    store = ResultStore(out, experiment)
+    model = analysis_model(network)
+    levels = randomization_levels(model, network.sanity_layers, mode=mode,
+                                  aliases=getattr(network, "aliases", None))
+    runnable, _skipped = select_for(network, specs, "sanity", patterns)
+    position = {i: k for k, i in enumerate(image_ids)}
+    pending = store.pending(shard.select(unit_keys(network.name, runnable, image_ids)))
+    keep_maps = set(int(i) for i in save_maps_for)
+    by_name = {spec.name: spec for spec in runnable}
+    with Randomizer(model, seed=seed) as randomizer:
+        for method, group in itertools.groupby(pending, key=lambda key: key[1]):
+            spec = by_name[method]
+            analyzer = build_analyzer(spec, model, network, patterns)
+            sync = weight_sync(analyzer, spec.name)
+            for keys in _chunks(list(group), max(1, int(chunk))):
+                index = [position[key[2]] for key in keys]
+                randomizer.set_randomized(())
+                sync()
+                maps = [[explain(analyzer, images[k], labels[k], spec)] for k in index]
+                for level in levels:
+                    randomizer.set_randomized(level.randomized)
+                    sync()
+                    for slot, k in enumerate(index):
+                        maps[slot].append(explain(analyzer, images[k], labels[k], spec))
+                randomizer.set_randomized(())
+                sync()
+                for key, stack in zip(keys, maps):
+                    rows = []
+                    for level in levels:
+                        scores = similarity_scores(stack[0], stack[level.index],
+                                                   percentile=spec.ssim_percentile)
+                        rows.extend(row(network.name, method, key[2], experiment, level.index,
+                                        level.layer, metric, value, seed)
+                                    for metric, value in scores.items())
+                    if key[2] in keep_maps:
+                        save_maps(maps_path(out, experiment, key), maps=np.stack(stack),
+                                  layers=np.array(["original"] + [lv.layer for lv in levels]))
+                    store.write(key, rows)
+                    if progress is not None:
+                        progress(1)
+    return store
+
+
+__all__ = ["run_sanity", "weight_sync", "save_maps", "maps_path"]

@@ -1,0 +1,53 @@
+#!/usr/bin/env python
+"""Parameter-randomisation sanity checks (paper section 3, Figure 4b).
+
+Example:
+    python scripts/run_sanity_checks.py --network cifar-net --methods all \
+        --n-images 200 --mode cascading --out results
+Shards: run with --shard 0/2 and --shard 1/2 (different --out directories or
+the same), then --merge DIR1 DIR2 --out merged.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from csc_analyzers.experiments import cli  # noqa: E402
+from csc_analyzers.experiments.common import select_for, unit_keys  # noqa: E402
+from csc_analyzers.experiments.sanity import run_sanity  # noqa: E402
+from csc_analyzers.experiments.store import ResultStore, parse_shard  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cli.add_common_arguments(parser)
+    parser.add_argument("--mode", choices=("cascading", "independent"), default="cascading")
+    parser.add_argument("--chunk", type=int, default=8,
+                        help="images per pass over the randomisation levels")
+    args = parser.parse_args(argv)
+    if args.merge:
+        cli.merge(args, [f"sanity_{args.mode}"])
+        return 0
+    shard = parse_shard(args.shard)
+    network = cli.load_network_arg(args)
+    images, labels, ids = cli.load_images_arg(args, network)
+    specs = cli.methods_arg(args)
+    patterns = cli.patterns_provider(args)
+    runnable, skipped = select_for(network, specs, "sanity", patterns)
+    for spec, reason in skipped:
+        print(f"skipping {spec.name}: {reason}", file=sys.stderr)
+    store = ResultStore(args.out, f"sanity_{args.mode}")
+    total = len(store.pending(shard.select(unit_keys(network.name, runnable, ids))))
+    with cli.progress_bar(total, f"sanity {args.mode} {network.name}", args.no_progress) as bar:
+        run_sanity(network, images, labels, ids, runnable, args.out, mode=args.mode,
+                   seed=args.seed, shard=shard, patterns=patterns, chunk=args.chunk,
+                   save_maps_for=ids[:args.save_maps], progress=bar.update)
+    path = cli.consolidate(store, args.shard)
+    if path is not None:
+        print(f"table: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""In-place layer randomisation: levels, reuse of one analyzer graph, restore."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import small_cnn
+from csc_analyzers import create_analyzer
+from csc_analyzers.experiments.common import ModelNetwork, analysis_model
+from csc_analyzers.experiments.randomization import (Randomizer, layer_seed,
+                                                     randomization_levels)
+from csc_analyzers.experiments.sanity import run_sanity
+from csc_analyzers.registry import select_methods
+
+SCORED = ["conv1", "fc1", "fc2"]
+
+
+def weights_of(model):
+    return {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers}
+
+
+def assert_bit_identical(before, after):
+    assert before.keys() == after.keys()
+    for name in before:
+        for a, b in zip(before[name], after[name]):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+
+
+def test_cascading_level_j_randomises_exactly_the_top_j_layers():
+    model = small_cnn()
+    original = weights_of(model)
+    levels = randomization_levels(model, list(reversed(SCORED)))
+    assert [lv.layer for lv in levels] == ["fc2", "fc1", "conv1"]
+    with Randomizer(model, seed=3) as rnd:
+        for level in levels:
+            rnd.set_randomized(level.randomized)
+            top = set(SCORED[::-1][:level.index])
+            assert set(level.randomized) == top
+            for name in SCORED:
+                current = model.get_layer(name).get_weights()
+                if name in top:
+                    for w, r, o in zip(current, rnd.random_weights(name), original[name]):
+                        np.testing.assert_array_equal(w, r)
+                    assert not np.array_equal(current[0], original[name][0])
+                else:
+                    for w, o in zip(current, original[name]):
+                        np.testing.assert_array_equal(w, o)
+    independent = randomization_levels(model, SCORED, mode="independent")
+    assert [lv.randomized for lv in independent] == [("fc2",), ("fc1",), ("conv1",)]
+    partial = randomization_levels(model, ["conv1", "fc2"])
+    assert [lv.randomized for lv in partial] == [("fc2",), ("conv1", "fc1", "fc2")]
+    with pytest.raises(KeyError, match="nope"):
+        randomization_levels(model, ["nope"])
+
+
+def test_random_weights_are_fresh_keras_initialisations():
+    model = small_cnn()
+    with Randomizer(model, seed=0) as a, Randomizer(model, seed=0) as b, \
+            Randomizer(model, seed=1) as c:
+        kernel, bias = a.random_weights("fc1")
+        np.testing.assert_array_equal(kernel, b.random_weights("fc1")[0])
+        assert not np.array_equal(kernel, c.random_weights("fc1")[0])
+        assert not np.array_equal(kernel[:6, :6], a.random_weights("fc2")[0][:6, :6])
+        limit = np.sqrt(6.0 / (36 + 6))  # glorot_uniform, Keras's default kernel init
+        assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.5 * limit
+        np.testing.assert_array_equal(bias, 0.0)  # zeros, Keras's default bias init
+    assert layer_seed(0, 1) != layer_seed(0, 2) != layer_seed(1, 1)
+
+
+@pytest.mark.parametrize("method", ["gradient", "lrp.alpha_2_beta_1", "guided_backprop"])
+def test_in_place_randomisation_equals_fresh_analyzer(images, method):
+    network = ModelNetwork("tiny", small_cnn(softmax=True))
+    model = analysis_model(network)
+    analyzer = create_analyzer(method, model, neuron_selection_mode="index")
+    targets = [0, 2]
+    before = analyzer.analyze(images, neuron_selection=targets)
+    graph = tf.compat.v1.get_default_graph()
+    n_ops = len(graph.get_operations())
+    levels = randomization_levels(model, SCORED)
+    with Randomizer(model, seed=5) as rnd:
+        rnd.set_randomized(levels[1].randomized)  # fc2 and fc1
+        randomized = analyzer.analyze(images, neuron_selection=targets)
+        random_values = {name: rnd.random_weights(name) for name in levels[1].randomized}
+        rnd.set_randomized(())
+        again = analyzer.analyze(images, neuron_selection=targets)
+    assert len(graph.get_operations()) == n_ops  # the analyzer graph was reused
+    np.testing.assert_array_equal(again, before)
+    assert not np.allclose(randomized, before)
+
+    fresh = small_cnn(softmax=True, seed=0)
+    for name, values in random_values.items():
+        fresh.get_layer(name).set_weights(values)
+    fresh_analyzer = create_analyzer(method, fresh, neuron_selection_mode="index")
+    expected = fresh_analyzer.analyze(images, neuron_selection=targets)
+    np.testing.assert_allclose(randomized, expected, rtol=1e-5, atol=1e-6)
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
+def test_weights_restored_after_run_and_after_exception(tmp_path, rng, error):
+    user_model = small_cnn(softmax=True)
+    network = ModelNetwork("tiny", user_model, input_range=(-3.0, 3.0))
+    images = rng.normal(size=(3, 8, 8, 3)).astype("float32")
+    labels = [0, 1, 2]
+    specs = select_methods("Gradient,LRP a1b0")
+    original = weights_of(user_model)
+    store = run_sanity(network, images, labels, [0, 1, 2], specs, tmp_path / "ok", seed=1,
+                       chunk=2)
+    assert_bit_identical(original, weights_of(user_model))
+    table = store.table()
+    assert len(table) == 2 * 3 * 3 * 3  # methods x images x levels x metrics
+    assert set(table.level) == {1, 2, 3} and table.value.dropna().between(-1, 1).all()
+    assert table[table.metric == "ssim"].value.notna().all()
+
+    def interrupt(_n):
+        raise error()
+
+    with pytest.raises(error):
+        run_sanity(network, images, labels, [0, 1, 2], specs, tmp_path / "boom", seed=1,
+                   chunk=1, progress=interrupt)
+    assert_bit_identical(original, weights_of(user_model))
