@@ -95,29 +95,37 @@ def test_in_place_randomisation_equals_fresh_analyzer(images, method):
 
 
 class Boom(Exception):
-    pass
+    """An error raised in the middle of a run."""
 
 
-@pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
-def test_weights_restored_after_run_and_after_exception(tmp_path, rng, error):
+def tiny_run_inputs(rng):
     user_model = small_cnn(softmax=True)
     network = ModelNetwork("tiny", user_model, input_range=(-3.0, 3.0))
     images = rng.normal(size=(3, 8, 8, 3)).astype("float32")
-    labels = [0, 1, 2]
-    specs = select_methods("Gradient,LRP a1b0")
+    return user_model, network, images, [0, 1, 2], select_methods("Gradient,LRP a1b0")
+
+
+def test_weights_restored_after_run(tmp_path, rng):
+    user_model, network, images, labels, specs = tiny_run_inputs(rng)
     original = weights_of(user_model)
-    store = run_sanity(network, images, labels, [0, 1, 2], specs, tmp_path / "ok", seed=1,
-                       chunk=2)
+    store = run_sanity(network, images, labels, [0, 1, 2], specs, tmp_path, seed=1, chunk=2)
     assert_bit_identical(original, weights_of(user_model))
     table = store.table()
     assert len(table) == 2 * 3 * 3 * 3  # methods x images x levels x metrics
     assert set(table.level) == {1, 2, 3} and table.value.dropna().between(-1, 1).all()
     assert table[table.metric == "ssim"].value.notna().all()
 
+
+@pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
+def test_weights_restored_after_exception_mid_run(tmp_path, rng, error):
+    user_model, network, images, labels, specs = tiny_run_inputs(rng)
+    original = weights_of(user_model)
+
     def interrupt(_n):
         raise error()
 
     with pytest.raises(error):
-        run_sanity(network, images, labels, [0, 1, 2], specs, tmp_path / "boom", seed=1,
+        run_sanity(network, images, labels, [0, 1, 2], specs, tmp_path, seed=1,
                    chunk=1, progress=interrupt)
     assert_bit_identical(original, weights_of(user_model))
+    assert len(list((tmp_path / "sanity_cascading" / "units").glob("*.csv"))) == 1

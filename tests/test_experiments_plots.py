@@ -1,0 +1,47 @@
+"""Figures from a tiny run: files written, bootstrap summary matches the table."""
+import numpy as np
+import pandas as pd
+
+from conftest import small_cnn
+from csc_analyzers import analyzers
+from csc_analyzers.experiments.class_sensitivity import run_class_sensitivity
+from csc_analyzers.experiments.common import ModelNetwork
+from csc_analyzers.experiments.random_logit import run_random_logit
+from csc_analyzers.experiments.sanity import run_sanity
+from csc_analyzers.plotting.sanity import level_summary, make_sanity_figures
+from csc_analyzers.registry import select_methods
+
+
+def test_figures_from_a_tiny_run(tmp_path, rng):
+    network = ModelNetwork("tiny", small_cnn(softmax=True), input_range=(-3.0, 3.0))
+    images = rng.normal(size=(3, 8, 8, 3)).astype("float32")
+    labels, ids = [0, 1, 2], [0, 1, 2]
+    specs = select_methods("Gradient,LRP CMP a1b0")
+    out = tmp_path / "results"
+    run_sanity(network, images, labels, ids, specs, out, save_maps_for=[0]).consolidate()
+    run_random_logit(network, images, labels, ids, specs, out).consolidate()
+    masks = np.zeros((3, 2, 8, 8), bool)
+    masks[:, 0, :, :4] = True
+    masks[:, 1, :, 4:] = True
+    pairs = np.array([[0, 1], [1, 2], [2, 0]])
+    store = run_class_sensitivity(network, images, masks, pairs, ids, specs, out,
+                                  save_maps_for=[0])
+    store.consolidate()
+    assert set(store.table().metric) == {"l1", "l1_mean", "mask_gap"}
+    paths = make_sanity_figures(out, "tiny", tmp_path / "figures",
+                                rng=np.random.default_rng(0), n_resamples=200)
+    names = {p.name.split("_tiny")[0] for p in paths}
+    expected = {"fig1a_sanity_grid", "fig4b_sanity_ssim", "fig4a_random_logit",
+                "fig1be_class_insensitivity"}
+    if "lrp.cmp_alpha_1_beta_0" in analyzers:  # LRP CMP registered: Figure 6 too
+        expected |= {"fig6_lrp_cmp_ssim", "fig6_lrp_cmp_grid"}
+    assert expected <= names
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+    table = pd.read_csv(out / "sanity_cascading.csv")
+    summary = level_summary(table, rng=np.random.default_rng(0), n_resamples=200)
+    for _, entry in summary.iterrows():
+        values = table[(table.method == entry.method) & (table.level == entry.level)
+                       & (table.metric == "ssim")].value
+        assert entry["median"] == np.median(values)
+        assert entry.low <= entry["median"] <= entry.high

@@ -1,0 +1,90 @@
+"""Runs that resume after SIGKILL, and shards that merge into one run's table."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import small_cnn
+from csc_analyzers.experiments.common import ModelNetwork
+from csc_analyzers.experiments.random_logit import run_random_logit
+from csc_analyzers.experiments.sanity import run_sanity
+from csc_analyzers.experiments.store import Shard, merge_stores
+from csc_analyzers.registry import select_methods
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "run_sanity_checks.py"
+METHODS = "Gradient,LRP a1b0,GuidedBP"
+N_IMAGES = 10
+
+
+@pytest.fixture
+def tiny_files(tmp_path, rng):
+    model = small_cnn(softmax=True)
+    model_path = tmp_path / "tiny.h5"
+    model.save(model_path)
+    data_path = tmp_path / "images.npz"
+    np.savez(data_path, images=rng.normal(size=(N_IMAGES, 8, 8, 3)).astype("float32"),
+             labels=rng.integers(0, 3, size=N_IMAGES))
+    return model_path, data_path
+
+
+def command(model_path, data_path, out):
+    return [sys.executable, str(SCRIPT), "--network", str(model_path), "--images",
+            str(data_path), "--methods", METHODS, "--n-images", str(N_IMAGES), "--seed", "3",
+            "--chunk", "1", "--out", str(out), "--no-progress"]
+
+
+def run(cmd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_killed_run_resumed_equals_uninterrupted_run(tiny_files, tmp_path):
+    model_path, data_path = tiny_files
+    run(command(model_path, data_path, tmp_path / "whole"))
+    killed = tmp_path / "killed"
+    units = killed / "sanity_cascading" / "units"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(command(model_path, data_path, killed), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if units.exists() and any(units.glob("*.csv")):
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_done = len(list(units.glob("*.csv")))
+    assert 0 < n_done < 3 * N_IMAGES, "the run was not killed part way"
+    assert not (killed / "sanity_cascading.csv").exists()
+    run(command(model_path, data_path, killed))
+    whole = (tmp_path / "whole" / "sanity_cascading.csv").read_bytes()
+    assert (killed / "sanity_cascading.csv").read_bytes() == whole
+    table = pd.read_csv(tmp_path / "whole" / "sanity_cascading.csv")
+    assert len(table) == 3 * N_IMAGES * 3 * 3
+    assert not table.duplicated(["method", "image_id", "level", "metric"]).any()
+
+
+def test_two_shards_merged_equal_one_run(tmp_path, rng):
+    network = ModelNetwork("tiny", small_cnn(softmax=True), input_range=(-3.0, 3.0))
+    images = rng.normal(size=(4, 8, 8, 3)).astype("float32")
+    labels, ids = [0, 1, 2, 1], [10, 11, 12, 13]
+    specs = select_methods("Gradient,LRP-z")
+    for runner, experiment in ((run_sanity, "sanity_cascading"), (run_random_logit,
+                                                                   "random_logit")):
+        single = runner(network, images, labels, ids, specs, tmp_path / "single", seed=2)
+        for index in range(2):
+            runner(network, images, labels, ids, specs, tmp_path / f"shard{index}", seed=2,
+                   shard=Shard(index, 2))
+        merged = merge_stores([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "merged",
+                              experiment)
+        keys = [("tiny", s.name, i) for s in specs for i in ids]
+        pd.testing.assert_frame_equal(merged.table(keys), single.table(keys))
+        assert len(single.table(keys)) > 0
