@@ -129,3 +129,18 @@ def test_weights_restored_after_exception_mid_run(tmp_path, rng, error):
                    chunk=1, progress=interrupt)
     assert_bit_identical(original, weights_of(user_model))
     assert len(list((tmp_path / "sanity_cascading" / "units").glob("*.csv"))) == 1
+
+
+def test_weight_sync_refuses_an_analyzer_on_copied_weights(images):
+    from tensorflow import keras
+    from csc_analyzers.experiments.sanity import weight_sync
+    model = small_cnn()
+    own = create_analyzer("lrp.z", model, neuron_selection_mode="index")
+    own.analyze(images, neuron_selection=[0, 1])
+    weight_sync(own, "LRP-z", model)()  # reads the model's variables: accepted
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    other = create_analyzer("lrp.z", copy, neuron_selection_mode="index")
+    other.analyze(images, neuron_selection=[0, 1])
+    with pytest.raises(ValueError, match="LRP-z.*conv1"):
+        weight_sync(other, "LRP-z", model)

@@ -30,18 +30,61 @@ from innvestigate.analyzer.wrapper import WrapperBase
 from ..metrics.ssim import similarity_scores
 from .common import (PatternsProvider, analysis_model, build_analyzer, explain, row,
                      select_for, unit_keys)
-from .randomization import Randomizer, randomization_levels
+from .randomization import Randomizer, randomization_levels, weight_layers
 from .store import ResultStore, Shard, unit_filename
 
 
-def weight_sync(analyzer, method: str):
-    """A callable to run after the model's weights change, so that the analyzer
-    sees them: innvestigate analyzers read the model's variables (nothing to
-    do); others must provide ``sync_weights()``. Raises ValueError otherwise."""
+def _analyzer_outputs(analyzer):
+    """Output tensors of the Keras model an innvestigate analyzer (or the
+    analyzer it wraps) runs; None if it has none (yet)."""
+    current = analyzer
+    while current is not None:
+        model = getattr(current, "_analyzer_model", None)
+        if model is not None:
+            return list(model.outputs)
+        current = getattr(current, "_subanalyzer", None)
+    return None
+
+
+def graph_reads(tensors, variables) -> set:
+    """The ids of ``variables`` whose value ``tensors`` depend on in the TF1 graph."""
+    handles = {}
+    for variable in variables:
+        op = variable.handle.op if hasattr(variable, "handle") else variable.op
+        handles[op] = id(variable)
+    seen, stack, found = set(), [t.op for t in tensors], set()
+    while stack:
+        op = stack.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        if op in handles:
+            found.add(handles[op])
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return found
+
+
+def weight_sync(analyzer, method: str, model):
+    """A callable to run after the weights of ``model`` change, so that the
+    analyzer sees them. An analyzer with ``sync_weights()`` gets it called; an
+    innvestigate analyzer whose graph reads a variable of every weight layer of
+    ``model`` needs nothing. Any other analyzer (e.g. one holding a copy of the
+    weights) raises ValueError naming the method. Call after a first analysis
+    (the analyzer graph is built lazily)."""
     if hasattr(analyzer, "sync_weights"):
         return analyzer.sync_weights
     if isinstance(analyzer, (AnalyzerNetworkBase, WrapperBase)):
-        return lambda: None
+        outputs = _analyzer_outputs(analyzer)
+        if outputs is not None:
+            read = graph_reads(outputs, model.weights)
+            missing = [layer.name for layer in weight_layers(model)
+                       if not any(id(w) in read for w in layer.weights)]
+            if not missing:
+                return lambda: None
+            raise ValueError(
+                f"method {method!r}: the analyzer graph does not read the weights of layers "
+                f"{missing}; it cannot follow in-place randomisation")
     raise ValueError(
         f"method {method!r}: analyzer {type(analyzer).__name__} does not read the model's "
         "variables and has no sync_weights(); it cannot follow in-place randomisation")
@@ -105,12 +148,15 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
         for method, group in itertools.groupby(pending, key=lambda key: key[1]):
             spec = by_name[method]
             analyzer = build_analyzer(spec, model, network, patterns)
-            sync = weight_sync(analyzer, spec.name)
+            sync = None
             for keys in _chunks(list(group), max(1, int(chunk))):
                 index = [position[key[2]] for key in keys]
                 randomizer.set_randomized(())
-                sync()
+                if sync is not None:
+                    sync()
                 maps = [[explain(analyzer, images[k], labels[k], spec)] for k in index]
+                if sync is None:
+                    sync = weight_sync(analyzer, spec.name, model)
                 for level in levels:
                     randomizer.set_randomized(level.randomized)
                     sync()
@@ -135,4 +181,4 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
     return store
 
 
-__all__ = ["run_sanity", "weight_sync", "save_maps", "maps_path"]
+__all__ = ["run_sanity", "weight_sync", "graph_reads", "save_maps", "maps_path"]
