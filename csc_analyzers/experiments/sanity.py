@@ -11,6 +11,12 @@ Work is done in (network, method, image) units stored atomically in a
 :class:`~csc_analyzers.experiments.store.ResultStore`: a rerun skips finished
 units, ``shard`` splits units across processes. The maps of the images in
 ``save_maps`` are written as ``.npz`` next to the table (Figure 1a).
+
+Analyzers whose graph does not read the model's variables (e.g. a wrapper
+holding its own copy of the weights) must offer ``sync_weights()``, which is
+called after every change of the weights; otherwise the run stops with an
+error naming the method before any row of it is written. Each method's
+analyzer stays in the TF1 graph for the rest of the process.
 """
 from __future__ import annotations
 

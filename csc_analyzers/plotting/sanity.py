@@ -137,7 +137,8 @@ def level_summary(table: pd.DataFrame, *, rng: np.random.Generator, metric: str 
     for (method, level), group in data.groupby(["method", "level"], sort=True):
         median, low, high = bootstrap_median(group.value, rng=rng, n_resamples=n_resamples)
         out.append({"method": method, "level": int(level), "layer": group.layer.iloc[0],
-                    "median": median, "low": low, "high": high, "n": int(group.value.notna().sum())})
+                    "median": median, "low": low, "high": high,
+                    "n": int(group.value.notna().sum())})
     return pd.DataFrame(out)
 
 
