@@ -9,7 +9,7 @@ settings reuses the cached weights unless --force is given.
 
 Examples:
     python scripts/train_model.py --network cifar-net
-    python scripts/train_model.py --network small-resnet --epochs 4 --seed 0
+    python scripts/train_model.py --network small-resnet --seed 1
     python scripts/train_model.py --network cifar-net --dataset cifar10 --epochs 30
 """
 from __future__ import annotations
@@ -26,16 +26,16 @@ from csc_analyzers.models.training import (  # noqa: E402
 
 
 def parse_args(argv=None):
-    defaults = TrainConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--network", choices=sorted(BUILDERS), default=defaults.network)
-    parser.add_argument("--dataset", choices=DATASETS, default=defaults.dataset)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--network", choices=sorted(BUILDERS), default="cifar-net")
+    parser.add_argument("--dataset", choices=DATASETS, default="builtin")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default: the network's setting in training.DEFAULTS")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-train", type=int, default=None,
                         help="number of training images (default: the dataset's)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--cache-dir", default=None,
                         help="weights cache (default: $CSC_CACHE_DIR or ~/.cache/csc_analyzers)")
     parser.add_argument("--force", action="store_true",

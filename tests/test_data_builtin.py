@@ -34,8 +34,8 @@ def _accuracy(w, x, y):
 
 @pytest.fixture(scope="module")
 def pixel_data():
-    x, y, _ = builtin.load("train", n=2000, seed=0)
-    xt, yt, _ = builtin.load("test", n=1000, seed=0)
+    x, y, _ = builtin.load("train", n=1500, seed=0)
+    xt, yt, _ = builtin.load("test", n=500, seed=0)
     flat, flat_t = x.reshape(len(x), -1) / 255.0, xt.reshape(len(xt), -1) / 255.0
     mu, sd = flat.mean(axis=0), flat.std(axis=0) + 1e-6
     return (flat - mu) / sd, y, (flat_t - mu) / sd, yt

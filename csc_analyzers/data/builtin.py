@@ -19,13 +19,13 @@ from __future__ import annotations
 import numpy as np
 from .shapes import CLASS_NAMES, coverage
 
-VERSION = 1  # bump when the generator changes: cached arrays are keyed by it
+VERSION = 2  # bump when the generator changes: cached arrays are keyed by it
 SIZE = 32
 N_CLASSES = len(CLASS_NAMES)
 SPLITS = {"train": 0, "test": 1, "composite": 2}
 DEFAULT_SIZES = {"train": 12000, "test": 2000}
-NOISE_STD = 0.03
-MIN_CONTRAST = 0.5
+NOISE_STD = 0.02
+MIN_CONTRAST = 0.6
 
 
 def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -66,14 +66,14 @@ def background(rng) -> np.ndarray:
     angle = rng.uniform(0, np.pi)
     stripes = np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy) * SIZE + phase)
     img = img + rng.uniform(0.0, 0.08) * stripes[..., None] * rng.uniform(-1, 1, size=3)
-    for _ in range(int(rng.integers(2, 7))):
+    for _ in range(int(rng.integers(1, 5))):
         img = _stroke(rng, img)
     return np.clip(img, 0, 1)
 
 
 def _stroke(rng, img: np.ndarray) -> np.ndarray:
     """Paint a short distractor line segment (1 pixel wide) in a random colour."""
-    length = rng.uniform(3, 9)
+    length = rng.uniform(2, 6)
     angle = rng.uniform(0, np.pi)
     r0, c0 = rng.uniform(0, SIZE, size=2)
     steps = np.linspace(0, length, int(length * 2) + 2)
@@ -123,7 +123,7 @@ def render(seed: int, split: str, index: int, *, noise_std: float = NOISE_STD) -
     rng = _image_rng(seed, split, index)
     label = int(index) % N_CLASSES
     bg = background(rng)
-    radius = rng.uniform(7.5, 12.5)
+    radius = rng.uniform(8.5, 13.0)
     margin = radius * 0.85
     center = rng.uniform(margin, SIZE - margin, size=2)
     img, alpha = _paint(rng, bg, label, radius=radius, center=center)

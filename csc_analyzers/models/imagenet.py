@@ -33,7 +33,7 @@ WEIGHT_FILES = {
 # Caffe-style preprocessing of both networks: RGB -> BGR, minus the ImageNet
 # channel means (B, G, R).
 BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
-INPUT_RANGE = (float(-BGR_MEAN.max()), float(255.0 - BGR_MEAN.min()))
+INPUT_RANGE = (-123.68, 255.0 - 103.939)  # (-max mean, 255 - min mean)
 IMAGE_SIZE = 224
 
 VGG16_CSC_LAYERS = ("fc3", "fc1", "conv4_3", "conv3_3", "conv2_2")

@@ -9,6 +9,7 @@ resolves them).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
@@ -48,8 +49,6 @@ def _small_weights(name: str, weights, cache_dir, train_if_missing: bool, progre
         path, record = cached_weights(config, cache_dir, progress=progress,
                                       train_if_missing=train_if_missing)
         return path, f"trained on {weights} (test accuracy {record['test_accuracy']:.3f})"
-    from pathlib import Path
-
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"weights file for {name} not found: {path}")

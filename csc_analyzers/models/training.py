@@ -31,18 +31,26 @@ BUILDERS = {"cifar-net": cifar_net, "small-resnet": small_resnet}
 DATASETS = ("builtin", "cifar10")
 
 
+# Per network: epochs, batch size, Adam learning rate of the trained weights.
+DEFAULTS = {
+    "cifar-net": {"epochs": 4, "batch_size": 32, "learning_rate": 5e-4},
+    "small-resnet": {"epochs": 4, "batch_size": 32, "learning_rate": 1e-3},
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of one training run; the defaults are the project's trained
-    networks (>= 90 % test accuracy on the built-in data)."""
+    """Settings of one training run. ``epochs``, ``batch_size`` and
+    ``learning_rate`` left at None take the network's ``DEFAULTS``, the
+    settings of the project's trained networks."""
     network: str = "cifar-net"
     dataset: str = "builtin"
-    epochs: int = 4
+    epochs: int | None = None
     seed: int = 0
     n_train: int | None = None       # None: the dataset's default size
     n_test: int | None = None
-    batch_size: int = 64
-    learning_rate: float = 1e-3
+    batch_size: int | None = None
+    learning_rate: float | None = None
     max_steps: int | None = None     # stop early after this many batches (tests)
 
     def __post_init__(self):
@@ -50,20 +58,22 @@ class TrainConfig:
             raise ValueError(f"network must be one of {sorted(BUILDERS)}, got {self.network!r}")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        for name, value in DEFAULTS[self.network].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
 
     def key(self) -> str:
         """File stem that identifies these settings in the cache."""
-        parts = [self.network, self.dataset, f"e{self.epochs}", f"s{self.seed}"]
+        parts = [self.network, self.dataset, f"e{self.epochs}", f"b{self.batch_size}",
+                 f"lr{self.learning_rate:g}", f"s{self.seed}"]
         if self.n_train is not None:
             parts.append(f"n{self.n_train}")
+        if self.n_test is not None:
+            parts.append(f"t{self.n_test}")
         if self.max_steps is not None:
             parts.append(f"steps{self.max_steps}")
-        if self.batch_size != 64:
-            parts.append(f"b{self.batch_size}")
-        if self.learning_rate != 1e-3:
-            parts.append(f"lr{self.learning_rate:g}")
         return "_".join(parts)
 
 
