@@ -1,0 +1,1 @@
+"""Metrics of the study: pure functions on saliency maps and result values."""
