@@ -106,8 +106,8 @@ DISTRIBUTIONS: Mapping[str, Callable] = {
     "signed gaussian": _signed_gaussian,
     "|gaussian|": _abs_gaussian,
     "relu(gaussian)": _relu_gaussian,
-    "uniform(0, 1)": _uniform,
-    "sparse uniform (10%)": _sparse_uniform,
+    "uniform": _uniform,
+    "sparse uniform": _sparse_uniform,
     "row-stochastic": _row_stochastic,
 }
 """Random matrix distributions of the Theorem 1 simulation; all but the

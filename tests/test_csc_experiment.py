@@ -114,11 +114,37 @@ def test_tables_and_resume_without_duplicates(network, tiny_images, tmp_path):
     assert (counts <= 3 * 6 * 64).all() and (counts > 0).all()
 
 
-def test_same_vectors_for_every_method_and_shards(network, tiny_images, tmp_path):
-    halves = [run_csc(network, METHODS, tiny_images, out_dir=tmp_path / "s", seed=1,
-                      n_vectors=3, shard=Shard(i, 2)) for i in range(2)]
-    whole = run_csc(network, METHODS, tiny_images, out_dir=tmp_path / "w", seed=1,
-                    n_vectors=3)
+def test_shards_give_the_whole_table(network, tiny_images, tmp_path):
+    methods = METHODS[:1]
+    halves = [run_csc(network, methods, tiny_images, out_dir=tmp_path / "s", seed=1,
+                      n_vectors=3, shard=Shard(i, 2), exact_max_dim=0) for i in range(2)]
+    whole = run_csc(network, methods, tiny_images, out_dir=tmp_path / "w", seed=1,
+                    n_vectors=3, exact_max_dim=0)
     pd.testing.assert_frame_equal(halves[-1]["table"], whole["table"])
     with pytest.raises(ValueError, match="another --out"):
-        run_csc(network, METHODS, tiny_images, out_dir=tmp_path / "w", seed=2, n_vectors=3)
+        run_csc(network, methods, tiny_images, out_dir=tmp_path / "w", seed=2, n_vectors=3)
+
+
+def test_values_near_one_survive_the_csv_files(tmp_path):
+    from csc_analyzers.experiments.csc import exact_values
+    store = ResultStore(tmp_path, "csc")
+    store.write(("k",), exact_values([{"statistic": "max", "value": 1 - 3e-13}]))
+    assert 1 - store.read(("k",))["value"].iloc[0] == pytest.approx(3e-13, rel=1e-3)
+
+
+def test_figures_from_a_results_directory(network, tiny_images, tmp_path):
+    import importlib.util
+    from pathlib import Path
+    from csc_analyzers.convergence import simulate_theorem1
+    run_csc(network, METHODS, tiny_images[:1], out_dir=tmp_path, n_vectors=3)
+    simulate_theorem1(rng=np.random.default_rng(0), n_factors=3, n_trials=1,
+                      distributions=["|gaussian|"], shapes=["square 64"]).to_csv(
+        tmp_path / "theorem1.csv", index=False)
+    path = Path(__file__).resolve().parents[1] / "scripts" / "make_figures.py"
+    spec = importlib.util.spec_from_file_location("make_figures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--results", str(tmp_path), "--out", str(tmp_path / "fig")]) == 0
+    written = sorted(p.name for p in (tmp_path / "fig").glob("*.png"))
+    assert written == ["fig5_csc_histogram_tiny.png", "fig5_csc_tiny_fc2.png",
+                       "fig6c_cmp_tiny.png", "theorem1.png"]

@@ -60,12 +60,12 @@ def test_bad_shapes_are_rejected():
 
 @pytest.mark.parametrize("channels", [256, 1024])
 def test_random_baseline_for_large_channel_counts(channels):
-    median = random_baseline(channels, rng=np.random.default_rng(0), n_pairs=20000)
-    mean = random_baseline(channels, rng=np.random.default_rng(1), n_pairs=20000,
+    median = random_baseline(channels, rng=np.random.default_rng(0), n_pairs=8000)
+    mean = random_baseline(channels, rng=np.random.default_rng(1), n_pairs=8000,
                            statistic="mean")
     # s_cos ~ N(0, 1/c): E|s_cos| = sqrt(2 / (pi c)), median |s_cos| = z_0.75 / sqrt(c)
-    assert mean == pytest.approx(np.sqrt(2 / (np.pi * channels)), rel=0.03)
-    assert median == pytest.approx(norm.ppf(0.75) / np.sqrt(channels), rel=0.03)
+    assert mean == pytest.approx(np.sqrt(2 / (np.pi * channels)), rel=0.04)
+    assert median == pytest.approx(norm.ppf(0.75) / np.sqrt(channels), rel=0.04)
 
 
 def test_histogram_percentiles_within_one_bin(rng):

@@ -38,14 +38,15 @@ from ..injection import INPUT, LayerNames
 from ..metrics.csc import (BIN_EDGES, PERCENTILES, abs_cos_histogram, histogram_percentiles,
                            pairwise_cosine, random_baseline)
 from ..registry import MethodSpec
-from .store import ResultStore, Shard, atomic_write_csv, atomic_write_text
+from .store import ResultStore, Shard, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "csc"
 TABLE_COLUMNS = ("network", "method", "injection_layer", "layer", "layer_index",
                  "statistic", "value", "n_images", "n_vectors")
-HISTOGRAM_COLUMNS = ("network", "method", "injection_layer", "layer", "layer_index",
+HISTOGRAM_COLUMNS = ("network", "method", "injection_layer", "injection_layer_index",
+                     "layer", "layer_index", "bin",
                      "bin_low", "bin_high", "count", "n_images", "n_vectors")
 BASELINE_METHOD = "random baseline"
 
@@ -249,10 +250,26 @@ def histogram_table(units: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
     n_images = units.groupby(keys)["image"].nunique().rename("n_images")
     table = part.groupby(keys + ["n_vectors", "bin"], as_index=False)["value"].sum()
     table = table.join(n_images, on=keys)
+    # lower layers are network.layers[:index of the injection layer]
+    top = units.groupby(["network", "injection_layer"])["layer_index"].max() + 1
+    table = table.join(top.rename("injection_layer_index"), on=["network", "injection_layer"])
     table["bin_low"] = BIN_EDGES[table["bin"].to_numpy(int)]
     table["bin_high"] = BIN_EDGES[table["bin"].to_numpy(int) + 1]
     table["count"] = table["value"].astype(int)
     return table[list(HISTOGRAM_COLUMNS)]
+
+
+def exact_values(rows: list) -> pd.DataFrame:
+    """Rows with ``value`` as round-trip exact text: CSC values within 1e-12
+    of 1 must survive the CSV files (their 1 - CSC is what Figure 5 plots)."""
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame["value"] = [format(float(v), ".17g") for v in frame["value"]]
+    return frame
+
+
+def write_exact_csv(path: Path, table: pd.DataFrame) -> None:
+    atomic_write_text(path, table.to_csv(index=False, float_format="%.17g"))
 
 
 def check_settings(store: ResultStore, network_name: str, *, n_vectors: int,
@@ -318,7 +335,7 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
             x = by_image[key[2]][None]
             rows = unit_rows(analyzer, x, network, plan, image_id=key[2], method=spec.name,
                              n_vectors=n_vectors, seed=seed, exact_max_dim=exact_max_dim)
-            store.write(key, rows)
+            store.write(key, exact_values(rows))
             if on_unit is not None:
                 on_unit(key)
             if bar is not None:
@@ -340,8 +357,8 @@ def write_tables(network, store: ResultStore, *, out_dir, seed: int, skipped=())
                        baseline[list(TABLE_COLUMNS)]], ignore_index=True)
     histograms = histogram_table(raw, baseline[baseline["histogram"].astype(bool)])
     out_dir = Path(out_dir)
-    atomic_write_csv(out_dir / f"{EXPERIMENT}.csv", table)
-    atomic_write_csv(out_dir / f"{EXPERIMENT}_histograms.csv", histograms)
+    write_exact_csv(out_dir / f"{EXPERIMENT}.csv", table)
+    write_exact_csv(out_dir / f"{EXPERIMENT}_histograms.csv", histograms)
     return {"table": table, "histograms": histograms, "skipped": tuple(skipped)}
 
 
