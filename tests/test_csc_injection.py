@@ -108,7 +108,7 @@ def test_gradient_injection_is_a_vector_jacobian_product(cnn, images, rng):
     np.testing.assert_allclose(injected["conv1"], expected[1], rtol=1e-5, atol=1e-6)
 
 
-def dense_relu_net(seed=0, width=64, depth=6, n_in=32, n_out=10):
+def dense_relu_net(seed=0, width=128, depth=6, n_in=32, n_out=10):
     rng = np.random.default_rng(seed)
     inp = keras.Input((n_in,), name="x")
     h = inp

@@ -155,8 +155,7 @@ def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,
             for layer in lower:
                 channels = relevances[layer].shape[-1]
                 ratios = location_singular_value_ratios(matrices[layer], channels)
-                ratios = ratios[np.isfinite(ratios) | np.isposinf(ratios)]
-                ratios = ratios[~np.isnan(ratios)]
+                ratios = ratios[~np.isnan(ratios)]  # NaN: zero block (no relevance)
                 if ratios.size:
                     add(injection, layer, "sv_ratio_median", np.median(ratios))
     return rows
