@@ -148,3 +148,20 @@ def test_figures_from_a_results_directory(network, tiny_images, tmp_path):
     written = sorted(p.name for p in (tmp_path / "fig").glob("*.png"))
     assert written == ["fig5_csc_histogram_tiny.png", "fig5_csc_tiny_fc2.png",
                        "fig6c_cmp_tiny.png", "theorem1.png"]
+
+
+def test_exact_check_only_for_rules_linear_in_v(network, tiny_images):
+    from csc_analyzers.experiments.csc import (LINEARITY_TOLERANCE, create_method_analyzer,
+                                               unit_rows)
+    plan = make_plan(network, METHODS)
+    for name, linear in (("GuidedBP", False), ("LRP a1b0", True)):
+        analyzer = create_method_analyzer(get_method(name), network)
+        rows = pd.DataFrame(unit_rows(analyzer, tiny_images[:1], network, plan, image_id=0,
+                                      method=name, n_vectors=3, seed=0, exact_max_dim=4))
+        errors = rows.loc[rows["statistic"] == "linearity_error", "value"]
+        assert len(errors) == 5  # only fc2 (4 units) is small enough: its 5 lower layers
+        ratios = rows[rows["statistic"] == "sv_ratio_median"]
+        if linear:
+            assert errors.max() < 1e-4 and len(ratios) == 5
+        else:
+            assert errors.max() > LINEARITY_TOLERANCE and len(ratios) < 5

@@ -12,9 +12,11 @@ Work is done in (method, image) units through
 :class:`~csc_analyzers.experiments.store.ResultStore`: a unit stores the
 histogram of |s_cos| (fine bins, :data:`~csc_analyzers.metrics.csc.BIN_EDGES`),
 the exact minimum and maximum, the number of defined and undefined cosines
-and, where the injection layer is small enough, the median over locations of
-sigma1/sigma2 of the exact derivation matrix
-(:func:`csc_analyzers.convergence.derivation_matrices`). Aggregation pools
+and, where the injection layer is small enough, the exact check: the
+derivation matrix C (:func:`csc_analyzers.convergence.derivation_matrices`),
+the relative error of C v against the propagated vectors (a rule that is not
+linear in v, like GuidedBP, has no such matrix) and, for linear rules, the
+median over locations of sigma1/sigma2 of C. Aggregation pools
 the histograms of all images: the median and percentiles of the tidy table
 are those of all locations of all images and vector pairs, like the paper's.
 """
@@ -49,6 +51,7 @@ HISTOGRAM_COLUMNS = ("network", "method", "injection_layer", "injection_layer_in
                      "layer", "layer_index", "bin",
                      "bin_low", "bin_high", "count", "n_images", "n_vectors")
 BASELINE_METHOD = "random baseline"
+LINEARITY_TOLERANCE = 1e-3  # relative error of C v: above it, no sigma1/sigma2 row
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,16 @@ def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,
                 add(injection, layer, "max", finite.max())
         if int(np.prod(shape)) <= exact_max_dim:
             matrices = derivation_matrices(analyzer, x, injection, lower)
+            flat = vectors.reshape(n_vectors, -1).T
             for layer in lower:
+                # C is the rule's matrix only if the rule is linear in v (not
+                # GuidedBP, Deconv): check C v against the propagated vectors
+                actual = relevances[layer].reshape(n_vectors, -1).T
+                scale = max(np.abs(actual).max(), 1e-30)
+                error = np.abs(matrices[layer] @ flat - actual).max() / scale
+                add(injection, layer, "linearity_error", error)
+                if error > LINEARITY_TOLERANCE:
+                    continue
                 channels = relevances[layer].shape[-1]
                 ratios = location_singular_value_ratios(matrices[layer], channels)
                 ratios = ratios[~np.isnan(ratios)]  # NaN: zero block (no relevance)
@@ -197,6 +209,8 @@ def aggregate(units: pd.DataFrame, *,
             emit(f"p{q:g}", values[q])
         total = sums.get("n_values", 0) + sums.get("n_undefined", 0)
         emit("undefined_fraction", sums.get("n_undefined", 0) / total if total else np.nan)
+        if "linearity_error" in sums:
+            emit("linearity_error", stat.max()["linearity_error"])
         if "sv_ratio_median" in sums:
             emit("sv_ratio_median", group.loc[group["statistic"] == "sv_ratio_median",
                                               "value"].median())
