@@ -1,0 +1,110 @@
+"""Cosine similarity convergence (CSC) of attribution methods on a network.
+
+Random N(0, I) relevance vectors are set at each of the paper's injection
+layers and backpropagated with every method; the cosine similarity of the
+resulting relevances is measured at every lower layer (section 3 of "When
+Explanations Lie"). Results go to OUT/csc.csv (tidy table) and
+OUT/csc_histograms.csv; finished (method, image) units are kept in OUT/csc/
+and skipped when the command is run again.
+
+Example:
+    python scripts/run_csc.py --network cifar-net --methods all --n-images 200 --out results
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from residual_support import _tf  # noqa: F401  (graph mode first)
+
+from csc_analyzers.experiments.csc import run_csc
+from csc_analyzers.experiments.store import parse_shard
+from csc_analyzers.registry import ALL_METHODS, select_methods
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--network", required=True,
+                        help="network name (csc_analyzers.models.NETWORK_NAMES)")
+    parser.add_argument("--weights", default="default",
+                        help="weights for load_network: 'default', a dataset name, a file, "
+                             "or 'random'")
+    parser.add_argument("--cache-dir", default=None, help="weights cache directory")
+    parser.add_argument("--methods", default="all",
+                        help="comma-separated display names from the registry, 'all' (paper "
+                             "methods) or 'extra'; valid names: "
+                             + ", ".join(s.name for s in ALL_METHODS))
+    parser.add_argument("--n-images", type=int, default=200)
+    parser.add_argument("--n-vectors", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--images-npy", default=None,
+                        help="uint8 array N x H x W x 3 (.npy) of images to use instead of "
+                             "the built-in test images (e.g. ImageNet validation images)")
+    parser.add_argument("--patterns", default=None,
+                        help="pattern file for PatternNet / PatternAttribution "
+                             "(scripts/train_patterns.py); without it they are skipped")
+    parser.add_argument("--out", required=True, help="results directory")
+    parser.add_argument("--shard", default=None, help="run shard i/N of the units")
+    parser.add_argument("--exact-max-dim", type=int, default=64,
+                        help="compute the exact derivation matrix (sigma1/sigma2) for "
+                             "injection layers with at most this many units")
+    return parser.parse_args(argv)
+
+
+def load_images(network, args) -> np.ndarray:
+    """Preprocessed images for ``network``: --images-npy, or the built-in test
+    images resized to the network's input size."""
+    if args.images_npy:
+        path = Path(args.images_npy)
+        if not path.exists():
+            raise FileNotFoundError(f"--images-npy: {path} does not exist")
+        images = np.load(path)[:args.n_images]
+    else:
+        from csc_analyzers.data.builtin import load
+        images, _labels, _masks = load("test", n=args.n_images, seed=args.seed)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 N x H x W x 3, got {images.dtype} "
+                         f"{images.shape}")
+    size = tuple(int(d) for d in network.model.inputs[0].shape[1:3])
+    if images.shape[1:3] != size:
+        from skimage.transform import resize
+        images = np.stack([(resize(im, size, order=1, preserve_range=True,
+                                   anti_aliasing=True)).round().astype(np.uint8)
+                           for im in images])
+    return network.preprocess(images)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    shard = parse_shard(args.shard)
+    methods = select_methods(args.methods)
+    if args.n_images < 1 or args.n_vectors < 2:
+        raise SystemExit("--n-images must be >= 1 and --n-vectors >= 2")
+    from csc_analyzers.models import NETWORK_NAMES, load_network
+    if args.network not in NETWORK_NAMES:
+        raise SystemExit(f"--network {args.network!r}: choose one of {NETWORK_NAMES}")
+    weights = None if args.weights == "random" else args.weights
+    network = load_network(args.network, weights=weights, cache_dir=args.cache_dir)
+    images = load_images(network, args)
+    result = run_csc(network, methods, images, out_dir=args.out, n_vectors=args.n_vectors,
+                     seed=args.seed, patterns=args.patterns, shard=shard, progress=True,
+                     exact_max_dim=args.exact_max_dim)
+    table = result["table"]
+    top = network.csc_layers[0]
+    medians = table[(table["network"] == network.name) & (table["statistic"] == "median")
+                    & (table["injection_layer"] == top) & (table["layer"] == "input")]
+    for _, row in medians.iterrows():
+        print(f"{row['method']:>28s}  median CSC at the input (from {top}): {row['value']:.6f}")
+    for name, reason in result["skipped"]:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    print(f"wrote {Path(args.out) / 'csc.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
