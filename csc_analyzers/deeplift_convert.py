@@ -27,6 +27,7 @@ import numpy as np
 from residual_support import _tf  # noqa: F401  (graph mode + deeplift import first)
 
 import deeplift.layers as dl
+from tensorflow import keras
 from deeplift.models import GraphModel
 
 from residual_support import deeplift_layers as rl
@@ -71,8 +72,7 @@ class ConvertedModel:
     graph_weights: list
 
     def initialize(self, session) -> None:
-        for weight in self.graph_weights:
-            weight.initialize(session)
+        rl.GraphWeight.initialize_all(self.graph_weights, session)
         self.graph_weights = []
 
 
@@ -267,6 +267,13 @@ def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts
     return node, node
 
 
+def _layer_weights(model, specs) -> dict:
+    """``layer.get_weights()`` of every layer, fetched in one session run."""
+    layers = [model.get_layer(spec.name) for spec in specs if spec.class_name != "InputLayer"]
+    values = iter(keras.backend.batch_get_value([w for layer in layers for w in layer.weights]))
+    return {layer.name: [next(values) for _ in layer.weights] for layer in layers}
+
+
 def convert(model, *, nonlinear_mode: str = "rescale", cross_mxts: bool = True,
             maxpool_mode: str = "interpolate") -> ConvertedModel:
     """Build the deeplift model of ``model`` in the current default graph.
@@ -287,9 +294,10 @@ def convert(model, *, nonlinear_mode: str = "rescale", cross_mxts: bool = True,
     outputs: dict = {}
     name_to_layer: OrderedDict = OrderedDict()
     input_name = None
+    all_weights = _layer_weights(model, specs)
     for spec in specs:
         inputs = [outputs[name] for name in spec.inbound]
-        weights = [] if spec.class_name == "InputLayer" else model.get_layer(spec.name).get_weights()
+        weights = all_weights.get(spec.name, [])
         built = _build_nodes(spec, weights, inputs, is_output=spec.name == output_name,
                              nonlinear_mode=nonlinear_mode, cross_mxts=cross_mxts,
                              maxpool_mode=maxpool_mode)

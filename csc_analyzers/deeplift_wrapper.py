@@ -166,18 +166,20 @@ class DeepLiftAnalyzer:
             raise ValueError(f"x must have shape (n,) + {expected}, got {x.shape}")
         return x
 
-    def _run(self, fetches, x, extra_feeds=None):
+    def _run(self, fetches, x, extra_feeds=None, reference=None):
         """Run ``fetches`` in batches; ``extra_feeds``: tensor -> array with
-        the batch axis first (sliced like ``x``)."""
+        the batch axis first (sliced like ``x``); ``reference``: overrides the
+        analyzer's reference."""
         extra_feeds = extra_feeds or {}
+        reference = self._reference if reference is None else _check_reference(reference)
+        x0 = reference_for(x, reference)
         node = self._converted.input_node
         results = []
         for start in range(0, len(x), self._batch_size):
-            xb = x[start:start + self._batch_size]
-            feed = {node.get_activation_vars(): xb,
-                    node.get_reference_vars(): reference_for(xb, self._reference)}
+            batch = slice(start, start + self._batch_size)
+            feed = {node.get_activation_vars(): x[batch], node.get_reference_vars(): x0[batch]}
             for tensor, values in extra_feeds.items():
-                feed[tensor] = values[start:start + self._batch_size]
+                feed[tensor] = values[batch]
             results.append(session().run(fetches, feed_dict=feed))
         return [np.concatenate([r[i] for r in results]) for i in range(len(fetches))]
 
@@ -212,13 +214,16 @@ class DeepLiftAnalyzer:
                              f"per input, got {neuron_selection!r}")
         return {self._source.get_pos_mxts(): np.eye(self._n_out, dtype=np.float32)[index]}
 
-    def analyze(self, x: np.ndarray, neuron_selection=None) -> np.ndarray:
+    def analyze(self, x: np.ndarray, neuron_selection=None, *, reference=None) -> np.ndarray:
         """DeepLIFT contributions of the input units to the selected logit,
-        shape of ``x``; they sum to f_k(x) - f_k(x0) per input."""
+        shape of ``x``; they sum to f_k(x) - f_k(x0) per input. ``reference``
+        (same forms as in the constructor) overrides the analyzer's reference
+        for this call; the graph is the same."""
         self._ensure_graph()
         x = self._check_x(x)
         feeds = self._target(x, neuron_selection)
-        return self._run([self._converted.input_node.get_target_contrib_vars()], x, feeds)[0]
+        fetch = self._converted.input_node.get_target_contrib_vars()
+        return self._run([fetch], x, feeds, reference)[0]
 
     def injection_layers(self) -> list:
         """Names (Keras layer names and ``"input"``) usable in :meth:`propagate`."""
@@ -231,11 +236,12 @@ class DeepLiftAnalyzer:
         return tuple(int(d) for d in self._node(layer).get_activation_vars().shape[1:])
 
     def propagate(self, x: np.ndarray, relevance: np.ndarray, from_layer: str,
-                  to_layers: Sequence[str] | str = (INPUT,)) -> dict:
+                  to_layers: Sequence[str] | str = (INPUT,), *, reference=None) -> dict:
         """Set the multipliers of ``from_layer`` to each vector of ``relevance``
         (shape ``(n,) + output shape``) and return the contributions (multiplier
         times delta, see the module docstring) of ``to_layers``, each of shape
-        ``(n,) + layer shape``. ``x`` has batch 1 (broadcast) or n."""
+        ``(n,) + layer shape``. ``x`` has batch 1 (broadcast) or n;
+        ``reference`` overrides the analyzer's reference for this call."""
         self._ensure_graph()
         if isinstance(to_layers, str):
             to_layers = [to_layers]
@@ -248,5 +254,6 @@ class DeepLiftAnalyzer:
                              f"{expected}, got {relevance.shape}")
         x = self._check_x(broadcast_inputs(x, relevance.shape[0]))
         feeds = {source.get_pos_mxts(): relevance, source.get_neg_mxts(): relevance}
-        values = self._run([node.get_target_contrib_vars() for node in targets], x, feeds)
+        fetches = [node.get_target_contrib_vars() for node in targets]
+        values = self._run(fetches, x, feeds, reference)
         return dict(zip(to_layers, values))

@@ -56,9 +56,15 @@ class GraphWeight:
         self.variable = tf1.Variable(self.placeholder, trainable=False, collections=[],
                                      name=name)
 
-    def initialize(self, session) -> None:
-        session.run(self.variable.initializer, feed_dict={self.placeholder: self.array})
-        self.array = None
+    @staticmethod
+    def initialize_all(weights, session) -> None:
+        """Initialise the variables of ``weights`` in one session run."""
+        weights = [w for w in weights if w.array is not None]
+        if weights:
+            session.run([w.variable.initializer for w in weights],
+                        feed_dict={w.placeholder: w.array for w in weights})
+        for weight in weights:
+            weight.array = None
 
 
 def _positive(kernel):
