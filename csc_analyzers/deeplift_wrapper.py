@@ -207,9 +207,11 @@ class DeepLiftAnalyzer:
             return {}
         if neuron_selection is None:
             raise ValueError("neuron_selection_mode='index' needs neuron_selection")
-        index = np.broadcast_to(np.asarray(neuron_selection, dtype=np.int64).reshape(-1),
-                                (len(x),)) if np.ndim(neuron_selection) <= 1 else None
-        if index is None or index.min() < 0 or index.max() >= self._n_out:
+        index = np.asarray(neuron_selection, dtype=np.int64).reshape(-1)
+        if index.size == 1:
+            index = np.repeat(index, len(x))
+        if (np.ndim(neuron_selection) > 1 or index.size != len(x)
+                or index.min() < 0 or index.max() >= self._n_out):
             raise ValueError(f"neuron_selection must be an index in [0, {self._n_out}) or one "
                              f"per input, got {neuron_selection!r}")
         return {self._source.get_pos_mxts(): np.eye(self._n_out, dtype=np.float32)[index]}

@@ -108,3 +108,19 @@ def test_bad_arguments_are_named():
         analyzer.propagate(np.zeros((1, 10, 10, 3)), np.zeros((1, 5)), "nope")
     with pytest.raises(ValueError, match="relevance for layer 'fc2'"):
         analyzer.propagate(np.zeros((1, 10, 10, 3)), np.zeros((1, 4)), "fc2")
+
+
+def test_paper_configurations_run_through_the_registry(cnn, images):
+    from csc_analyzers.registry import PAPER_METHODS
+    specs = [s for s in PAPER_METHODS if s.analyzer == "deep_lift.wrapper"]
+    assert [s.name for s in specs] == ["DeepLIFT Rev.C.", "DeepLIFT Resc.", "DeepLIFT Abla."]
+    results = {}
+    for spec in specs:
+        analyzer = csc_analyzers.create_analyzer(spec.analyzer, cnn,
+                                                 **spec.analyzer_kwargs((-3.0, 3.0)))
+        results[spec.name] = analyzer.analyze(images)
+        v = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
+        out = analyzer.propagate(images[:1], v, "fc1", ["input", "conv1"])
+        assert out["input"].shape == (5,) + images.shape[1:]
+        assert out["conv1"].shape == (5, 6, 6, 4)
+    assert not np.allclose(results["DeepLIFT Resc."], results["DeepLIFT Abla."])
