@@ -47,3 +47,9 @@ def create_analyzer(name: str, model, **kwargs):
         raise KeyError(
             f"unknown analyzer {name!r}; valid names: {sorted(analyzers)}") from None
     return cls(logit_model(model), **kwargs)
+
+
+# --- project analyzers (one line per name) ----------------------------------
+from .deeplift_wrapper import DeepLiftAnalyzer  # noqa: E402
+
+analyzers["deep_lift.wrapper"] = DeepLiftAnalyzer

@@ -1,0 +1,320 @@
+"""Convert an in-memory tf.keras model to a deeplift model.
+
+The converter reads the model's structure from ``model.get_config()`` and its
+parameters from ``layer.get_weights()`` (no ``.h5`` round trip; deeplift's
+own ``.h5`` converter breaks on tf.keras 2.14 files). It handles Sequential
+and functional models built from
+
+    InputLayer, Conv2D, Dense (both with a fused activation), Activation, ReLU,
+    MaxPooling2D, AveragePooling2D, Flatten, Dropout, BatchNormalization,
+    ZeroPadding2D, GlobalAveragePooling2D, Add
+
+(channels_last). A softmax at the output is dropped: the deeplift model ends
+at the logits. The whole model is checked first; an unsupported layer or
+option raises :class:`UnsupportedLayerError` naming the layer before any graph
+operation is created.
+
+Every Keras layer maps to the deeplift node that computes its output; a layer
+with a fused activation becomes two nodes, ``<name>/linear`` and ``<name>``.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from residual_support import _tf  # noqa: F401  (graph mode + deeplift import first)
+
+import deeplift.layers as dl
+from tensorflow import keras
+from deeplift.models import GraphModel
+
+from residual_support import deeplift_layers as rl
+
+NONLINEAR_MODES = {
+    "rescale": dl.NonlinearMxtsMode.Rescale,
+    "reveal_cancel": dl.NonlinearMxtsMode.RevealCancel,
+}
+ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
+SUPPORTED = ("InputLayer", "Conv2D", "Dense", "Activation", "ReLU", "MaxPooling2D",
+             "AveragePooling2D", "Flatten", "Dropout", "BatchNormalization",
+             "ZeroPadding2D", "GlobalAveragePooling2D", "Add", "Softmax")
+
+
+class UnsupportedLayerError(ValueError):
+    """A layer (or a layer option) the deeplift converter cannot convert."""
+
+
+@dataclass
+class LayerSpec:
+    """One Keras layer as read from the model config."""
+    name: str
+    class_name: str
+    config: dict
+    inbound: list = field(default_factory=list)
+
+
+@dataclass
+class ConvertedModel:
+    """A deeplift model built from a Keras model.
+
+    ``graph_model``: deeplift ``GraphModel`` over all nodes; ``nodes``: Keras
+    layer name -> the deeplift node computing that layer's output (``"input"``
+    and the input layer's name -> the input node); ``input_node``,
+    ``output_node`` (the logits); ``graph_weights``: the kernels held in the
+    graph, to be initialised once in the session (:meth:`initialize`).
+    """
+    graph_model: GraphModel
+    nodes: dict
+    input_node: object
+    output_node: object
+    graph_weights: list
+
+    def initialize(self, session) -> None:
+        rl.GraphWeight.initialize_all(self.graph_weights, session)
+        self.graph_weights = []
+
+
+def _unsupported(spec: LayerSpec, why: str):
+    return UnsupportedLayerError(
+        f"layer {spec.name!r} of type {spec.class_name}: {why}; the DeepLIFT converter "
+        f"supports {', '.join(SUPPORTED)}")
+
+
+def read_layers(model) -> tuple[list, str]:
+    """The model's layers in execution order as :class:`LayerSpec` and the
+    name of its output layer, from ``model.get_config()``."""
+    config = model.get_config()
+    raw = config["layers"]
+    specs = []
+    if "input_layers" not in config:  # Sequential: a chain
+        if not raw or raw[0]["class_name"] != "InputLayer":
+            shape = [None] + list(model.input_shape[1:])
+            specs.append(LayerSpec(f"{model.name}_input", "InputLayer",
+                                   {"batch_input_shape": shape}))
+        for entry in raw:
+            inbound = [specs[-1].name] if specs else []
+            specs.append(LayerSpec(entry["config"]["name"], entry["class_name"],
+                                   entry["config"], inbound))
+        return specs, specs[-1].name
+    if len(config["input_layers"]) != 1 or len(config["output_layers"]) != 1:
+        raise UnsupportedLayerError(
+            f"model {model.name!r} has {len(config['input_layers'])} inputs and "
+            f"{len(config['output_layers'])} outputs; the DeepLIFT converter needs one of each")
+    for entry in raw:
+        name = entry.get("name", entry["config"].get("name"))
+        spec = LayerSpec(name, entry["class_name"], entry["config"])
+        nodes = entry.get("inbound_nodes", [])
+        if len(nodes) > 1:
+            raise _unsupported(spec, f"is called {len(nodes)} times (shared layers)")
+        if nodes:
+            node = nodes[0]
+            node = node.get("args", node) if isinstance(node, dict) else node
+            spec.inbound = [item[0] for item in node]
+        specs.append(spec)
+    return specs, config["output_layers"][0][0]
+
+
+def _activation_name(spec: LayerSpec) -> str:
+    activation = spec.config.get("activation", "linear")
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise _unsupported(spec, f"activation {activation!r} (supported: {ACTIVATIONS})")
+    return activation
+
+
+def _check(spec: LayerSpec, is_output: bool, model) -> None:
+    """Raise :class:`UnsupportedLayerError` if ``spec`` cannot be converted."""
+    cls, cfg = spec.class_name, spec.config
+    if cls in ("Functional", "Sequential", "Model"):
+        raise _unsupported(spec, "nested model (call the converter on a flat model)")
+    if cls not in SUPPORTED:
+        raise _unsupported(spec, "unsupported layer type")
+    if cfg.get("data_format", "channels_last") != "channels_last":
+        raise _unsupported(spec, f"data_format {cfg['data_format']!r}")
+    if cls == "InputLayer":
+        shape = cfg.get("batch_input_shape")
+        if shape is None or any(d is None for d in shape[1:]):
+            raise _unsupported(spec, f"input shape {shape} must be fully known")
+    if cls in ("Conv2D", "Dense", "Activation"):
+        activation = _activation_name(spec)
+        if activation == "softmax" and not is_output:
+            raise _unsupported(spec, "softmax before the output")
+    if cls == "Softmax" and not is_output:
+        raise _unsupported(spec, "softmax before the output")
+    if cls == "Conv2D":
+        if tuple(cfg.get("dilation_rate", (1, 1))) != (1, 1):
+            raise _unsupported(spec, f"dilation_rate {cfg['dilation_rate']}")
+        if cfg.get("groups", 1) != 1:
+            raise _unsupported(spec, f"groups={cfg['groups']}")
+    if cls == "Dense" and len(model.get_layer(spec.name).input_shape) != 2:
+        raise _unsupported(spec, "Dense on a tensor of rank > 2")
+    if cls == "ReLU":
+        if cfg.get("max_value") is not None or float(cfg.get("threshold", 0.0)) != 0.0:
+            raise _unsupported(spec, "ReLU with max_value or threshold")
+    if cls == "BatchNormalization":
+        axis = cfg.get("axis", -1)
+        axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+        rank = len(model.get_layer(spec.name).input_shape)
+        if not isinstance(axis, int) or axis not in (-1, rank - 1):
+            raise _unsupported(spec, f"axis {cfg.get('axis')} (only the last axis)")
+    if cls == "GlobalAveragePooling2D" and cfg.get("keepdims", False):
+        raise _unsupported(spec, "keepdims=True")
+
+
+def check_model(model) -> tuple[list, str]:
+    """Check every layer of ``model`` (no graph operation is created)."""
+    specs, output = read_layers(model)
+    for spec in specs:
+        _check(spec, spec.name == output, model)
+    return specs, output
+
+
+def _padding(cfg) -> str:
+    return cfg["padding"].upper()
+
+
+def _activation_node(activation: str, name: str, nonlinear_mode: str):
+    kwargs = dict(name=name, verbose=False, nonlinear_mxts_mode=NONLINEAR_MODES[nonlinear_mode])
+    if activation == "relu":
+        return dl.activations.ReLU(**kwargs)
+    if activation == "sigmoid":
+        return dl.activations.Sigmoid(**kwargs)
+    return dl.activations.Tanh(**kwargs)
+
+
+def _batchnorm_node(spec: LayerSpec, weights: list, name: str):
+    cfg = spec.config
+    weights = list(weights)
+    gamma = weights.pop(0) if cfg.get("scale", True) else None
+    beta = weights.pop(0) if cfg.get("center", True) else None
+    mean, var = weights
+    gamma = np.ones_like(mean) if gamma is None else gamma
+    beta = np.zeros_like(mean) if beta is None else beta
+    return dl.normalization.BatchNormalization(
+        gamma=gamma.astype(np.float32), beta=beta.astype(np.float32), axis=-1,
+        mean=mean.astype(np.float32), var=var.astype(np.float32),
+        epsilon=float(cfg["epsilon"]), name=name, verbose=False)
+
+
+def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts, maxpool_mode):
+    """deeplift nodes for one Keras layer: ``(first node, output node)``;
+    ``None`` for a layer that passes its input through (softmax at the output)."""
+    cls, cfg, name = spec.class_name, spec.config, spec.name
+    if cls == "InputLayer":
+        node = dl.core.Input(batch_shape=[None] + list(cfg["batch_input_shape"][1:]),
+                             name=name, verbose=False)
+        return node, node
+    if cls in ("Dense", "Conv2D"):
+        activation = _activation_name(spec)
+        if activation == "softmax" and is_output:
+            activation = "linear"
+        kernel = weights[0]
+        bias = weights[1] if cfg.get("use_bias", True) else np.zeros(kernel.shape[-1], np.float32)
+        linear_name = name if activation == "linear" else f"{name}/linear"
+        if cls == "Dense":
+            linear = rl.Dense(kernel=kernel, bias=bias, cross_mxts=cross_mxts,
+                              name=linear_name, verbose=False)
+        else:
+            linear = rl.Conv2D(kernel=kernel, bias=bias, strides=cfg["strides"],
+                               padding=_padding(cfg), cross_mxts=cross_mxts,
+                               name=linear_name, verbose=False)
+        linear.set_inputs(inputs[0])
+        if activation == "linear":
+            return linear, linear
+        node = _activation_node(activation, name, nonlinear_mode)
+        node.set_inputs(linear)
+        return linear, node
+    if cls in ("Activation", "Softmax"):
+        activation = "softmax" if cls == "Softmax" else _activation_name(spec)
+        if activation == "softmax":
+            return None
+        if activation == "linear":
+            node = dl.core.NoOp(name=name, verbose=False)
+        else:
+            node = _activation_node(activation, name, nonlinear_mode)
+    elif cls == "ReLU":
+        slope = float(cfg.get("negative_slope", 0.0))
+        kwargs = dict(name=name, verbose=False,
+                      nonlinear_mxts_mode=NONLINEAR_MODES[nonlinear_mode])
+        node = (dl.activations.ReLU(**kwargs) if slope == 0.0
+                else dl.activations.PReLU(alpha=slope, **kwargs))
+    elif cls == "MaxPooling2D":
+        node = rl.MaxPool2D(mode=maxpool_mode, pool_size=tuple(cfg["pool_size"]),
+                            strides=tuple(cfg["strides"]), padding=_padding(cfg),
+                            data_format="channels_last", name=name, verbose=False)
+    elif cls == "AveragePooling2D":
+        node = rl.AvgPool2D(pool_size=tuple(cfg["pool_size"]), strides=tuple(cfg["strides"]),
+                            padding=_padding(cfg), data_format="channels_last",
+                            name=name, verbose=False)
+    elif cls == "Flatten":
+        node = dl.core.Flatten(name=name, verbose=False)
+    elif cls == "Dropout":
+        node = dl.core.NoOp(name=name, verbose=False)
+    elif cls == "BatchNormalization":
+        node = _batchnorm_node(spec, weights, name)
+    elif cls == "ZeroPadding2D":
+        padding = cfg["padding"]
+        node = rl.ZeroPad2D(padding=tuple(tuple(int(p) for p in pair) for pair in padding),
+                            name=name, verbose=False)
+    elif cls == "GlobalAveragePooling2D":
+        node = rl.GlobalAvgPool2D(name=name, verbose=False)
+    else:  # Add
+        node = rl.Add(name=name, verbose=False)
+        node.set_inputs(list(inputs))
+        return node, node
+    node.set_inputs(inputs[0])
+    return node, node
+
+
+def _layer_weights(model, specs) -> dict:
+    """``layer.get_weights()`` of every layer, fetched in one session run."""
+    layers = [model.get_layer(spec.name) for spec in specs if spec.class_name != "InputLayer"]
+    values = iter(keras.backend.batch_get_value([w for layer in layers for w in layer.weights]))
+    return {layer.name: [next(values) for _ in layer.weights] for layer in layers}
+
+
+def convert(model, *, nonlinear_mode: str = "rescale", cross_mxts: bool = True,
+            maxpool_mode: str = "interpolate") -> ConvertedModel:
+    """Build the deeplift model of ``model`` in the current default graph.
+
+    ``nonlinear_mode``: ``"rescale"`` or ``"reveal_cancel"`` for every ReLU
+    (sigmoid, tanh); ``cross_mxts``: ``False`` for the decoupled ablation of
+    the linear rule (see :mod:`residual_support.deeplift_layers`);
+    ``maxpool_mode``: ``"interpolate"`` or ``"gradient"``
+    (:class:`residual_support.deeplift_layers.MaxPool2D`). The forward pass
+    (activations, references, contributions) is built; multipliers are not.
+    """
+    if nonlinear_mode not in NONLINEAR_MODES:
+        raise ValueError(f"nonlinear_mode must be one of {sorted(NONLINEAR_MODES)}, "
+                         f"got {nonlinear_mode!r}")
+    if maxpool_mode not in rl.MAXPOOL_MODES:
+        raise ValueError(f"maxpool_mode must be one of {rl.MAXPOOL_MODES}, got {maxpool_mode!r}")
+    specs, output_name = check_model(model)
+    outputs: dict = {}
+    name_to_layer: OrderedDict = OrderedDict()
+    input_name = None
+    all_weights = _layer_weights(model, specs)
+    for spec in specs:
+        inputs = [outputs[name] for name in spec.inbound]
+        weights = all_weights.get(spec.name, [])
+        built = _build_nodes(spec, weights, inputs, is_output=spec.name == output_name,
+                             nonlinear_mode=nonlinear_mode, cross_mxts=cross_mxts,
+                             maxpool_mode=maxpool_mode)
+        if built is None:
+            outputs[spec.name] = inputs[0]
+            continue
+        first, last = built
+        if spec.class_name == "InputLayer":
+            input_name = spec.name
+        for node in {id(first): first, id(last): last}.values():
+            name_to_layer[node.get_name()] = node
+        outputs[spec.name] = last
+    output_node = outputs[output_name]
+    output_node.build_fwd_pass_vars()
+    nodes = dict(outputs)
+    nodes["input"] = outputs[input_name]
+    weights = [w for node in name_to_layer.values() for w in getattr(node, "graph_weights", [])]
+    return ConvertedModel(graph_model=GraphModel(name_to_layer, [input_name]), nodes=nodes,
+                          input_node=outputs[input_name], output_node=output_node,
+                          graph_weights=weights)

@@ -1,0 +1,369 @@
+"""deeplift layers that deeplift 0.6.13 lacks, as subclasses of its classes.
+
+* :class:`Add`, :class:`GlobalAvgPool2D`, :class:`ZeroPad2D`: the residual
+  network layers. All three are linear, so their DeepLIFT rule is the plain
+  linear rule: contributions pass through the layer like activations, and
+  multipliers are the transposed map (broadcast, mean, crop).
+* :class:`Dense` and :class:`Conv2D`: deeplift's linear layers with the kernel
+  kept ONCE in the TF1 graph as a variable (deeplift embeds the numpy kernel as
+  a new constant at every use, ~20 copies per layer, which does not fit
+  VGG-16 into a graph) and with the option ``cross_mxts``. ``cross_mxts=True``
+  is deeplift's linear rule; ``cross_mxts=False`` is the decoupled ablation of
+  the paper (section 2.2, eq. 13, "DeepLIFT Ablation"): an input unit with
+  a positive delta receives only the positive multipliers through the positive
+  weights, a unit with a negative delta only the negative multipliers through
+  the positive weights; the two cross terms through the negative weights are
+  dropped. Units with a zero delta keep the average rule.
+* :class:`MaxPool2D`: deeplift's max pooling with (a) correct shape inference
+  (deeplift's ``Pool2D._compute_shape`` swaps the SAME and VALID formulas),
+  (b) real positive/negative contributions instead of placeholders of zeros,
+  and (c) the option ``mode="interpolate"``, a multiplier rule that keeps
+  summation-to-delta for any reference (deeplift's ``"gradient"`` rule keeps
+  it only where the reference is constant within each pooling window).
+* :class:`AvgPool2D`: deeplift's average pooling with correct shape inference.
+
+Import this module only after ``residual_support._tf`` (the shim imports
+deeplift with the TF1 API bound).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from residual_support import _tf  # noqa: F401  (graph mode + deeplift import first)
+
+import tensorflow as tf
+import deeplift.layers as dl
+from deeplift.layers import helper_functions as hf
+from deeplift.layers.core import ListInputMixin, Node, SingleInputMixin
+
+tf1 = tf.compat.v1
+
+MAXPOOL_MODES = ("interpolate", "gradient")
+
+
+class GraphWeight:
+    """A numpy array held once in the TF1 graph as a non-trainable variable.
+
+    The variable is kept out of the global-variables collection (Keras does not
+    try to initialise it) and is initialised by feeding the array through a
+    placeholder, so the array is not embedded into the graph definition.
+    """
+
+    def __init__(self, array, name):
+        array = np.asarray(array, dtype=np.float32)
+        self.array = array
+        self.placeholder = tf1.placeholder(tf.float32, array.shape, name=f"{name}_init")
+        self.variable = tf1.Variable(self.placeholder, trainable=False, collections=[],
+                                     name=name)
+
+    @staticmethod
+    def initialize_all(weights, session) -> None:
+        """Initialise the variables of ``weights`` in one session run."""
+        weights = [w for w in weights if w.array is not None]
+        if weights:
+            session.run([w.variable.initializer for w in weights],
+                        feed_dict={w.placeholder: w.array for w in weights})
+        for weight in weights:
+            weight.array = None
+
+
+def _positive(kernel):
+    return kernel * hf.gt_mask(kernel, 0.0)
+
+
+def _negative(kernel):
+    return kernel * hf.lt_mask(kernel, 0.0)
+
+
+def _name(name, suffix):
+    return f"{name}_{suffix}".replace("/", "_")
+
+
+class LinearRuleMixin:
+    """The DeepLIFT linear rule for inputs split by the sign of their delta.
+
+    With p, n the positive / negative multipliers of the outputs, W+ / W- the
+    positive / negative parts of the kernel and ``T`` the transposed linear map:
+
+    * delta > 0:  T(p, W+) + T(n, W-)   (``cross_mxts=False``: T(p, W+))
+    * delta < 0:  T(n, W+) + T(p, W-)   (``cross_mxts=False``: T(n, W+))
+    * delta = 0:  T((p + n) / 2, W)
+
+    The input's positive and negative multipliers are the same tensor.
+    """
+
+    cross_mxts = True
+
+    def _transpose(self, mxts, kernel):
+        raise NotImplementedError
+
+    def _linear_mxts_increments(self):
+        pos, neg = self.get_pos_mxts(), self.get_neg_mxts()
+        delta = self._get_input_diff_from_reference_vars()
+        k_pos, k_neg = _positive(self.kernel), _negative(self.kernel)
+        into_positive = self._transpose(pos, k_pos)
+        into_negative = self._transpose(neg, k_pos)
+        if self.cross_mxts:
+            into_positive = into_positive + self._transpose(neg, k_neg)
+            into_negative = into_negative + self._transpose(pos, k_neg)
+        increments = (hf.gt_mask(delta, 0.0) * into_positive
+                      + hf.lt_mask(delta, 0.0) * into_negative
+                      + hf.eq_mask(delta, 0.0) * self._transpose(0.5 * (pos + neg), self.kernel))
+        return increments, increments
+
+
+class Dense(LinearRuleMixin, dl.core.Dense):
+    """deeplift's ``Dense`` with the kernel as one graph variable and ``cross_mxts``.
+
+    deeplift's own multiplier method transposes the kernel with numpy's ``.T``,
+    which a graph tensor lacks; the rule is therefore always taken from
+    :class:`LinearRuleMixin` (identical terms for ``cross_mxts=True``).
+    """
+
+    def __init__(self, kernel, bias, cross_mxts=True, **kwargs):
+        super().__init__(kernel=kernel, bias=bias,
+                         dense_mxts_mode=dl.DenseMxtsMode.Linear, **kwargs)
+        self.cross_mxts = bool(cross_mxts)
+        self.kernel_weight = GraphWeight(self.kernel, _name(self.name, "kernel"))
+        self.kernel = self.kernel_weight.variable
+        self.graph_weights = [self.kernel_weight]
+
+    def _compute_shape(self, input_shape):
+        return (None, int(self.kernel.shape[1]))
+
+    def _transpose(self, mxts, kernel):
+        return tf.matmul(mxts, kernel, transpose_b=True)
+
+    def _get_mxts_increments_for_inputs(self):
+        return self._linear_mxts_increments()
+
+
+class Conv2D(LinearRuleMixin, dl.convolutional.Conv2D):
+    """deeplift's ``Conv2D`` (channels_last) with the kernel as one graph
+    variable; ``cross_mxts=True`` uses deeplift's own multiplier method."""
+
+    def __init__(self, kernel, bias, strides, padding, cross_mxts=True, **kwargs):
+        super().__init__(kernel=np.asarray(kernel, np.float32),
+                         bias=np.asarray(bias, np.float32), strides=tuple(strides),
+                         padding=padding, data_format="channels_last",
+                         conv_mxts_mode=dl.ConvMxtsMode.Linear, **kwargs)
+        self.cross_mxts = bool(cross_mxts)
+        self.kernel_weight = GraphWeight(self.kernel, _name(self.name, "kernel"))
+        self.kernel = self.kernel_weight.variable
+        self.graph_weights = [self.kernel_weight]
+
+    def _transpose(self, mxts, kernel):
+        return tf1.nn.conv2d_transpose(
+            value=mxts, filter=kernel,
+            output_shape=tf.shape(self.inputs.get_activation_vars()),
+            strides=[1] + list(self.strides) + [1], padding=self.padding)
+
+    def _get_mxts_increments_for_inputs(self):
+        if self.cross_mxts:
+            return super()._get_mxts_increments_for_inputs()
+        return self._linear_mxts_increments()
+
+
+def _pool_output_length(length, window, stride, padding):
+    if padding == "VALID":
+        return (length - window) // stride + 1
+    return (length + stride - 1) // stride
+
+
+class _PoolShapeMixin:
+    """Output shape of a channels_last 2D pooling layer."""
+
+    def _compute_shape(self, input_shape):
+        rows, cols = (_pool_output_length(n, k, s, self.padding)
+                      for n, k, s in zip(input_shape[1:3], self.pool_size, self.strides))
+        return [None, rows, cols, input_shape[-1]]
+
+
+class AvgPool2D(_PoolShapeMixin, dl.pooling.AvgPool2D):
+    """deeplift's ``AvgPool2D`` with correct shape inference."""
+
+
+class MaxPool2D(_PoolShapeMixin, dl.pooling.MaxPool2D):
+    """deeplift's ``MaxPool2D`` with real contributions and two multiplier rules.
+
+    For a pooling window let ``a`` be the arg-max of the input x and ``b`` the
+    arg-max of the reference x0, and d_a, d_b the input deltas there. The output
+    delta max(x) - max(x0) = t d_a + (1 - t) d_b with
+
+        t = (x_a - x_b) / ((x_a - x_b) + (x0_b - x0_a))   in [0, 1]
+
+    (t = 1 when the denominator is 0, then d_a = d_b = output delta).
+
+    * ``mode="interpolate"``: multipliers go to ``a`` times t and to ``b``
+      times 1 - t; summation-to-delta holds exactly for every reference. Where
+      the reference is constant within a window t = 1 and this is deeplift's
+      gradient rule.
+    * ``mode="gradient"``: deeplift's rule, all multipliers go to ``a``.
+
+    Contributions of the output: the input contributions at ``a`` and ``b``
+    mixed with t, 1 - t ("interpolate"); the output delta split by its sign
+    ("gradient").
+    """
+
+    def __init__(self, mode="interpolate", **kwargs):
+        if mode not in MAXPOOL_MODES:
+            raise ValueError(f"maxpool mode must be one of {MAXPOOL_MODES}, got {mode!r}")
+        super().__init__(maxpool_deeplift_mode=dl.MaxPoolDeepLiftMode.gradient, **kwargs)
+        self.mode = mode
+
+    def _argmax(self, inputs):
+        _, index = tf.nn.max_pool_with_argmax(
+            inputs, ksize=[1] + list(self.pool_size) + [1],
+            strides=[1] + list(self.strides) + [1], padding=self.padding,
+            include_batch_in_index=True)
+        return index
+
+    @staticmethod
+    def _gather(values, index):
+        return tf.gather(tf.reshape(values, [-1]), index)
+
+    def _scatter(self, updates, index):
+        inputs = self._get_input_activation_vars()
+        flat = tf.scatter_nd(tf.reshape(index, [-1, 1]), tf.reshape(updates, [-1]),
+                             tf.reshape(tf.size(inputs, out_type=tf.int64), [1]))
+        return tf.reshape(flat, tf.shape(inputs))
+
+    def _build_routing(self):
+        """Arg-max indices at x and x0 and the mixing weight t (see class doc)."""
+        x = self._get_input_activation_vars()
+        x0 = self._get_input_reference_vars()
+        self._index_x, self._index_ref = self._argmax(x), self._argmax(x0)
+        rise = self._gather(x, self._index_x) - self._gather(x, self._index_ref)
+        drop = self._gather(x0, self._index_ref) - self._gather(x0, self._index_x)
+        total = rise + drop
+        safe_total = tf.where(total > 0.0, total, tf.ones_like(total))
+        self._mix = tf.where(total > 0.0, rise / safe_total, tf.ones_like(total))
+
+    def _build_pos_and_neg_contribs(self):
+        if self.mode == "gradient":
+            delta = self._get_diff_from_reference_vars()
+            return delta * hf.gt_mask(delta, 0.0), delta * hf.lt_mask(delta, 0.0)
+        self._build_routing()
+        pos_in, neg_in = self._get_input_pos_and_neg_contribs()
+
+        def mixed(values):
+            return (self._mix * self._gather(values, self._index_x)
+                    + (1.0 - self._mix) * self._gather(values, self._index_ref))
+        return mixed(pos_in), mixed(neg_in)
+
+    def _get_mxts_increments_for_inputs(self):
+        if self.mode == "gradient":
+            return super()._get_mxts_increments_for_inputs()
+
+        def routed(mxts):
+            return (self._scatter(self._mix * mxts, self._index_x)
+                    + self._scatter((1.0 - self._mix) * mxts, self._index_ref))
+        return routed(self.get_pos_mxts()), routed(self.get_neg_mxts())
+
+
+class Add(ListInputMixin, Node):
+    """Element-wise sum of inputs of equal shape (a residual connection).
+
+    Contributions add up; every input receives the output's multipliers.
+    """
+
+    def _compute_shape(self, input_shape):
+        shapes = [tuple(s) for s in input_shape]
+        if len(set(shapes)) != 1:
+            raise ValueError(f"Add layer {self.name!r} needs inputs of equal shape, got {shapes}")
+        return list(shapes[0])
+
+    def _build_activation_vars(self, input_act_vars):
+        return tf.add_n(list(input_act_vars))
+
+    def _build_pos_and_neg_contribs(self):
+        contribs = self._get_input_pos_and_neg_contribs()
+        return (tf.add_n([pos for pos, _ in contribs]),
+                tf.add_n([neg for _, neg in contribs]))
+
+    def _get_mxts_increments_for_inputs(self):
+        count = len(self.inputs)
+        return [self.get_pos_mxts()] * count, [self.get_neg_mxts()] * count
+
+
+class GlobalAvgPool2D(SingleInputMixin, Node):
+    """Mean over the two spatial axes (channels_last); multipliers are spread
+    evenly over the H x W positions."""
+
+    def _compute_shape(self, input_shape):
+        return [None, input_shape[-1]]
+
+    def _build_activation_vars(self, input_act_vars):
+        return tf.reduce_mean(input_act_vars, axis=[1, 2])
+
+    def _build_pos_and_neg_contribs(self):
+        pos, neg = self._get_input_pos_and_neg_contribs()
+        return self._build_activation_vars(pos), self._build_activation_vars(neg)
+
+    def _spread(self, mxts):
+        inputs = self._get_input_activation_vars()
+        rows, cols = inputs.get_shape().as_list()[1:3]
+        return tf.ones_like(inputs) * (mxts[:, None, None, :] / float(rows * cols))
+
+    def _get_mxts_increments_for_inputs(self):
+        return self._spread(self.get_pos_mxts()), self._spread(self.get_neg_mxts())
+
+
+class ZeroPad2D(SingleInputMixin, Node):
+    """Zero padding of rows and columns (channels_last),
+    ``padding=((top, bottom), (left, right))``. The reference is padded with
+    zeros as well, so padded units have a zero delta; multipliers are cropped."""
+
+    def __init__(self, padding, **kwargs):
+        super().__init__(**kwargs)
+        (self.top, self.bottom), (self.left, self.right) = padding
+
+    def _compute_shape(self, input_shape):
+        return [None, input_shape[1] + self.top + self.bottom,
+                input_shape[2] + self.left + self.right, input_shape[3]]
+
+    def _build_activation_vars(self, input_act_vars):
+        return tf.pad(input_act_vars, [[0, 0], [self.top, self.bottom],
+                                       [self.left, self.right], [0, 0]])
+
+    def _build_pos_and_neg_contribs(self):
+        pos, neg = self._get_input_pos_and_neg_contribs()
+        return self._build_activation_vars(pos), self._build_activation_vars(neg)
+
+    def _crop(self, mxts):
+        rows, cols = self._get_input_activation_vars().get_shape().as_list()[1:3]
+        return mxts[:, self.top:self.top + rows, self.left:self.left + cols, :]
+
+    def _get_mxts_increments_for_inputs(self):
+        return self._crop(self.get_pos_mxts()), self._crop(self.get_neg_mxts())
+
+
+class MultiplierSource(SingleInputMixin, Node):
+    """Identity node on top of the explained layer whose multipliers are a
+    given tensor (``mxts``, shape of the explained layer's output).
+
+    The explained layer receives ``mxts`` as its positive and negative
+    multipliers, which deeplift then propagates down to the input.
+    """
+
+    def __init__(self, mxts_fn, **kwargs):
+        super().__init__(**kwargs)
+        self._mxts_fn = mxts_fn
+
+    def _compute_shape(self, input_shape):
+        return input_shape
+
+    def _build_activation_vars(self, input_act_vars):
+        return input_act_vars
+
+    def _build_pos_and_neg_contribs(self):
+        return self._get_input_pos_and_neg_contribs()
+
+    def _initialize_mxts(self):
+        if not hasattr(self, "_source_mxts"):
+            self._source_mxts = self._mxts_fn(self.get_activation_vars())
+        self._pos_mxts = self._source_mxts
+        self._neg_mxts = self._source_mxts
+
+    def _get_mxts_increments_for_inputs(self):
+        return self.get_pos_mxts(), self.get_neg_mxts()
