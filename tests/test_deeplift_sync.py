@@ -139,3 +139,28 @@ def test_sanity_run_with_the_deeplift_methods(tmp_path):
         np.testing.assert_allclose(explain(fresh, images[1], labels[1], spec),
                                    stored[level.index], rtol=1e-4,
                                    atol=1e-5 * np.abs(stored[level.index]).max())
+
+
+def test_sync_of_batchnorm_without_scale_or_center():
+    from tensorflow import keras
+    inp = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(3, 3, use_bias=False, name="conv")(inp)
+    h = keras.layers.BatchNormalization(scale=False, name="bn_no_scale")(h)
+    h = keras.layers.BatchNormalization(center=False, name="bn_no_center")(h)
+    model = keras.Model(inp, keras.layers.Dense(2, name="fc")(keras.layers.Flatten()(h)))
+    rng = np.random.default_rng(3)
+    x = _inputs(model, 2, seed=4)
+
+    def new_weights():
+        model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
+                           for w in model.get_weights()])
+
+    new_weights()
+    analyzer = DeepLiftAnalyzer(model)
+    first = analyzer.predict(x)
+    np.testing.assert_allclose(first, model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+    new_weights()
+    analyzer.sync_weights()
+    second = analyzer.predict(x)
+    assert not np.allclose(first, second, rtol=1e-2)
+    np.testing.assert_allclose(second, model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
