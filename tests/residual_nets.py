@@ -54,7 +54,7 @@ def randomize(model, rng, *, zero_shifts=False):
     for layer in model.layers:
         if isinstance(layer, klayers.BatchNormalization):
             c = layer.gamma.shape[0]
-            gamma = rng.uniform(0.5, 1.5, c)
+            gamma = rng.choice([-1.0, 1.0], c) * rng.uniform(0.5, 1.5, c)
             mean = rng.normal(0, 0.5, c)
             var = rng.uniform(0.5, 2.0, c)
             beta = rng.normal(0, 0.3, c)
