@@ -16,30 +16,17 @@ from conftest import small_cnn
 from residual_nets import small_resnet
 
 
-@pytest.fixture(autouse=True)
-def fresh_graph():
-    """This module shares one graph (overrides the per-test clear_session)."""
-    yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def module_graph():
-    keras.backend.clear_session()
-    yield
-    keras.backend.clear_session()
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def resnet():
     return small_resnet(seed=0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def resnet_zero_shifts():
     return small_resnet(seed=1, zero_shifts=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def x():
     return np.random.default_rng(5).normal(size=(2, 12, 12, 3)).astype("float32")
 
