@@ -135,8 +135,16 @@ class ResidualRulesMixin:
             self._residual_probes[kind] = layer
         return self._residual_probes[kind]
 
+    def _describe(self, rule) -> RuleSpec:
+        """:func:`describe_rule`, once per rule of this analyzer."""
+        cache = self.__dict__.setdefault("_residual_specs", {})
+        key = rule if isinstance(rule, (str, type, RuleSpec)) else id(rule)
+        if key not in cache:
+            cache[key] = describe_rule(rule, self._probe("dense"))
+        return cache[key]
+
     def _residual_spec(self, layer) -> RuleSpec:
-        return describe_rule(self._rule_for_residual_layer(layer), self._probe("dense"))
+        return self._describe(self._rule_for_residual_layer(layer))
 
     # -- mappings -------------------------------------------------------------
     def _residual_mapping(self, make_view):
@@ -193,7 +201,7 @@ class ResidualRulesMixin:
             raise TypeError(f"{type(self).__name__}: no rule applies to layer "
                             f"{layer.name!r} ({type(layer).__name__})")
         try:
-            spec = describe_rule(rule, self._probe("dense"))
+            spec = self._describe(rule)
         except TypeError:
             spec = None
         fast = self._fast_kernel_mapping(layer, spec) if spec is not None else None
