@@ -181,7 +181,7 @@ def merge(shard_dirs: Sequence[Path], out: Path) -> None:
 def finish(settings: Settings, networks: dict, started: float) -> Path:
     """Consolidate tables, write the cross-network tables, figures and the report."""
     from .report import write_report
-    from .plotting.all import make_all_figures
+    from .plotting.figures import make_all_figures
 
     out = Path(settings.out)
     for name, info in networks.items():
