@@ -32,6 +32,13 @@ def _innvestigate_table() -> dict:
 
 analyzers: dict = _innvestigate_table()
 
+# --- project analyzers (one line per name) ---
+from .pattern.analyzers import PatternAttribution, PatternNet  # noqa: E402
+
+analyzers["pattern.net"] = PatternNet
+analyzers["pattern.attribution"] = PatternAttribution
+# --- end of project analyzers ---
+
 
 def create_analyzer(name: str, model, **kwargs):
     """Build the analyzer called ``name`` for ``model``.
