@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from scipy.linalg import blas
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
@@ -115,6 +116,21 @@ def _to_list(x) -> list:
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
+def _accumulate(total: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """``total += a.T @ b`` in place (BLAS dgemm with beta=1, no temporary);
+    ``total`` is a Fortran-ordered float64 matrix, ``a``, ``b`` C-ordered."""
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    b = np.ascontiguousarray(b, dtype=np.float64)
+    # a.T and b.T are Fortran-ordered views: no copies for BLAS.
+    result = blas.dgemm(1.0, a.T, b.T, beta=1.0, c=total, trans_b=True, overwrite_c=True)
+    if not np.shares_memory(result, total):
+        total[...] = result
+
+
+def _zeros(shape) -> np.ndarray:
+    return np.zeros(shape, dtype=np.float64, order="F")
+
+
 class LayerStatistics:
     """Float64 sums over samples (x, y = K^T x) of one layer.
 
@@ -131,11 +147,11 @@ class LayerStatistics:
         self.count = np.zeros((), np.float64)
         self.sum_x = np.zeros(n_in, np.float64)
         self.sum_y = np.zeros(n_out, np.float64)
-        self.sum_xy = np.zeros((n_in, n_out), np.float64)
+        self.sum_xy = _zeros((n_in, n_out))
         if two_component:
             self.count_pos = np.zeros(n_out, np.float64)
-            self.sum_x_pos = np.zeros((n_in, n_out), np.float64)
-            self.sum_xy_pos = np.zeros((n_in, n_out), np.float64)
+            self.sum_x_pos = _zeros((n_in, n_out))
+            self.sum_xy_pos = _zeros((n_in, n_out))
 
     @property
     def fields(self) -> tuple:
@@ -149,26 +165,35 @@ class LayerStatistics:
         self.count += x.shape[0]
         self.sum_x += x.sum(axis=0)
         self.sum_y += y.sum(axis=0)
-        self.sum_xy += x.T @ y
+        _accumulate(self.sum_xy, x, y)
         if self.two_component:
             if positive is None or positive.shape != y.shape:
                 raise ValueError("the two-component estimator needs a mask shaped like y")
             mask = positive.astype(np.float64)
             self.count_pos += mask.sum(axis=0)
-            self.sum_x_pos += x.T @ mask
-            self.sum_xy_pos += x.T @ (y * mask)
+            _accumulate(self.sum_x_pos, x, mask)
+            _accumulate(self.sum_xy_pos, x, y * mask)
 
-    def pattern(self, kernel: np.ndarray) -> np.ndarray:
-        """The pattern matrix (n_in, n_out) for the kernel matrix ``kernel``."""
+    def pattern(self, kernel: np.ndarray, *, block: int = 256) -> np.ndarray:
+        """The float32 pattern matrix (n_in, n_out) for the kernel matrix
+        ``kernel``, computed ``block`` output columns at a time (bounded
+        temporaries)."""
         if self.count == 0:
             raise ValueError("no samples seen")
         mean_y = self.sum_y / self.count
-        if not self.two_component:
-            cov = self.sum_xy / self.count - np.outer(self.sum_x / self.count, mean_y)
-            return linear_pattern(cov, kernel)
-        mean_x_pos = _safe_divide(self.sum_x_pos, self.count_pos[None, :])
-        mean_xy_pos = _safe_divide(self.sum_xy_pos, self.count_pos[None, :])
-        return linear_pattern(mean_xy_pos - mean_x_pos * mean_y[None, :], kernel)
+        mean_x = self.sum_x / self.count
+        result = np.empty(kernel.shape, dtype=np.float32)
+        for start in range(0, kernel.shape[1], block):
+            cols = slice(start, start + block)
+            if self.two_component:
+                count_pos = self.count_pos[None, cols]
+                mean_x_pos = _safe_divide(self.sum_x_pos[:, cols], count_pos)
+                mean_xy_pos = _safe_divide(self.sum_xy_pos[:, cols], count_pos)
+                cov = mean_xy_pos - mean_x_pos * mean_y[None, cols]
+            else:
+                cov = self.sum_xy[:, cols] / self.count - np.outer(mean_x, mean_y[cols])
+            result[:, cols] = linear_pattern(cov, kernel[:, cols])
+        return result
 
     def arrays(self) -> dict:
         return {name: getattr(self, name) for name in self.fields}
@@ -179,7 +204,7 @@ class LayerStatistics:
             if value.shape != getattr(self, name).shape:
                 raise ValueError(f"statistic {name} has shape {value.shape}, "
                                  f"expected {getattr(self, name).shape}")
-            setattr(self, name, value.copy())
+            setattr(self, name, np.array(value, dtype=np.float64, order="F"))
 
 
 def kernel_matrix(layer) -> np.ndarray:
@@ -230,8 +255,9 @@ class PatternEstimator:
         fetches += [m for m in self.masks.values() if m is not None]
         # The model input itself cannot be fetched while it is fed.
         self._fed = [any(t is x for x in model.inputs) for t in fetches]
-        self._function = tf.compat.v1.keras.backend.function(
-            model.inputs, [t for t, fed in zip(fetches, self._fed) if not fed])
+        fetched = [t for t, fed in zip(fetches, self._fed) if not fed]
+        self._function = (tf.compat.v1.keras.backend.function(model.inputs, fetched)
+                          if fetched else (lambda _inputs: []))
 
     # -- accumulation ------------------------------------------------------
     def update(self, batch: np.ndarray) -> None:
@@ -308,7 +334,7 @@ class PatternEstimator:
         for layer in self.layers:
             name = layer.name
             matrix = self.stats[name].pattern(self.kernels[name])
-            patterns[name] = matrix.reshape(tuple(layer.kernel.shape)).astype(np.float32)
+            patterns[name] = matrix.reshape(tuple(layer.kernel.shape))
             counts[name] = int(self.stats[name].count)
         return PatternSet(patterns, self.estimator, counts, dict(self.fingerprints),
                           dict(self.layer_estimators))
