@@ -56,6 +56,47 @@ def _activation_name(layer) -> str:
     return getattr(getattr(layer, "activation", None), "__name__", "linear")
 
 
+class _PatternBackward(klayers.Layer):
+    """Reverse one Dense/Conv2D layer: the gradient of its activation (if
+    any), then the gradient of its linear map with the backward kernel in
+    place of the kernel. The backward kernel is a non-trainable weight set
+    with :meth:`set_weights` (no large constants in the graph)."""
+
+    def __init__(self, layer, kernel_shape, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self._kernel_shape = tuple(kernel_shape)
+
+        # closures, so that Keras does not track the forward layer's weights
+        def linear_map(x, kernel):
+            return _kernel_op(layer, x, kernel)
+
+        def pre_activation(x):
+            pre = _kernel_op(layer, x, layer.kernel)
+            return tf.nn.bias_add(pre, layer.bias) if layer.use_bias else pre
+
+        self._linear_map = linear_map
+        self._pre_activation = pre_activation
+        self._activation = None if _activation_name(layer) == "linear" else layer.activation
+
+    def build(self, input_shape):
+        self.backward_kernel = self.add_weight(
+            name="backward_kernel", shape=self._kernel_shape, initializer="zeros",
+            trainable=False)
+        super().build(input_shape)
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, inputs):
+        x, relevance = inputs
+        if self._activation is not None:
+            pre = self._pre_activation(x)
+            relevance = tf.gradients(self._activation(pre), pre, grad_ys=relevance)[0]
+        out = self._linear_map(x, self.backward_kernel)
+        return tf.gradients(out, x, grad_ys=relevance)[0]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
 class PatternNet(InjectionMixin, ReverseAnalyzerBase):
     """PatternNet (Kindermans et al. 2018; eq. 10 of the paper).
 
@@ -88,18 +129,13 @@ class PatternNet(InjectionMixin, ReverseAnalyzerBase):
         return pattern
 
     def _kernel_mapping(self, layer, _state):
-        backward = tf.constant(self._backward_kernels[layer.name])
-        activation = _activation_name(layer)
+        kernel = self._backward_kernels[layer.name]
+        backward = _PatternBackward(layer, kernel.shape, name=f"pattern_backward_{layer.name}")
 
         def apply(Xs, Ys, reversed_Ys, _reverse_state):
-            x, relevance = Xs[0], reversed_Ys[0]
-            if activation != "linear":
-                pre = _kernel_op(layer, x, layer.kernel)
-                if layer.use_bias:
-                    pre = tf.nn.bias_add(pre, layer.bias)
-                relevance = tf.gradients(layer.activation(pre), pre, grad_ys=relevance)[0]
-            out = _kernel_op(layer, x, backward)
-            return [tf.gradients(out, x, grad_ys=relevance, stop_gradients=[x])[0]]
+            result = backward([Xs[0], reversed_Ys[0]])
+            tf.compat.v1.keras.backend.set_value(backward.backward_kernel, kernel)
+            return [result]
 
         return apply
 

@@ -38,7 +38,8 @@ import tensorflow as tf
 from tensorflow.keras import layers as klayers
 
 from .storage import (PatternSet, atomic_savez, combined_fingerprint, meta_array,
-                      model_fingerprints, pattern_layers, read_meta)
+                      model_fingerprints, pattern_layer_weights, pattern_layers,
+                      read_meta)
 from .unfold import conv_geometry, output_size, patch_rows, patches_at
 
 ESTIMATORS = ("linear", "relu")
@@ -207,10 +208,13 @@ class LayerStatistics:
             setattr(self, name, np.array(value, dtype=np.float64, order="F"))
 
 
+def _as_matrix(kernel: np.ndarray) -> np.ndarray:
+    return np.asarray(kernel, dtype=np.float64).reshape(-1, kernel.shape[-1])
+
+
 def kernel_matrix(layer) -> np.ndarray:
     """The layer's kernel as a float64 (n_in, n_out) matrix."""
-    kernel = np.asarray(layer.get_weights()[0], dtype=np.float64)
-    return kernel.reshape(-1, kernel.shape[-1])
+    return _as_matrix(layer.get_weights()[0])
 
 
 class PatternEstimator:
@@ -239,8 +243,10 @@ class PatternEstimator:
         self.layers = pattern_layers(model)
         if not self.layers:
             raise ValueError(f"model {model.name!r} has no Dense or Conv2D layer")
-        self.fingerprints = model_fingerprints(model)
-        self.kernels = {layer.name: kernel_matrix(layer) for layer in self.layers}
+        weights = pattern_layer_weights(model)
+        self.fingerprints = model_fingerprints(model, weights)
+        self.kernels = {name: _as_matrix(values[0]) for name, values in weights.items()}
+        del weights
         relus = relu_output_tensors(model) if estimator == "relu" else {}
         self.masks = {layer.name: relus.get(layer.name) for layer in self.layers}
         self.layer_estimators = {name: "relu" if self.masks[name] is not None else "linear"

@@ -19,6 +19,7 @@ import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
+import tensorflow as tf
 from tensorflow import keras
 from tensorflow.keras import layers as klayers
 
@@ -60,19 +61,40 @@ def pattern_layers(model) -> list:
     return found
 
 
-def layer_fingerprint(layer) -> str:
-    """SHA-256 (first 16 hex digits) of a layer's weight shapes and float32 values."""
+def weights_fingerprint(weights) -> str:
+    """SHA-256 (first 16 hex digits) of a list of weight arrays (shapes and
+    float32 values)."""
     digest = hashlib.sha256()
-    for weight in layer.get_weights():
+    for weight in weights:
         weight = np.ascontiguousarray(weight, dtype=np.float32)
         digest.update(repr(weight.shape).encode())
         digest.update(weight.tobytes())
     return digest.hexdigest()[:16]
 
 
-def model_fingerprints(model) -> dict:
-    """``{layer name: fingerprint}`` for every pattern layer of ``model``."""
-    return {layer.name: layer_fingerprint(layer) for layer in pattern_layers(model)}
+def layer_fingerprint(layer) -> str:
+    """Fingerprint of a layer's weights (:func:`weights_fingerprint`)."""
+    return weights_fingerprint(layer.get_weights())
+
+
+def pattern_layer_weights(model) -> dict:
+    """``{layer name: [kernel, bias...]}`` of every pattern layer, fetched in
+    one session run."""
+    layers = pattern_layers(model)
+    variables = [layer.weights for layer in layers]
+    flat = tf.compat.v1.keras.backend.batch_get_value([v for vs in variables for v in vs])
+    result, start = {}, 0
+    for layer, vs in zip(layers, variables):
+        result[layer.name] = flat[start:start + len(vs)]
+        start += len(vs)
+    return result
+
+
+def model_fingerprints(model, weights: dict | None = None) -> dict:
+    """``{layer name: fingerprint}`` for every pattern layer of ``model``
+    (``weights``: the output of :func:`pattern_layer_weights`, if at hand)."""
+    weights = pattern_layer_weights(model) if weights is None else weights
+    return {name: weights_fingerprint(values) for name, values in weights.items()}
 
 
 def combined_fingerprint(fingerprints: dict) -> str:
@@ -125,6 +147,7 @@ class PatternSet:
         patterns do not belong to ``model`` (missing layer, wrong shape or
         different weights)."""
         layers = {layer.name: layer for layer in pattern_layers(model)}
+        actual_fingerprints = model_fingerprints(model) if self.fingerprints else {}
         missing = [name for name in layers if name not in self.patterns]
         if missing:
             raise ValueError(
@@ -141,7 +164,7 @@ class PatternSet:
                     f"the layer's kernel has shape {kernel_shape}")
             expected = self.fingerprints.get(name)
             if expected is not None:
-                actual = layer_fingerprint(layers[name])
+                actual = actual_fingerprints[name]
                 if actual != expected:
                     raise ValueError(
                         f"{source}: patterns of layer {name!r} were estimated for other "
