@@ -50,7 +50,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    model, _ = load_model(args.network, args.weights)
+    model, _ = load_model(args.network, args.weights, seed=args.seed)
     patterns = load_patterns(args.patterns, model)  # checks the weights' fingerprints
     store = ResultStore(args.out_dir, "pattern_spectra")
     tag = Path(args.patterns).stem

@@ -98,7 +98,7 @@ def image_source(kind, directory, n_images, size, seed):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    model, preprocess = load_model(args.network, args.weights)
+    model, preprocess = load_model(args.network, args.weights, seed=args.seed)
     size = tuple(model.input.shape[1:3])
     images = image_source(args.data[0], args.data[1] if len(args.data) > 1 else None,
                           args.n_images, size, args.seed)

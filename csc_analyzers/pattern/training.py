@@ -88,9 +88,35 @@ def skimage_photos(n_images: int, size: tuple, seed: int = 0) -> Iterator[np.nda
         yield np.clip(image, 0, 255).astype(np.uint8)
 
 
-def keras_application(name: str, weights=None):
+def glorot_uniform_weights(model, rng: np.random.Generator) -> None:
+    """Set every ``*kernel*`` weight of ``model`` to Glorot-uniform values drawn
+    with ``rng`` (Keras' default initialiser, reproducible) and every bias to
+    zero; other weights (e.g. BatchNormalization's) keep their initial values."""
+    import tensorflow as tf
+
+    variables, values = [], []
+    for layer in model.layers:
+        for variable in layer.weights:
+            name = variable.name.split("/")[-1]
+            shape = tuple(variable.shape)
+            if "kernel" in name:
+                receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+                fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+                limit = np.sqrt(6.0 / (fan_in + fan_out))
+                values.append(rng.uniform(-limit, limit, size=shape).astype(np.float32))
+            elif name.startswith("bias"):
+                values.append(np.zeros(shape, np.float32))
+            else:
+                continue
+            variables.append(variable)
+    tf.compat.v1.keras.backend.batch_set_value(list(zip(variables, values)))
+
+
+def keras_application(name: str, weights=None, *, seed: int = 0):
     """``(model, preprocess)`` of ``keras.applications.<name>`` (e.g. "VGG16")
-    with its own ``preprocess_input``; ``weights=None`` gives random weights."""
+    with its own ``preprocess_input``. ``weights=None`` gives random weights,
+    reproducible across runs: :func:`glorot_uniform_weights` with
+    ``np.random.default_rng(seed)``."""
     from tensorflow import keras
 
     constructor = getattr(keras.applications, name, None)
@@ -98,6 +124,8 @@ def keras_application(name: str, weights=None):
     if constructor is None or module is None or not hasattr(module, "preprocess_input"):
         raise ValueError(f"keras.applications has no model {name!r} with a preprocess_input")
     model = constructor(weights=weights)
+    if weights is None:
+        glorot_uniform_weights(model, np.random.default_rng(seed))
 
     def preprocess(images):
         return module.preprocess_input(np.asarray(images, dtype=np.float32))
@@ -105,7 +133,7 @@ def keras_application(name: str, weights=None):
     return model, preprocess
 
 
-def load_model(spec: str, weights=None):
+def load_model(spec: str, weights=None, *, seed: int = 0):
     """``(model, preprocess)`` for a command line: a project network name
     (:func:`csc_analyzers.models.load_network`) or ``keras:NAME`` for
     ``keras.applications.NAME``; ``weights="none"`` asks for random weights,
@@ -113,7 +141,7 @@ def load_model(spec: str, weights=None):
     random = weights is not None and str(weights).lower() == "none"
     if spec.startswith("keras:"):
         return keras_application(spec[len("keras:"):],
-                                 None if random else (weights or "imagenet"))
+                                 None if random else (weights or "imagenet"), seed=seed)
     from csc_analyzers.models import load_network
 
     kwargs = {} if weights is None else {"weights": None if random else weights}
