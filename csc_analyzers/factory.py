@@ -83,6 +83,13 @@ class AnalyzerTable(dict):
             self[name] = cls
         return self[name]
 
+# --- project analyzers (one line per name) ---
+from .pattern.analyzers import PatternAttribution, PatternNet  # noqa: E402
+
+analyzers["pattern.net"] = PatternNet
+analyzers["pattern.attribution"] = PatternAttribution
+# --- end of project analyzers ---
+
 
 analyzers: dict = AnalyzerTable()
 analyzers.update(ianalyzer.analyzers)
