@@ -12,8 +12,13 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 import innvestigate.analyzer as ianalyzer
 from innvestigate.analyzer.reverse_base import ReverseAnalyzerBase
 
+from .contrastive import ContrastiveLRP
+from .excitation import ContrastiveExcitationBackprop, ExcitationBackprop
 from .injection import InjectionMixin
 from .logits import logit_model
+from .lrp_presets import LRPCMPAlpha1Beta0, LRPCMPAlpha2Beta1
+from .rectgrad import RectGrad
+from .smoothgrad import IntegratedGradients, SeededSmoothGrad
 
 
 def with_injection(cls):
@@ -31,6 +36,17 @@ def _innvestigate_table() -> dict:
 
 
 analyzers: dict = _innvestigate_table()
+
+# --- project analyzers (one line per name) ---------------------------------
+analyzers["rectgrad"] = RectGrad
+analyzers["excitation_backprop"] = ExcitationBackprop
+analyzers["excitation_backprop.contrastive"] = ContrastiveExcitationBackprop
+analyzers["lrp.contrastive"] = ContrastiveLRP
+analyzers["lrp.cmp_alpha_1_beta_0"] = LRPCMPAlpha1Beta0
+analyzers["lrp.cmp_alpha_2_beta_1"] = LRPCMPAlpha2Beta1
+analyzers["smoothgrad.seeded"] = SeededSmoothGrad
+analyzers["integrated_gradients"] = IntegratedGradients  # chunked, with propagate
+# --- end of project analyzers ----------------------------------------------
 
 
 def create_analyzer(name: str, model, **kwargs):
