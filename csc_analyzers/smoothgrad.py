@@ -12,8 +12,9 @@ methods):
   noisy inputs of :meth:`GradientAverage.analyze`. ``noise_scale`` is an
   absolute standard deviation (the registry passes 0.15 x input width).
 * Integrated Gradients (Sundararajan et al., 2017): ``(x - x0) * mean_t grad
-  f_k(x0 + t (x - x0))`` with ``t`` in ``linspace(0, 1, steps)``, as in
-  innvestigate, but evaluated in chunks of ``batch_size`` inputs instead of one
+  f_k(x0 + t (x - x0))`` with ``t = i / steps``, ``i = 0..steps-1``
+  (the left Riemann sum of innvestigate's ``IntegratedGradients``), evaluated
+  in chunks of ``batch_size`` inputs instead of one
   batch of ``batch * steps`` images (which does not fit in memory for
   ImageNet networks).
 
@@ -177,7 +178,7 @@ class IntegratedGradients(GradientAverage):
             np.asarray(reference_inputs, dtype=np.float32), self._input_shape)
 
     def _points(self, x):
-        t = np.linspace(0.0, 1.0, self._steps, dtype=np.float32)
+        t = np.arange(self._steps, dtype=np.float32) / self._steps
         t = t.reshape((-1,) + (1,) * x.ndim)
         return self._reference[None] + t * (x - self._reference)[None]
 
