@@ -22,8 +22,13 @@ from innvestigate.analyzer.wrapper import AugmentReduceBase, GaussianSmoother, P
 from residual_support import GradientResidualMixin, ResidualRulesMixin, fold_batchnorm
 from residual_support.wrappers import AugmentInNumpyMixin
 
+from .contrastive import ContrastiveLRP
+from .excitation import ContrastiveExcitationBackprop, ExcitationBackprop
 from .injection import InjectionMixin
 from .logits import logit_model
+from .lrp_presets import LRPCMPAlpha1Beta0, LRPCMPAlpha2Beta1
+from .rectgrad import RectGrad
+from .smoothgrad import IntegratedGradients, SeededSmoothGrad
 
 
 def with_injection(cls):
@@ -89,6 +94,17 @@ from .pattern.analyzers import PatternAttribution, PatternNet  # noqa: E402
 analyzers["pattern.net"] = PatternNet
 analyzers["pattern.attribution"] = PatternAttribution
 # --- end of project analyzers ---
+
+# --- project analyzers (one line per name) ---------------------------------
+analyzers["rectgrad"] = RectGrad
+analyzers["excitation_backprop"] = ExcitationBackprop
+analyzers["excitation_backprop.contrastive"] = ContrastiveExcitationBackprop
+analyzers["lrp.contrastive"] = ContrastiveLRP
+analyzers["lrp.cmp_alpha_1_beta_0"] = LRPCMPAlpha1Beta0
+analyzers["lrp.cmp_alpha_2_beta_1"] = LRPCMPAlpha2Beta1
+analyzers["smoothgrad.seeded"] = SeededSmoothGrad
+analyzers["integrated_gradients"] = IntegratedGradients  # chunked, with propagate
+# --- end of project analyzers ----------------------------------------------
 
 
 analyzers: dict = AnalyzerTable()

@@ -1,0 +1,186 @@
+"""Gradient averages: seeded SmoothGrad and Integrated Gradients.
+
+Both average the gradient of the explained logit over a set of inputs derived
+from the image ``x`` (section 5 of the paper: they are not modified-backprop
+methods):
+
+* SmoothGrad (Smilkov et al., 2017): ``mean_i grad f_k(x + e_i)`` with
+  ``e_i ~ N(0, noise_scale^2 I)``, ``i = 1..augment_by_n``. The noise is drawn
+  once with ``np.random.default_rng(seed)`` (shape ``(augment_by_n,) + input
+  shape``) and used for every image and every call, so results are
+  reproducible and :meth:`GradientAverage.propagate` averages over exactly the
+  noisy inputs of :meth:`GradientAverage.analyze`. ``noise_scale`` is an
+  absolute standard deviation (the registry passes 0.15 x input width).
+* Integrated Gradients (Sundararajan et al., 2017): ``(x - x0) * mean_t grad
+  f_k(x0 + t (x - x0))`` with ``t = i / steps``, ``i = 0..steps-1``
+  (the left Riemann sum of innvestigate's ``IntegratedGradients``), evaluated
+  in chunks of ``batch_size`` inputs instead of one
+  batch of ``batch * steps`` images (which does not fit in memory for
+  ImageNet networks).
+
+The class k is chosen on the clean input (``neuron_selection_mode``
+"max_activation") or given (``"index"``, ``analyze(x, neuron_selection=k)``),
+and kept for every averaged input.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import numpy as np
+
+from residual_support import _tf  # noqa: F401  (graph mode first)
+
+from innvestigate.analyzer.gradient_based import Gradient
+
+from .injection import INPUT, InjectionMixin, LayerNames, broadcast_inputs
+
+
+class InjectedGradient(InjectionMixin, Gradient):
+    """innvestigate's Gradient with relevance injection."""
+
+
+class GradientAverage(ABC):
+    """Average of the gradient over inputs derived from each image.
+
+    Subclasses define :meth:`_points` (the inputs for one image) and may
+    define :meth:`_finish` (applied to the averaged input gradient).
+    Extra keyword arguments go to innvestigate's ``Gradient``
+    (e.g. ``postprocess``).
+    """
+
+    def __init__(self, model, neuron_selection_mode: str = "max_activation",
+                 batch_size: int = 16, **gradient_kwargs):
+        if neuron_selection_mode not in ("max_activation", "index"):
+            raise ValueError(
+                f"neuron_selection_mode must be 'max_activation' or 'index', "
+                f"got {neuron_selection_mode!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        self._model = model
+        self._neuron_selection_mode = neuron_selection_mode
+        self._batch_size = int(batch_size)
+        self._input_shape = tuple(model.input_shape[1:])
+        if None in self._input_shape:
+            raise ValueError(
+                f"model {model.name!r} needs a fully specified input shape, "
+                f"got {model.input_shape}")
+        self._gradient = InjectedGradient(model, neuron_selection_mode="index",
+                                          **gradient_kwargs)
+
+    @abstractmethod
+    def _points(self, x: np.ndarray) -> np.ndarray:
+        """The inputs, shape ``(m,) + x.shape``, whose gradients are averaged."""
+
+    def _finish(self, x: np.ndarray, mean_gradient: np.ndarray) -> np.ndarray:
+        return mean_gradient
+
+    # -- analysis -----------------------------------------------------------
+    def _check_input(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        if X.shape[1:] != self._input_shape:
+            raise ValueError(
+                f"input has shape {X.shape}, model {self._model.name!r} expects "
+                f"(batch,) + {self._input_shape}")
+        return X
+
+    def _classes(self, X: np.ndarray, neuron_selection) -> np.ndarray:
+        if self._neuron_selection_mode == "index":
+            if neuron_selection is None:
+                raise ValueError("neuron_selection_mode 'index' needs neuron_selection")
+            return np.broadcast_to(np.asarray(neuron_selection).ravel(), (len(X),))
+        if neuron_selection is not None:
+            raise ValueError("neuron_selection is only used with neuron_selection_mode 'index'")
+        return np.argmax(self._model.predict_on_batch(X), axis=1)
+
+    def analyze(self, X, neuron_selection=None) -> np.ndarray:
+        """The averaged-gradient map of each image in ``X``."""
+        X = self._check_input(X)
+        classes = self._classes(X, neuron_selection)
+        maps = []
+        for x, k in zip(X, classes):
+            points = self._points(x)
+            total = np.zeros(x.shape, dtype=np.float64)
+            for start in range(0, len(points), self._batch_size):
+                chunk = points[start:start + self._batch_size]
+                total += self._gradient.analyze(chunk, neuron_selection=int(k)).sum(axis=0)
+            maps.append(self._finish(x, (total / len(points)).astype(np.float32)))
+        return np.stack(maps)
+
+    # -- relevance injection ------------------------------------------------
+    def injection_layers(self) -> list:
+        return self._gradient.injection_layers()
+
+    def relevance_shape(self, layer: str) -> tuple:
+        return self._gradient.relevance_shape(layer)
+
+    def forward(self, x, layers):
+        return self._gradient.forward(x, layers)
+
+    def propagate(self, x: np.ndarray, relevance: np.ndarray, from_layer: str,
+                  to_layers: Sequence[str] | str = (INPUT,)) -> dict:
+        """The gradient backprop of ``relevance`` injected at ``from_layer``,
+        averaged over the same inputs as :meth:`analyze` (the ``"input"``
+        entry gets the same final step as :meth:`analyze`). Same signature
+        and shapes as :meth:`csc_analyzers.injection.InjectionMixin.propagate`."""
+        relevance = np.asarray(relevance, dtype=np.float32)
+        x = broadcast_inputs(self._check_input(x), relevance.shape[0])
+        if isinstance(to_layers, str):
+            to_layers = [to_layers]
+        names = LayerNames(self._model)
+        points = np.stack([self._points(sample) for sample in x], axis=1)
+        totals = None
+        for batch in points:
+            values = self._gradient.propagate(batch, relevance, from_layer, to_layers)
+            if totals is None:
+                totals = {k: v.astype(np.float64) for k, v in values.items()}
+            else:
+                for k, v in values.items():
+                    totals[k] += v
+        result = {}
+        for key, total in totals.items():
+            mean = (total / len(points)).astype(np.float32)
+            if names.resolve(key) == INPUT:
+                mean = np.stack([self._finish(s, m) for s, m in zip(x, mean)])
+            result[key] = mean
+        return result
+
+
+class SeededSmoothGrad(GradientAverage):
+    """SmoothGrad with seeded noise: ``augment_by_n`` samples of absolute
+    standard deviation ``noise_scale`` drawn from ``np.random.default_rng(seed)``."""
+
+    def __init__(self, model, augment_by_n: int = 50, noise_scale: float = 1.0,
+                 seed: int = 0, **kwargs):
+        if int(augment_by_n) < 1:
+            raise ValueError(f"augment_by_n must be >= 1, got {augment_by_n!r}")
+        if float(noise_scale) < 0:
+            raise ValueError(f"noise_scale must be >= 0, got {noise_scale!r}")
+        super().__init__(model, **kwargs)
+        rng = np.random.default_rng(seed)
+        self._noise = rng.normal(0.0, float(noise_scale),
+                                 (int(augment_by_n),) + self._input_shape).astype(np.float32)
+
+    def _points(self, x):
+        return x[None] + self._noise
+
+
+class IntegratedGradients(GradientAverage):
+    """Integrated Gradients with ``steps`` points from ``reference_inputs``
+    (scalar or array of the input shape) to the image."""
+
+    def __init__(self, model, steps: int = 64, reference_inputs=0.0, **kwargs):
+        if int(steps) < 1:
+            raise ValueError(f"steps must be >= 1, got {steps!r}")
+        super().__init__(model, **kwargs)
+        self._steps = int(steps)
+        self._reference = np.broadcast_to(
+            np.asarray(reference_inputs, dtype=np.float32), self._input_shape)
+
+    def _points(self, x):
+        t = np.arange(self._steps, dtype=np.float32) / self._steps
+        t = t.reshape((-1,) + (1,) * x.ndim)
+        return self._reference[None] + t * (x - self._reference)[None]
+
+    def _finish(self, x, mean_gradient):
+        return (x - self._reference) * mean_gradient
