@@ -23,10 +23,12 @@ from residual_support import GradientResidualMixin, ResidualRulesMixin, fold_bat
 from residual_support.wrappers import AugmentInNumpyMixin
 
 from .contrastive import ContrastiveLRP
+from .deeplift_wrapper import DeepLiftAnalyzer
 from .excitation import ContrastiveExcitationBackprop, ExcitationBackprop
 from .injection import InjectionMixin
 from .logits import logit_model
 from .lrp_presets import LRPCMPAlpha1Beta0, LRPCMPAlpha2Beta1
+from .pattern.analyzers import PatternAttribution, PatternNet
 from .rectgrad import RectGrad
 from .smoothgrad import IntegratedGradients, SeededSmoothGrad
 
@@ -88,14 +90,11 @@ class AnalyzerTable(dict):
             self[name] = cls
         return self[name]
 
-# --- project analyzers (one line per name) ---
-from .pattern.analyzers import PatternAttribution, PatternNet  # noqa: E402
 
-analyzers["pattern.net"] = PatternNet
-analyzers["pattern.attribution"] = PatternAttribution
-# --- end of project analyzers ---
+analyzers: dict = AnalyzerTable()
+analyzers.update(ianalyzer.analyzers)
 
-# --- project analyzers (one line per name) ---------------------------------
+# -- project analyzers: one line per name, analyzers["name"] = Class ---------
 analyzers["rectgrad"] = RectGrad
 analyzers["excitation_backprop"] = ExcitationBackprop
 analyzers["excitation_backprop.contrastive"] = ContrastiveExcitationBackprop
@@ -104,15 +103,8 @@ analyzers["lrp.cmp_alpha_1_beta_0"] = LRPCMPAlpha1Beta0
 analyzers["lrp.cmp_alpha_2_beta_1"] = LRPCMPAlpha2Beta1
 analyzers["smoothgrad.seeded"] = SeededSmoothGrad
 analyzers["integrated_gradients"] = IntegratedGradients  # chunked, with propagate
-# --- end of project analyzers ----------------------------------------------
-
-
-analyzers: dict = AnalyzerTable()
-analyzers.update(ianalyzer.analyzers)
-
-# -- project analyzers: one line per name, analyzers["name"] = Class ---------
-from .deeplift_wrapper import DeepLiftAnalyzer  # noqa: E402
-
+analyzers["pattern.net"] = PatternNet
+analyzers["pattern.attribution"] = PatternAttribution
 analyzers["deep_lift.wrapper"] = DeepLiftAnalyzer
 # -- end of project analyzers ------------------------------------------------
 
