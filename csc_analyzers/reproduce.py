@@ -83,14 +83,42 @@ def load_images(network, settings: Settings):
     return images, labels
 
 
+def pattern_images(network, settings: Settings):
+    """uint8 training images for the patterns: the built-in or CIFAR-10 training
+    split, the ImageNet directory, or scikit-image's photos (augmented crops)."""
+    from .data import builtin, cifar10
+    from .pattern.training import directory_images, skimage_photos
+
+    n = settings.n_pattern_images
+    if settings.data == "builtin":
+        return builtin.load("train", n=n, seed=settings.seed)[0]
+    if settings.data == "cifar10":
+        return cifar10.load("train", n=n, path=settings.data_dir)[0]
+    size = tuple(network.model.input_shape[1:3])
+    if settings.data == "imagenet":
+        return np.stack(list(directory_images(settings.data_dir, n, size)))
+    return np.stack(list(skimage_photos(min(n, 64), size, seed=settings.seed)))
+
+
 def pattern_provider(network, settings: Settings):
-    """Patterns trained on the network's training data, cached in ``out/patterns``
-    (None when the pattern analyzers are not available)."""
-    from .pattern.training import patterns_for
+    """Patterns (two-component ReLU estimator) from the network's training
+    data, cached in ``out/patterns/<network>.npz`` and checked against the
+    network's weights when loaded; returned as a provider ``network -> patterns``."""
+    from .pattern.storage import load_patterns
+    from .pattern.training import batches_of, train_patterns
+
     path = Path(settings.out) / "patterns" / f"{network.name}.npz"
-    return patterns_for(network, path=path, data=settings.data, data_dir=settings.data_dir,
-                        n_images=settings.n_pattern_images, seed=settings.seed,
-                        progress=settings.progress)
+    if path.is_file():
+        patterns = load_patterns(path, network.model)
+    else:
+        images = pattern_images(network, settings)
+        batch = 64 if images.shape[1] <= 64 else 8
+        patterns = train_patterns(network.model, batches_of(iter(images), batch,
+                                                            network.preprocess),
+                                  out=path, estimator="relu",
+                                  n_batches=-(-len(images) // batch),
+                                  progress=settings.progress)
+    return lambda _network: patterns
 
 
 def run_network(name: str, settings: Settings) -> dict:
