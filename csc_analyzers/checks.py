@@ -26,6 +26,7 @@ import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
+import tensorflow as tf
 from tensorflow import keras
 
 from .errors import (ActivationError, ArgumentError, ImageDirectoryError, InputError,
@@ -90,8 +91,8 @@ def load_user_model(path, *, argument: str = "--network") -> keras.Model:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelFileError(
             f"{argument} {path}: cannot load the model ({type(error).__name__}: "
-            f"{reason[:200]}); check that the file is complete and was saved by Keras "
-            f"{keras.__version__.split('.')[0]}.x with model.save()") from None
+            f"{reason[:200]}); check that the file is complete and was written by "
+            f"model.save() with TensorFlow {tf.__version__} or a compatible version") from None
     if not isinstance(model, keras.Model) or not hasattr(model, "layers"):
         raise ModelFileError(
             f"{argument} {path}: holds a {type(model).__name__}, not a Keras model; save a "

@@ -26,7 +26,7 @@ def main(argv=None):
     parser.add_argument("--composites", type=int, default=0,
                         help="also run class sensitivity on N built-in two-object images")
     args = parser.parse_args(argv)
-    with checks.exit_on_input_error(parser.prog):
+    with checks.exit_on_input_error(Path(__file__).name):
         return _run(args)
 
 

@@ -27,7 +27,7 @@ def main(argv=None):
     parser.add_argument("--chunk", type=int, default=8,
                         help="images per pass over the randomisation levels")
     args = parser.parse_args(argv)
-    with checks.exit_on_input_error(parser.prog):
+    with checks.exit_on_input_error(Path(__file__).name):
         return _run(args)
 
 
