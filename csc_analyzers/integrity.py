@@ -8,11 +8,14 @@ and the flags that mark non-finite numbers in result tables.
   its file) differ after the block, also when the block raised.
 * :func:`flag_nonfinite`, :func:`count_nonfinite`: the ``nonfinite`` column of
   a result table and the per-method count of flagged rows for the report.
+* :func:`seeded_initialization`: models built inside it get the same random
+  initial weights for the same seed.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +70,21 @@ def unchanged_model(model, path=None):
             raise ModelChangedError(" and ".join(changed) + " changed during the analysis")
 
 
+@contextlib.contextmanager
+def seeded_initialization(seed: int):
+    """Inside the block, Keras initializers without an explicit seed draw
+    their seeds from ``random.Random(seed)`` (Keras 2.14 takes them from
+    Python's ``random`` module), so a model built here has the same random
+    initial weights for the same ``seed``. The state of ``random`` is
+    restored on exit."""
+    state = random.getstate()
+    random.seed(int(seed))
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 def is_nonfinite(value) -> bool:
     """True if ``value`` (a number or an array) is or holds NaN or +-Inf."""
     array = np.asarray(value, dtype=np.float64)
@@ -102,4 +120,4 @@ def count_nonfinite(table: pd.DataFrame, *, by: str = "method",
 
 
 __all__ = ["model_fingerprint", "file_fingerprint", "unchanged_model", "is_nonfinite",
-           "flag_nonfinite", "count_nonfinite", "NONFINITE"]
+           "flag_nonfinite", "count_nonfinite", "seeded_initialization", "NONFINITE"]

@@ -24,6 +24,7 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 from csc_analyzers import checks
 from csc_analyzers.errors import ImagesFileError, ModelFileError
 from csc_analyzers.experiments.csc import plan_methods, run_csc
+from csc_analyzers.integrity import seeded_initialization
 from csc_analyzers.registry import ALL_METHODS
 
 
@@ -33,7 +34,7 @@ def parse_args(argv=None):
                         help="network name (csc_analyzers.models.NETWORK_NAMES)")
     parser.add_argument("--weights", default="default",
                         help="weights for load_network: 'default', a dataset name, a file, "
-                             "or 'random'")
+                             "or 'random' (initial weights drawn with --seed)")
     parser.add_argument("--cache-dir", default=None, help="weights cache directory")
     parser.add_argument("--methods", default="all",
                         help="comma-separated display names from the registry, 'all' (paper "
@@ -100,7 +101,8 @@ def _run(args) -> int:
     from csc_analyzers.models import load_network
     weights = None if args.weights == "random" else args.weights
     try:
-        network = load_network(args.network, weights=weights, cache_dir=args.cache_dir)
+        with seeded_initialization(args.seed):  # --weights random: the same for the same seed
+            network = load_network(args.network, weights=weights, cache_dir=args.cache_dir)
     except FileNotFoundError as error:
         raise ModelFileError(f"--weights {args.weights}: {error}") from None
     images = load_images(network, args)

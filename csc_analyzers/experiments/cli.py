@@ -14,6 +14,7 @@ from tensorflow import keras
 
 from .. import checks
 from ..errors import ArgumentError, ImagesFileError, ModelFileError
+from ..integrity import seeded_initialization
 from .common import ModelNetwork, ROW_COLUMNS
 from .store import ResultStore, merge_stores
 
@@ -25,7 +26,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a network name (cifar-net, small-resnet, vgg16, resnet50) or the "
                              "path of a saved Keras model (.h5/.keras)")
     parser.add_argument("--weights", default=None,
-                        help="weights for a named network (passed to load_network)")
+                        help="weights for a named network (passed to load_network); "
+                             "'random': initial weights drawn with --seed")
     parser.add_argument("--methods", default="all",
                         help="comma-separated display names, 'all' (paper) or 'extra'")
     parser.add_argument("--n-images", type=int, default=200)
@@ -56,8 +58,11 @@ def load_network_arg(args):
         return ModelNetwork(name=path.stem if path.is_file() else path.name, model=model)
     from ..models import load_network  # the networks module
     kwargs = {} if args.weights is None else {"weights": args.weights}
+    if args.weights == "random":
+        kwargs["weights"] = None
     try:
-        return load_network(args.network, **kwargs)
+        with seeded_initialization(args.seed):  # --weights random: the same for the same seed
+            return load_network(args.network, **kwargs)
     except FileNotFoundError as error:
         raise ModelFileError(f"--weights {args.weights}: {error}") from None
 
