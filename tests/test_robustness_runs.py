@@ -1,6 +1,11 @@
 """Long runs: the user's model is never changed (also when a run raises),
 seeded runs write byte-identical tables, and runs killed with SIGKILL at
-several points and run again give the tables of an uninterrupted run."""
+several points and run again give the tables of an uninterrupted run.
+
+The kill-and-resume tests are also determinism tests across processes: the
+resumed table is made of units written by three different processes (with
+``--weights random`` each drew the network's initial weights anew) and must
+equal, byte for byte, the table of one uninterrupted run in this process."""
 import os
 import runpy
 import signal
@@ -138,12 +143,6 @@ def test_nonfinite_maps_flag_rows_and_the_run_goes_on(tmp_path, rng):
 
 # --- subprocess runs: determinism and kill-and-resume -----------------------------------------
 
-def sanity_command(model, images, out, n_images):
-    return [str(SCRIPTS / "run_sanity_checks.py"), "--network", str(model), "--images",
-            str(images), "--methods", "Gradient,LRP-z", "--n-images", str(n_images),
-            "--seed", "3", "--chunk", "1", "--out", str(out), "--no-progress"]
-
-
 def csc_command(out, n_images):
     return [str(SCRIPTS / "run_csc.py"), "--network", "cifar-net", "--weights", "random",
             "--methods", "Gradient", "--n-images", str(n_images), "--n-vectors", "2",
@@ -183,26 +182,37 @@ def kill_at_points(command, units_dir, points, total):
 
 
 @pytest.mark.slow
-def test_sanity_killed_at_several_points_resumes_to_the_same_table(tmp_path, rng):
+@pytest.mark.parametrize("script, experiment, points, rows_per_unit", [
+    ("run_sanity_checks.py", "sanity_cascading", (0, 1, 3), 3 * 3),
+    ("run_random_logit.py", "random_logit", (2,), 4),
+])
+def test_killed_at_several_points_resumes_to_the_same_table(tmp_path, rng, script, experiment,
+                                                             points, rows_per_unit):
     n_images = 6
     model = tmp_path / "tiny.h5"
     small_cnn(softmax=True).save(model, save_format="h5")
     images = tmp_path / "images.npz"
     np.savez(images, images=rng.normal(size=(n_images, 8, 8, 3)).astype("float32"),
              labels=rng.integers(0, 3, size=n_images))
-    run_in_process(sanity_command(model, images, tmp_path / "a", n_images))
-    run_in_process(sanity_command(model, images, tmp_path / "b", n_images))
-    table_a = (tmp_path / "a" / "sanity_cascading.csv").read_bytes()
-    assert table_a == (tmp_path / "b" / "sanity_cascading.csv").read_bytes()  # determinism
+
+    def command(out):
+        extra = ["--chunk", "1"] if script == "run_sanity_checks.py" else []
+        return [str(SCRIPTS / script), "--network", str(model), "--images", str(images),
+                "--methods", "Gradient,LRP-z", "--n-images", str(n_images), "--seed", "3",
+                "--out", str(out), "--no-progress", *extra]
+
+    run_in_process(command(tmp_path / "whole"))
+    whole = (tmp_path / "whole" / f"{experiment}.csv").read_bytes()
     killed = tmp_path / "killed"
-    seen = kill_at_points(sanity_command(model, images, killed, n_images),
-                          killed / "sanity_cascading" / "units", (0, 1, 3), 2 * n_images)
-    subprocess.run([sys.executable] + sanity_command(model, images, killed, n_images),
-                   env=ENV, check=True, capture_output=True, timeout=300)
-    assert (killed / "sanity_cascading.csv").read_bytes() == table_a, seen
-    table = pd.read_csv(killed / "sanity_cascading.csv")
+    seen = kill_at_points(command(killed), killed / experiment / "units", points, 2 * n_images)
+    assert not (killed / f"{experiment}.csv").exists()
+    subprocess.run([sys.executable] + command(killed), env=ENV, check=True,
+                   capture_output=True, timeout=300)
+    assert (killed / f"{experiment}.csv").read_bytes() == whole, seen
+    table = pd.read_csv(killed / f"{experiment}.csv")
     assert not table.duplicated(["method", "image_id", "level", "metric"]).any()
-    assert len(table) == 2 * n_images * 3 * 3
+    assert len(table) == 2 * n_images * rows_per_unit
+    print(f"{script}: unit files after each kill {seen} of {2 * n_images}")
 
 
 @pytest.mark.slow
@@ -226,11 +236,8 @@ def test_random_logit_seeded_runs_are_byte_identical(tmp_path, rng):
 def test_csc_killed_at_several_points_resumes_to_the_same_table(tmp_path):
     n_images = 3
     run_in_process(csc_command(tmp_path / "a", n_images))
-    run_in_process(csc_command(tmp_path / "b", n_images))
     names = ("csc.csv", "csc_histograms.csv")
     whole = {name: (tmp_path / "a" / name).read_bytes() for name in names}
-    for name in names:  # determinism
-        assert (tmp_path / "b" / name).read_bytes() == whole[name], name
     killed = tmp_path / "killed"
     seen = kill_at_points(csc_command(killed, n_images), killed / "csc" / "units", (0, 1),
                           n_images)
@@ -238,3 +245,4 @@ def test_csc_killed_at_several_points_resumes_to_the_same_table(tmp_path):
                    capture_output=True, timeout=600)
     for name in names:
         assert (killed / name).read_bytes() == whole[name], (name, seen)
+    print(f"run_csc.py: unit files after each kill {seen} of {n_images}")
