@@ -20,7 +20,6 @@ import importlib
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -10,8 +10,6 @@ import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
-from tensorflow import keras
-
 from .. import checks
 from ..errors import ArgumentError, ImagesFileError, ModelFileError
 from ..integrity import seeded_initialization
@@ -163,4 +161,5 @@ def consolidate(store: ResultStore, shard) -> Path | None:
 
 
 __all__ = ["add_common_arguments", "load_network_arg", "load_images_arg", "patterns_provider",
-           "methods_arg", "preflight", "progress_bar", "merge", "consolidate", "SORT_BY", "ROW_COLUMNS"]
+           "methods_arg", "preflight", "progress_bar", "merge", "consolidate", "SORT_BY",
+           "ROW_COLUMNS"]
