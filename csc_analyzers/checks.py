@@ -210,7 +210,8 @@ def check_activations(model, specs) -> list:
     if errors:
         raise ActivationError(
             f"model {model.name!r} has non-ReLU activations at {listed}; "
-            f"{', '.join(_spec_names(errors))} are only defined for ReLU networks "
+            f"{', '.join(_spec_names(errors))} {'is' if len(errors) == 1 else 'are'} only "
+            "defined for ReLU networks "
             "(DeepLIFT: ReLU, sigmoid, tanh). Use a ReLU model or leave these methods out "
             "(--methods)")
     messages = [f"model {model.name!r} has non-ReLU activations at {listed}; "

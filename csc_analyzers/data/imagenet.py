@@ -78,7 +78,7 @@ def list_validation_dir(root) -> list:
     if not folders:
         if loose:
             raise ImageDirectoryError(
-                f"{root} holds {len(loose)} images directly but no synset folders; sort them "
+                f"{root} holds {len(loose)} image(s) directly but no synset folders; sort them "
                 f"into {root}/<synset>/ (e.g. {root}/n01440764/{loose[0].name}) using the "
                 "validation ground truth")
         raise ImageDirectoryError(
