@@ -16,11 +16,20 @@ operation is created.
 
 Every Keras layer maps to the deeplift node that computes its output; a layer
 with a fused activation becomes two nodes, ``<name>/linear`` and ``<name>``.
+
+Every weight-dependent array of the deeplift model (Dense / Conv2D kernel and
+bias, BatchNormalization gamma, beta, mean and variance) is a
+:class:`~residual_support.deeplift_layers.GraphWeight` that remembers the
+Keras layer and the function of its weights it came from;
+:meth:`ConvertedModel.sync` re-loads all of them from the Keras model's current
+weights without adding graph operations.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter
 
 import numpy as np
 
@@ -60,8 +69,10 @@ class ConvertedModel:
     ``graph_model``: deeplift ``GraphModel`` over all nodes; ``nodes``: Keras
     layer name -> the deeplift node computing that layer's output (``"input"``
     and the input layer's name -> the input node); ``input_node``,
-    ``output_node`` (the logits); ``graph_weights``: the kernels held in the
-    graph, to be initialised once in the session (:meth:`initialize`).
+    ``output_node`` (the logits); ``graph_weights``: every weight-dependent
+    array held in the graph, each with its Keras source layer; they are
+    initialised once in the session (:meth:`initialize`) and re-loaded from
+    the Keras model's current weights by :meth:`sync`.
     """
     graph_model: GraphModel
     nodes: dict
@@ -70,8 +81,25 @@ class ConvertedModel:
     graph_weights: list
 
     def initialize(self, session) -> None:
+        """Load the arrays the graph weights were built from (one session run)."""
         rl.GraphWeight.initialize_all(self.graph_weights, session)
-        self.graph_weights = []
+
+    def source_layers(self) -> list:
+        """Names of the Keras layers whose weights the graph holds, in order."""
+        return list(dict.fromkeys(w.source.layer for w in self.graph_weights))
+
+    def sync(self, model, session) -> None:
+        """Re-load every graph weight from the current weights of ``model``
+        (the converted Keras model or one with the same layer names and
+        weight shapes): one session run reads the Keras weights, one assigns
+        them. No graph operation is added."""
+        names = self.source_layers()
+        present = {layer.name for layer in model.layers}
+        missing = [name for name in names if name not in present]
+        if missing:
+            raise ValueError(f"model {model.name!r} has no layers {missing}; it is not the "
+                             "model this DeepLIFT graph was converted from")
+        rl.GraphWeight.sync_all(self.graph_weights, layer_weights(model, names), session)
 
 
 def _unsupported(spec: LayerSpec, why: str):
@@ -181,18 +209,32 @@ def _activation_node(activation: str, name: str, nonlinear_mode: str):
     return dl.activations.Tanh(**kwargs)
 
 
-def _batchnorm_node(spec: LayerSpec, weights: list, name: str):
-    cfg = spec.config
-    weights = list(weights)
-    gamma = weights.pop(0) if cfg.get("scale", True) else None
-    beta = weights.pop(0) if cfg.get("center", True) else None
-    mean, var = weights
-    gamma = np.ones_like(mean) if gamma is None else gamma
-    beta = np.zeros_like(mean) if beta is None else beta
-    return dl.normalization.BatchNormalization(
-        gamma=gamma.astype(np.float32), beta=beta.astype(np.float32), axis=-1,
-        mean=mean.astype(np.float32), var=var.astype(np.float32),
-        epsilon=float(cfg["epsilon"]), name=name, verbose=False)
+def _filled(value, like_index, weights):
+    """A vector of ``value`` as long as the last axis of ``weights[like_index]``."""
+    return np.full(np.shape(weights[like_index])[-1], value, dtype=np.float32)
+
+
+def _linear_sources(spec: LayerSpec) -> dict:
+    """Kernel and bias of a Dense / Conv2D layer as functions of its weights
+    (a layer without bias gets zeros)."""
+    bias = itemgetter(1) if spec.config.get("use_bias", True) else partial(_filled, 0.0, 0)
+    return {"kernel": rl.WeightSource(spec.name, itemgetter(0)),
+            "bias": rl.WeightSource(spec.name, bias)}
+
+
+def _batchnorm_sources(spec: LayerSpec) -> dict:
+    """gamma, beta, mean, var of a BatchNormalization layer as functions of its
+    weights ``[gamma if scale] + [beta if center] + [mean, var]`` (a missing
+    gamma is ones, a missing beta zeros)."""
+    scale, center = spec.config.get("scale", True), spec.config.get("center", True)
+    gamma = itemgetter(0) if scale else partial(_filled, 1.0, -1)
+    beta = itemgetter(int(scale)) if center else partial(_filled, 0.0, -1)
+    derive = dict(gamma=gamma, beta=beta, mean=itemgetter(-2), var=itemgetter(-1))
+    return {key: rl.WeightSource(spec.name, fn) for key, fn in derive.items()}
+
+
+def _values(sources: dict, weights: list) -> dict:
+    return {key: source.derive(weights) for key, source in sources.items()}
 
 
 def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts, maxpool_mode):
@@ -207,15 +249,15 @@ def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts
         activation = _activation_name(spec)
         if activation == "softmax" and is_output:
             activation = "linear"
-        kernel = weights[0]
-        bias = weights[1] if cfg.get("use_bias", True) else np.zeros(kernel.shape[-1], np.float32)
+        sources = _linear_sources(spec)
+        values = _values(sources, weights)
         linear_name = name if activation == "linear" else f"{name}/linear"
         if cls == "Dense":
-            linear = rl.Dense(kernel=kernel, bias=bias, cross_mxts=cross_mxts,
+            linear = rl.Dense(**values, cross_mxts=cross_mxts, sources=sources,
                               name=linear_name, verbose=False)
         else:
-            linear = rl.Conv2D(kernel=kernel, bias=bias, strides=cfg["strides"],
-                               padding=_padding(cfg), cross_mxts=cross_mxts,
+            linear = rl.Conv2D(**values, strides=cfg["strides"], padding=_padding(cfg),
+                               cross_mxts=cross_mxts, sources=sources,
                                name=linear_name, verbose=False)
         linear.set_inputs(inputs[0])
         if activation == "linear":
@@ -250,7 +292,9 @@ def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts
     elif cls == "Dropout":
         node = dl.core.NoOp(name=name, verbose=False)
     elif cls == "BatchNormalization":
-        node = _batchnorm_node(spec, weights, name)
+        sources = _batchnorm_sources(spec)
+        node = rl.BatchNormalization(**_values(sources, weights), epsilon=float(cfg["epsilon"]),
+                                     sources=sources, name=name, verbose=False)
     elif cls == "ZeroPadding2D":
         padding = cfg["padding"]
         node = rl.ZeroPad2D(padding=tuple(tuple(int(p) for p in pair) for pair in padding),
@@ -265,9 +309,10 @@ def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts
     return node, node
 
 
-def _layer_weights(model, specs) -> dict:
-    """``layer.get_weights()`` of every layer, fetched in one session run."""
-    layers = [model.get_layer(spec.name) for spec in specs if spec.class_name != "InputLayer"]
+def layer_weights(model, names) -> dict:
+    """``layer.get_weights()`` of the layers ``names`` of ``model`` (name ->
+    list of arrays), fetched in one session run."""
+    layers = [model.get_layer(name) for name in names]
     values = iter(keras.backend.batch_get_value([w for layer in layers for w in layer.weights]))
     return {layer.name: [next(values) for _ in layer.weights] for layer in layers}
 
@@ -292,7 +337,8 @@ def convert(model, *, nonlinear_mode: str = "rescale", cross_mxts: bool = True,
     outputs: dict = {}
     name_to_layer: OrderedDict = OrderedDict()
     input_name = None
-    all_weights = _layer_weights(model, specs)
+    all_weights = layer_weights(
+        model, [spec.name for spec in specs if spec.class_name != "InputLayer"])
     for spec in specs:
         inputs = [outputs[name] for name in spec.inbound]
         weights = all_weights.get(spec.name, [])

@@ -15,7 +15,10 @@ layer's relevance sums to it (summation-to-delta).
 :class:`DeepLiftAnalyzer` builds the deeplift graph ONCE per analyzer in the
 Keras TF1 graph and session (see :mod:`csc_analyzers.deeplift_convert`); the
 input, the reference and the output multipliers are fed, so repeated
-``analyze`` / ``propagate`` calls add no operations.
+``analyze`` / ``propagate`` calls add no operations. The graph holds its own
+copy of the model's weights; after the Keras weights change in place (e.g. the
+sanity check's randomisation), :meth:`DeepLiftAnalyzer.sync_weights` re-loads
+them into the existing graph variables.
 
 Relevance injection (``propagate``), precisely: the injected vectors ``v`` are
 the MULTIPLIERS of layer k (both m+_k and m-_k set to v, as the paper's code
@@ -145,6 +148,16 @@ class DeepLiftAnalyzer:
         self._source = source
         self._n_out = n_out
         self._converted = converted
+
+    def sync_weights(self) -> None:
+        """Make the deeplift graph compute with the Keras model's current
+        weights: every kernel, bias and BatchNormalization parameter held in
+        the graph is re-loaded from its Keras layer (two session runs, no new
+        graph operations). Before the graph is built there is nothing to do:
+        it is built from the weights current at first use."""
+        if self._converted is None:
+            return
+        self._converted.sync(self._model, session())
 
     @property
     def graph_model(self):

@@ -1,16 +1,26 @@
 """``create_analyzer`` and the ``analyzers`` table of analyzer names.
 
-The table is a superset of innvestigate 2.1.2's ``innvestigate.analyzer.analyzers``:
-every innvestigate name maps to a subclass of innvestigate's class that adds
-relevance injection (:class:`csc_analyzers.injection.InjectionMixin`); the
-project's own analyzers are added by name below.
+The table is a superset of innvestigate 2.1.2's ``innvestigate.analyzer.analyzers``.
+Every entry, innvestigate's and the project's own, goes through one function,
+:func:`compose`: a reverse analyzer gets relevance injection
+(:class:`csc_analyzers.injection.InjectionMixin`) and residual-network support
+(:class:`residual_support.ResidualRulesMixin` for LRP / Deep Taylor classes,
+:class:`residual_support.GradientResidualMixin` for the other reverse
+analyzers); wrappers (SmoothGrad, Integrated Gradients) are kept as they are,
+their inner Gradient needs nothing for Add / BatchNormalization.
 """
 from __future__ import annotations
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
 import innvestigate.analyzer as ianalyzer
+from innvestigate.analyzer.deeptaylor import DeepTaylor
+from innvestigate.analyzer.relevance_based.relevance_analyzer import LRP
 from innvestigate.analyzer.reverse_base import ReverseAnalyzerBase
+from innvestigate.analyzer.wrapper import AugmentReduceBase, GaussianSmoother, PathIntegrator
+
+from residual_support import GradientResidualMixin, ResidualRulesMixin, fold_batchnorm
+from residual_support.wrappers import AugmentInNumpyMixin
 
 from .injection import InjectionMixin
 from .logits import logit_model
@@ -26,30 +36,81 @@ def with_injection(cls):
     })
 
 
-def _innvestigate_table() -> dict:
-    return {name: with_injection(cls) for name, cls in ianalyzer.analyzers.items()}
+def compose(cls, name: str | None = None):
+    """The class the table holds for analyzer class ``cls`` (key ``name``).
+
+    LRP / DeepTaylor subclasses (and classes with ``residual_rules = True``)
+    get ``InjectionMixin`` + ``ResidualRulesMixin``; other innvestigate
+    reverse analyzers get ``InjectionMixin`` + ``GradientResidualMixin``;
+    innvestigate's SmoothGrad / Integrated Gradients wrappers (subclasses of
+    ``GaussianSmoother`` / ``PathIntegrator`` that keep innvestigate's
+    ``analyze``) get ``AugmentInNumpyMixin``; anything else (analyzers with
+    their own ``analyze`` or ``propagate``) is returned unchanged. Mixins a
+    class already has are not added twice.
+    """
+    if (isinstance(cls, type) and issubclass(cls, (GaussianSmoother, PathIntegrator))
+            and cls.analyze is AugmentReduceBase.analyze and not hasattr(cls, "propagate")):
+        return type(cls.__name__, (AugmentInNumpyMixin, cls), {
+            "__doc__": cls.__doc__, "__module__": __name__, "method_name": name})
+    if not isinstance(cls, type) or not issubclass(cls, ReverseAnalyzerBase):
+        return cls
+    if issubclass(cls, (LRP, DeepTaylor)) or getattr(cls, "residual_rules", False):
+        wanted = (InjectionMixin, ResidualRulesMixin)
+    else:
+        wanted = (InjectionMixin, GradientResidualMixin)
+    bases = tuple(mixin for mixin in wanted if not issubclass(cls, mixin))
+    if not bases and name is None:
+        return cls
+    return type(cls.__name__, bases + (cls,), {
+        "__doc__": cls.__doc__,
+        "__module__": __name__,
+        "method_name": name or cls.__name__,
+    })
 
 
-analyzers: dict = _innvestigate_table()
+class AnalyzerTable(dict):
+    """Name -> analyzer class; every class put in goes through :func:`compose`."""
+
+    def __setitem__(self, name, cls):
+        super().__setitem__(name, compose(cls, name))
+
+    def update(self, *args, **kwargs):
+        for name, cls in dict(*args, **kwargs).items():
+            self[name] = cls
+
+    def setdefault(self, name, cls=None):
+        if name not in self:
+            self[name] = cls
+        return self[name]
 
 
-def create_analyzer(name: str, model, **kwargs):
+analyzers: dict = AnalyzerTable()
+analyzers.update(ianalyzer.analyzers)
+
+# -- project analyzers: one line per name, analyzers["name"] = Class ---------
+from .deeplift_wrapper import DeepLiftAnalyzer  # noqa: E402
+
+analyzers["deep_lift.wrapper"] = DeepLiftAnalyzer
+# -- end of project analyzers ------------------------------------------------
+
+
+def create_analyzer(name: str, model, *, canonize: bool = False, **kwargs):
     """Build the analyzer called ``name`` for ``model``.
 
     Works like ``innvestigate.create_analyzer``; a model that ends in a
     softmax is analysed on its logits (see :func:`csc_analyzers.logits.logit_model`),
-    the user's model is not changed. Raises ``KeyError`` listing the valid
-    names for an unknown ``name``.
+    the user's model is not changed. ``canonize=True`` analyses
+    :func:`residual_support.fold_batchnorm` of the model (each
+    BatchNormalization folded into its Conv/Dense layer) instead of passing
+    the rule through the BatchNormalization layers. Raises ``KeyError``
+    listing the valid names for an unknown ``name``.
     """
     try:
         cls = analyzers[name]
     except KeyError:
         raise KeyError(
             f"unknown analyzer {name!r}; valid names: {sorted(analyzers)}") from None
-    return cls(logit_model(model), **kwargs)
-
-
-# --- project analyzers (one line per name) ----------------------------------
-from .deeplift_wrapper import DeepLiftAnalyzer  # noqa: E402
-
-analyzers["deep_lift.wrapper"] = DeepLiftAnalyzer
+    model = logit_model(model)
+    if canonize:
+        model = fold_batchnorm(model, name=model.name)
+    return cls(model, **kwargs)

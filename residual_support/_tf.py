@@ -4,7 +4,8 @@ Both packages import this module before anything else. It
 
 1. keeps TensorFlow's log flood off the terminal (C++ info/warning logs and
    the Python-side deprecation chatter) unless ``CSC_TF_VERBOSE=1`` is set;
-2. switches TensorFlow to graph mode (``disable_eager_execution``) once, as
+2. turns on memory growth on every GPU (several processes can share one),
+   then switches TensorFlow to graph mode (``disable_eager_execution``) once, as
    innvestigate 2.1.2 requires, before any Keras model is built;
 3. imports the ``deeplift`` package, whose modules are TF1 code that says
    ``import tensorflow as tf`` and then calls ``tf.placeholder`` and friends:
@@ -35,6 +36,9 @@ if not VERBOSE:
     logging.getLogger("absl").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=r".*Model.state_updates.*")
     warnings.filterwarnings("ignore", message=r".*layer.updates.*")
+
+for _gpu in tf.config.list_physical_devices("GPU"):
+    tf.config.experimental.set_memory_growth(_gpu, True)
 
 if tf.executing_eagerly():
     tf.compat.v1.disable_eager_execution()

@@ -4,10 +4,16 @@
   network layers. All three are linear, so their DeepLIFT rule is the plain
   linear rule: contributions pass through the layer like activations, and
   multipliers are the transposed map (broadcast, mean, crop).
-* :class:`Dense` and :class:`Conv2D`: deeplift's linear layers with the kernel
-  kept ONCE in the TF1 graph as a variable (deeplift embeds the numpy kernel as
-  a new constant at every use, ~20 copies per layer, which does not fit
-  VGG-16 into a graph) and with the option ``cross_mxts``. ``cross_mxts=True``
+* :class:`GraphWeight`: every weight-dependent array of a converted model
+  (kernels, biases, BatchNormalization parameters) is held ONCE in the TF1
+  graph as a variable (deeplift embeds numpy arrays as a new constant at every
+  use, ~20 copies of a kernel per layer, which does not fit VGG-16 into a
+  graph). A graph weight may remember its :class:`WeightSource`, the Keras
+  layer and the function of that layer's weights that produced it, so that
+  :meth:`GraphWeight.sync_all` re-loads the arrays after the Keras weights
+  change, in one session run and without new graph operations.
+* :class:`Dense` and :class:`Conv2D`: deeplift's linear layers with kernel and
+  bias as graph weights and with the option ``cross_mxts``. ``cross_mxts=True``
   is deeplift's linear rule; ``cross_mxts=False`` is the decoupled ablation of
   the paper (section 2.2, eq. 13, "DeepLIFT Ablation"): an input unit with
   a positive delta receives only the positive multipliers through the positive
@@ -20,12 +26,17 @@
   and (c) the option ``mode="interpolate"``, a multiplier rule that keeps
   summation-to-delta for any reference (deeplift's ``"gradient"`` rule keeps
   it only where the reference is constant within each pooling window).
+* :class:`BatchNormalization`: deeplift's batch normalization over the last
+  axis with gamma, beta, mean and variance as graph weights.
 * :class:`AvgPool2D`: deeplift's average pooling with correct shape inference.
 
 Import this module only after ``residual_support._tf`` (the shim imports
 deeplift with the TF1 API bound).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -41,30 +52,82 @@ tf1 = tf.compat.v1
 MAXPOOL_MODES = ("interpolate", "gradient")
 
 
+@dataclass(frozen=True)
+class WeightSource:
+    """Where a graph weight comes from: the Keras layer named ``layer`` and
+    ``derive``, the function of that layer's ``get_weights()`` list that gives
+    the array (e.g. ``operator.itemgetter(1)`` for a bias)."""
+
+    layer: str
+    derive: Callable
+
+    def value(self, weights_by_layer: dict) -> np.ndarray:
+        """The array for the layer weights in ``weights_by_layer``
+        (Keras layer name -> list of arrays)."""
+        if self.layer not in weights_by_layer:
+            raise KeyError(f"no weights of layer {self.layer!r} given")
+        return np.asarray(self.derive(weights_by_layer[self.layer]), dtype=np.float32)
+
+
 class GraphWeight:
     """A numpy array held once in the TF1 graph as a non-trainable variable.
 
     The variable is kept out of the global-variables collection (Keras does not
     try to initialise it) and is initialised by feeding the array through a
     placeholder, so the array is not embedded into the graph definition.
+    Running the initializer again with another array re-loads the variable
+    without adding operations. ``source`` (a :class:`WeightSource`, optional)
+    says which Keras layer's weights the array is derived from.
     """
 
-    def __init__(self, array, name):
+    def __init__(self, array, name, source: WeightSource | None = None):
         array = np.asarray(array, dtype=np.float32)
         self.array = array
+        self.source = source
+        self.shape = array.shape
         self.placeholder = tf1.placeholder(tf.float32, array.shape, name=f"{name}_init")
         self.variable = tf1.Variable(self.placeholder, trainable=False, collections=[],
                                      name=name)
 
     @staticmethod
+    def load_all(pairs, session) -> None:
+        """Set each variable of ``(graph weight, array)`` ``pairs`` to its array,
+        in one session run; an array of the wrong shape raises ValueError
+        naming the variable and its source layer before anything is assigned."""
+        pairs = [(w, np.asarray(a, dtype=np.float32)) for w, a in pairs]
+        for weight, array in pairs:
+            if array.shape != weight.shape:
+                origin = f" (from layer {weight.source.layer!r})" if weight.source else ""
+                raise ValueError(f"graph weight {weight.variable.name!r}{origin} has shape "
+                                 f"{weight.shape}, got an array of shape {array.shape}")
+        if pairs:
+            session.run([w.variable.initializer for w, _ in pairs],
+                        feed_dict={w.placeholder: a for w, a in pairs})
+
+    @staticmethod
     def initialize_all(weights, session) -> None:
-        """Initialise the variables of ``weights`` in one session run."""
+        """Initialise the variables of ``weights`` with the arrays they were
+        built from, in one session run; the arrays are then released."""
         weights = [w for w in weights if w.array is not None]
-        if weights:
-            session.run([w.variable.initializer for w in weights],
-                        feed_dict={w.placeholder: w.array for w in weights})
+        GraphWeight.load_all([(w, w.array) for w in weights], session)
         for weight in weights:
             weight.array = None
+
+    @staticmethod
+    def sync_all(weights, weights_by_layer: dict, session) -> None:
+        """Re-load every variable of ``weights`` from its source in
+        ``weights_by_layer`` (Keras layer name -> ``get_weights()`` list), in
+        one session run. A weight without a source raises ValueError."""
+        unsourced = [w.variable.name for w in weights if w.source is None]
+        if unsourced:
+            raise ValueError(f"graph weights {unsourced} do not know the Keras layer they "
+                             "come from; they cannot be synchronised")
+        GraphWeight.load_all([(w, w.source.value(weights_by_layer)) for w in weights], session)
+
+
+def _graph_weight(array, name, suffix, sources):
+    source = (sources or {}).get(suffix)
+    return GraphWeight(array, _name(name, suffix), source)
 
 
 def _positive(kernel):
@@ -112,21 +175,30 @@ class LinearRuleMixin:
         return increments, increments
 
 
+def _hold_kernel_and_bias(node, sources):
+    """Replace the numpy kernel and bias of a deeplift linear node by graph
+    weights (``sources``: optional dict ``"kernel"`` / ``"bias"`` ->
+    :class:`WeightSource`)."""
+    node.kernel_weight = _graph_weight(node.kernel, node.name, "kernel", sources)
+    node.bias_weight = _graph_weight(node.bias, node.name, "bias", sources)
+    node.kernel = node.kernel_weight.variable
+    node.bias = node.bias_weight.variable
+    node.graph_weights = [node.kernel_weight, node.bias_weight]
+
+
 class Dense(LinearRuleMixin, dl.core.Dense):
-    """deeplift's ``Dense`` with the kernel as one graph variable and ``cross_mxts``.
+    """deeplift's ``Dense`` with kernel and bias as graph weights and ``cross_mxts``.
 
     deeplift's own multiplier method transposes the kernel with numpy's ``.T``,
     which a graph tensor lacks; the rule is therefore always taken from
     :class:`LinearRuleMixin` (identical terms for ``cross_mxts=True``).
     """
 
-    def __init__(self, kernel, bias, cross_mxts=True, **kwargs):
+    def __init__(self, kernel, bias, cross_mxts=True, sources=None, **kwargs):
         super().__init__(kernel=kernel, bias=bias,
                          dense_mxts_mode=dl.DenseMxtsMode.Linear, **kwargs)
         self.cross_mxts = bool(cross_mxts)
-        self.kernel_weight = GraphWeight(self.kernel, _name(self.name, "kernel"))
-        self.kernel = self.kernel_weight.variable
-        self.graph_weights = [self.kernel_weight]
+        _hold_kernel_and_bias(self, sources)
 
     def _compute_shape(self, input_shape):
         return (None, int(self.kernel.shape[1]))
@@ -139,18 +211,20 @@ class Dense(LinearRuleMixin, dl.core.Dense):
 
 
 class Conv2D(LinearRuleMixin, dl.convolutional.Conv2D):
-    """deeplift's ``Conv2D`` (channels_last) with the kernel as one graph
-    variable; ``cross_mxts=True`` uses deeplift's own multiplier method."""
+    """deeplift's ``Conv2D`` (channels_last) with kernel and bias as graph
+    weights; ``cross_mxts=True`` uses deeplift's own multiplier method."""
 
-    def __init__(self, kernel, bias, strides, padding, cross_mxts=True, **kwargs):
+    def __init__(self, kernel, bias, strides, padding, cross_mxts=True, sources=None,
+                 **kwargs):
         super().__init__(kernel=np.asarray(kernel, np.float32),
                          bias=np.asarray(bias, np.float32), strides=tuple(strides),
                          padding=padding, data_format="channels_last",
                          conv_mxts_mode=dl.ConvMxtsMode.Linear, **kwargs)
         self.cross_mxts = bool(cross_mxts)
-        self.kernel_weight = GraphWeight(self.kernel, _name(self.name, "kernel"))
-        self.kernel = self.kernel_weight.variable
-        self.graph_weights = [self.kernel_weight]
+        _hold_kernel_and_bias(self, sources)
+
+    def _build_activation_vars(self, input_act_vars):
+        return self._compute_conv_without_bias(x=input_act_vars, kernel=self.kernel) + self.bias
 
     def _transpose(self, mxts, kernel):
         return tf1.nn.conv2d_transpose(
@@ -162,6 +236,36 @@ class Conv2D(LinearRuleMixin, dl.convolutional.Conv2D):
         if self.cross_mxts:
             return super()._get_mxts_increments_for_inputs()
         return self._linear_mxts_increments()
+
+
+class BatchNormalization(dl.normalization.BatchNormalization):
+    """deeplift's ``BatchNormalization`` over the last axis, inference mode,
+
+        y = gamma * (x - mean) / sqrt(var + epsilon) + beta,
+
+    with gamma, beta, mean and var as graph weights (``sources``: optional
+    dict ``"gamma"``, ``"beta"``, ``"mean"``, ``"var"`` -> :class:`WeightSource`).
+    Contributions and multipliers are deeplift's (scaling by
+    gamma / sqrt(var + epsilon), split by the sign of gamma).
+    """
+
+    def __init__(self, gamma, beta, mean, var, epsilon, sources=None, **kwargs):
+        arrays = {key: np.asarray(value, np.float32)
+                  for key, value in dict(gamma=gamma, beta=beta, mean=mean, var=var).items()}
+        super().__init__(axis=-1, epsilon=float(epsilon), **arrays, **kwargs)
+        self.graph_weights = []
+        for key, array in arrays.items():
+            weight = _graph_weight(array, self.name, key, sources)
+            setattr(self, key, weight.variable)
+            self.graph_weights.append(weight)
+
+    def _build_activation_vars(self, input_act_vars):
+        # the parameters have the length of the last axis and broadcast over the others
+        self.reshaped_mean, self.reshaped_var = self.mean, self.var
+        self.reshaped_gamma, self.reshaped_beta = self.gamma, self.beta
+        return tf.nn.batch_normalization(input_act_vars, mean=self.mean, variance=self.var,
+                                         offset=self.beta, scale=self.gamma,
+                                         variance_epsilon=self.epsilon)
 
 
 def _pool_output_length(length, window, stride, padding):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the paper's CIFAR net or the small ResNet and cache the weights.
 
-Writes ``<cache>/<key>.weights.h5`` and ``<cache>/<key>.json`` (test accuracy,
+Writes ``<cache>/<key>_weights.h5`` and ``<cache>/<key>.json`` (test accuracy,
 wall and CPU times, settings), where ``<cache>`` is --cache-dir, else
 $CSC_CACHE_DIR, else ~/.cache/csc_analyzers. ``load_network`` picks the
 weights of the default settings up from there. Rerunning with the same

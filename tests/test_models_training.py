@@ -10,12 +10,12 @@ from csc_analyzers.models.training import TrainConfig, cache_paths, cached_weigh
 
 @pytest.mark.slow
 def test_short_training_beats_chance_and_cache_is_reused(tmp_path, monkeypatch):
-    config = TrainConfig(network="small-resnet", epochs=1, n_train=600, n_test=300,
-                         batch_size=32, max_steps=60, learning_rate=3e-3)
+    config = TrainConfig(network="small-resnet", epochs=2, n_train=3200, n_test=300,
+                         batch_size=32, max_steps=200)
     path, record = cached_weights(config, tmp_path, progress=False)
     assert path.is_file() and path.parent == tmp_path
-    assert record["steps"] == 60
-    assert record["test_accuracy"] >= 0.25  # chance is 0.10
+    assert record["steps"] == 200
+    assert record["test_accuracy"] >= 0.25, record  # chance is 0.10
     assert json.loads(cache_paths(config, tmp_path)[1].read_text()) == record
 
     def no_training(*args, **kwargs):
@@ -27,7 +27,7 @@ def test_short_training_beats_chance_and_cache_is_reused(tmp_path, monkeypatch):
 
     # the cached weights load into the network and reproduce the recorded accuracy
     net = load_network("small-resnet", weights=str(path))
-    x, y = training.load_dataset("builtin", "test", 300, 0, tmp_path)
+    x, y = training.load_dataset("builtin", "test", 300, 0, tmp_path)  # cached by the run
     accuracy = training.evaluate(net.model, x, y, net.preprocess)
     assert accuracy == pytest.approx(record["test_accuracy"], abs=1e-6)
 

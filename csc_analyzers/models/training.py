@@ -189,7 +189,8 @@ def train(config: TrainConfig, *, progress: bool = True, cache_dir=None) -> tupl
 def cache_paths(config: TrainConfig, cache_dir=None) -> tuple:
     """(weights .h5 path, record .json path) of ``config`` in the cache."""
     root = default_cache_dir(cache_dir)
-    return root / f"{config.key()}.weights.h5", root / f"{config.key()}.json"
+    # not "*.weights.h5": Keras reads that suffix as its newer weights format
+    return root / f"{config.key()}_weights.h5", root / f"{config.key()}.json"
 
 
 def cached_weights(config: TrainConfig, cache_dir=None, *, progress: bool = True,
@@ -207,7 +208,7 @@ def cached_weights(config: TrainConfig, cache_dir=None, *, progress: bool = True
             f"--epochs {config.epochs} --seed {config.seed}")
     model, record = train(config, progress=progress, cache_dir=cache_dir)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = weights_path.with_name(weights_path.name + ".tmp.h5")
+    tmp = weights_path.with_name(weights_path.stem + ".tmp.h5")
     model.save_weights(str(tmp))
     os.replace(tmp, weights_path)
     record["weights"] = str(weights_path)

@@ -1,0 +1,335 @@
+"""``REPORT.md``: the paper's claims next to what this run measured.
+
+Every number of the report is read from the result tables of the run
+(``csc.csv``, ``sanity_cascading.csv``, ``random_logit.csv``,
+``class_sensitivity.csv``, ``theorem1.csv``, ``pattern_spectra.csv``), so the
+report and the tables cannot disagree. Medians over images come with the
+paper's bootstrap interval (10,000 resamples, 0.5 and 99.5 percentiles).
+
+Per method the verdict is *converges* when the median CSC after the first
+convolution, with random relevance injected at the top layer, is at least
+``CONVERGED`` (the paper's 0.99, section 4).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .experiments.store import atomic_write_text
+from .metrics.bootstrap import bootstrap_median
+from .registry import ALL_METHODS, get_method
+
+CONVERGED = 0.99
+PAPER_NON_CONVERGING = ("LRP-z", "DeepLIFT Rev.C.", "DeepLIFT Resc.", "Gradient", "SmoothGrad")
+NEEDS_TRAINED = "needs trained weights"
+
+
+@dataclass
+class Interval:
+    """A median over images with its bootstrap interval and sample size."""
+
+    median: float
+    low: float
+    high: float
+    n: int
+
+    def __str__(self) -> str:
+        if self.n == 0 or not np.isfinite(self.median):
+            return "n/a"
+        return f"{self.median:.3f} [{self.low:.3f}, {self.high:.3f}] (n={self.n})"
+
+
+def interval(values, *, seed: int) -> Interval:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return Interval(np.nan, np.nan, np.nan, 0)
+    median, low, high = bootstrap_median(values, rng=np.random.default_rng(seed))
+    return Interval(median, low, high, int(values.size))
+
+
+def _read(results: Path, name: str) -> pd.DataFrame:
+    path = results / name
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def _ordered_methods(names) -> list:
+    present = set(names)
+    return [spec.name for spec in ALL_METHODS if spec.name in present]
+
+
+# -- per-method evidence ---------------------------------------------------------
+
+
+def csc_at(csc: pd.DataFrame, network: str, layer: Optional[str]) -> pd.Series:
+    """Median CSC per method at ``layer``, relevance injected at the network's top
+    injection layer (the first of ``csc_layers``, i.e. the logits)."""
+    if csc.empty or layer is None:
+        return pd.Series(dtype=float)
+    rows = csc[(csc.network == network) & (csc.statistic == "median")
+               & (csc.layer == layer) & (csc.injection_layer != "")]
+    if rows.empty:
+        return pd.Series(dtype=float)
+    top = rows.sort_values("layer_index").injection_layer
+    injection = _top_injection(csc, network)
+    rows = rows[rows.injection_layer == injection] if injection else rows[
+        rows.injection_layer == top.iloc[0]]
+    return rows.set_index("method")["value"].astype(float)
+
+
+def _top_injection(csc: pd.DataFrame, network: str) -> Optional[str]:
+    rows = csc[(csc.network == network) & (csc.injection_layer != "")]
+    if rows.empty:
+        return None
+    index = rows.groupby("injection_layer")["layer_index"].max()
+    return str(index.idxmax())
+
+
+def baseline_at(csc: pd.DataFrame, network: str, layer: Optional[str]) -> float:
+    rows = csc[(csc.network == network) & (csc.injection_layer == "") & (csc.layer == layer)
+               & (csc.statistic == "median")] if not csc.empty else csc
+    return float(rows.value.iloc[0]) if len(rows) else np.nan
+
+
+def per_image(table: pd.DataFrame, network: str, metric: str, level=None) -> dict:
+    """method -> per-image values of ``metric`` (at ``level`` if given)."""
+    if table.empty:
+        return {}
+    rows = table[(table.network == network) & (table.metric == metric)]
+    if level is not None:
+        rows = rows[rows.level == level]
+    return {method: group.value.to_numpy(float) for method, group in rows.groupby("method")}
+
+
+def nonfinite_counts(tables: Sequence[pd.DataFrame]) -> dict:
+    """Rows whose value is NaN or infinite, per method, over all tables."""
+    counts: dict = {}
+    for table in tables:
+        if table.empty or "value" not in table:
+            continue
+        values = pd.to_numeric(table.value, errors="coerce").to_numpy(float)
+        bad = table[~np.isfinite(values)]
+        for method, n in bad.groupby("method").size().items():
+            counts[method] = counts.get(method, 0) + int(n)
+    return counts
+
+
+def method_table(results: Path, network, *, seed: int) -> pd.DataFrame:
+    """One row per method: the evidence for its verdict."""
+    from .experiments.csc import first_conv_layer
+
+    csc = _read(results, "csc.csv")
+    sanity = _read(results, "sanity_cascading.csv")
+    logit = _read(results, "random_logit.csv")
+    sensitivity = _read(results, "class_sensitivity.csv")
+    first_conv = first_conv_layer(network)
+    at_conv = csc_at(csc, network.name, first_conv)
+    at_input = csc_at(csc, network.name, "input")
+    logit_ssim = per_image(logit, network.name, "ssim")
+    top_ssim = per_image(sanity, network.name, "ssim", level=1)
+    gap = per_image(sensitivity, network.name, "mask_gap")
+    l1 = per_image(sensitivity, network.name, "l1_mean")
+    bad = nonfinite_counts([csc, sanity, logit, sensitivity])
+    names = _ordered_methods(set(at_conv.index) | set(logit_ssim) | set(top_ssim))
+    rows = []
+    for name in names:
+        conv_value = at_conv.get(name, np.nan)
+        rows.append({
+            "method": name,
+            "csc_first_conv": conv_value,
+            "csc_input": at_input.get(name, np.nan),
+            "random_logit_ssim": interval(logit_ssim.get(name, []), seed=seed),
+            "top_layer_ssim": interval(top_ssim.get(name, []), seed=seed),
+            "class_mask_gap": interval(gap.get(name, []), seed=seed),
+            "class_l1": interval(l1.get(name, []), seed=seed),
+            "nonfinite_rows": bad.get(name, 0),
+            "verdict": ("n/a (no CSC)" if not np.isfinite(conv_value) else
+                        "converges" if conv_value >= CONVERGED else "does not converge"),
+        })
+    table = pd.DataFrame(rows)
+    table.attrs["first_conv"] = first_conv
+    table.attrs["baseline_conv"] = baseline_at(csc, network.name, first_conv)
+    table.attrs["baseline_input"] = baseline_at(csc, network.name, "input")
+    return table
+
+
+# -- the paper's claims --------------------------------------------------------------
+
+
+def _pooled(values_by_method: dict, names, seed: int) -> Interval:
+    values = [v for name in names for v in values_by_method.get(name, [])]
+    return interval(values, seed=seed)
+
+
+def claims(results: Path, network, methods: pd.DataFrame, *, trained: bool,
+           seed: int) -> list:
+    """(claim, measured, holds) for the paper's claims on this network."""
+    out = []
+    if methods.empty:
+        return out
+    converging_paper = [m for m in methods.method if m not in PAPER_NON_CONVERGING]
+    non_converging = [m for m in methods.method if m in PAPER_NON_CONVERGING]
+    csc = methods.set_index("method")["csc_first_conv"]
+    layer = methods.attrs.get("first_conv")
+    conv_ok = csc.reindex(converging_paper).dropna()
+    if len(conv_ok):
+        below = conv_ok[conv_ok < CONVERGED]
+        out.append((
+            "All modified-BP methods except LRP-z and DeepLIFT converge: median CSC >= 0.99 "
+            "(section 4).",
+            f"median CSC after {layer} >= 0.99 for {len(conv_ok) - len(below)} of "
+            f"{len(conv_ok)} methods; min {conv_ok.min():.4f} ({conv_ok.idxmin()})"
+            + (f"; below: {', '.join(below.index)}" if len(below) else ""),
+            _holds(len(below) == 0, trained)))
+    free = csc.reindex(non_converging).dropna()
+    if len(free):
+        out.append((
+            "LRP-z, DeepLIFT (Rescale, RevealCancel) and the gradient do not converge.",
+            "; ".join(f"{m}: {v:.4f}" for m, v in free.items())
+            + f" (random baseline {methods.attrs.get('baseline_conv', np.nan):.3f})",
+            _holds(bool((free < CONVERGED).all()), trained)))
+    if "LRP a1b0" in csc.index:
+        value = methods.set_index("method").loc["LRP a1b0", "csc_input"]
+        out.append(("Even on the small network LRP a1b0's median CSC exceeds 1 - 1e-6 "
+                    "(Figure 5d).", f"1 - median CSC at the input = {1 - value:.2e}",
+                    _holds(1 - value < 1e-6, trained)))
+    by_method = methods.set_index("method")
+    converged = [m for m in methods.method if by_method.loc[m, "verdict"] == "converges"]
+    others = [m for m in methods.method if by_method.loc[m, "verdict"] == "does not converge"]
+    logit = per_image(_read(results, "random_logit.csv"), network.name, "ssim")
+    top = per_image(_read(results, "sanity_cascading.csv"), network.name, "ssim", level=1)
+    if converged and logit:
+        a, b = _pooled(logit, converged, seed), _pooled(logit, others, seed)
+        out.append(("Random logit: converging methods give almost the same map for any "
+                    "logit (SSIM close to 1); the rest of the field 0.4-0.8 (Figure 4a).",
+                    f"converging: {a}; others: {b}",
+                    _holds(a.median > 0.9 and (b.n == 0 or b.median < a.median), trained)))
+    if converged and top:
+        a, b = _pooled(top, converged, seed), _pooled(top, others, seed)
+        out.append(("Sanity check: randomizing the top layer leaves the maps of converging "
+                    "methods almost unchanged (SSIM close to 1) (Figure 4b).",
+                    f"converging: {a}; others: {b}",
+                    _holds(a.median > 0.9 and (b.n == 0 or b.median < a.median), trained)))
+    sensitivity = per_image(_read(results, "class_sensitivity.csv"), network.name, "mask_gap")
+    if sensitivity and "LRP a1b0" in sensitivity:
+        a = interval(sensitivity["LRP a1b0"], seed=seed)
+        ref = [m for m in ("DeepLIFT Resc.", "LRP-z", "Gradient") if m in sensitivity]
+        b = _pooled(sensitivity, ref, seed) if ref else Interval(np.nan, np.nan, np.nan, 0)
+        out.append(("LRP a1b0 is class-insensitive: explaining the other object's class "
+                    "hardly moves the relevance (Figure 1b-e).",
+                    f"mask gap LRP a1b0: {a}; {', '.join(ref)}: {b}",
+                    _holds(a.median < (b.median if b.n else 0.1), trained)))
+    return out
+
+
+def _holds(value: bool, trained: bool) -> str:
+    if value:
+        return "yes"
+    return "no" if trained else f"no ({NEEDS_TRAINED})"
+
+
+def theorem_claim(results: Path) -> Optional[tuple]:
+    table = _read(results, "theorem1.csv")
+    if table.empty:
+        return None
+    last = table[table.n_factors == table.n_factors.max()]
+    ratio = last.groupby("distribution")["sv_ratio"].median()
+    signed = ratio.get("signed gaussian", np.nan)
+    positive = ratio.drop("signed gaussian", errors="ignore")
+    return ("Theorem 1 / appendix B: products of non-negative random matrices converge "
+            "to rank 1 exponentially fast; signed Gaussian products do not.",
+            f"sigma1/sigma2 after {int(last.n_factors.max())} factors: non-negative min "
+            f"{positive.min():.2e}, signed Gaussian {signed:.2f}",
+            "yes" if positive.min() > 1e3 and signed < 10 else "no")
+
+
+def pattern_claim(results: Path) -> Optional[tuple]:
+    table = _read(results, "pattern_spectra.csv")
+    if table.empty:
+        return None
+    a = table[(table.kind == "layer") & (table.matrix == "A")]
+    if a.empty:
+        return None
+    share = float((a.ratio > 6).mean())
+    return ("PatternNet: sigma1(A)/sigma2(A) > 6 for almost all patterns (Figure 3a, VGG-16).",
+            f"{share:.0%} of {len(a)} pattern slices of {', '.join(sorted(set(a.network)))} "
+            "have a ratio > 6", "yes" if share >= 0.9 else "partly" if share >= 0.5 else "no")
+
+
+# -- the document ---------------------------------------------------------------------
+
+
+def _method_markdown(methods: pd.DataFrame) -> list:
+    lines = ["| method | CSC after first conv | CSC at input | random-logit SSIM | "
+             "top-layer SSIM | class mask gap | NaN/Inf rows | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in methods.itertuples():
+        lines.append(f"| {row.method} | {row.csc_first_conv:.6f} | {row.csc_input:.6f} | "
+                     f"{row.random_logit_ssim} | {row.top_layer_ssim} | {row.class_mask_gap} | "
+                     f"{row.nonfinite_rows} | {row.verdict} |")
+    return lines
+
+
+def write_report(results, *, settings, networks: dict, figures: Sequence, wall_time: float
+                 ) -> Path:
+    """Write ``results/REPORT.md`` and ``results/verdicts.csv``; returns the report path."""
+    results = Path(results)
+    lines = ["# Reproduction report: When Explanations Lie", ""]
+    lines += [f"Wall time of this run: {wall_time / 60:.1f} min. Seed {settings.seed}; "
+              f"{settings.n_vectors} random vectors per image for CSC; "
+              f"{settings.n_images} images per network (the paper used 200"
+              + ("; this sample was chosen to fit the time budget of the default run"
+                 if settings.n_images < 200 else "") + ").", ""]
+    verdict_frames = []
+    for name, info in networks.items():
+        network = info["network"]
+        trained = "random" not in str(network.weights)
+        methods = method_table(results, network, seed=settings.seed)
+        verdict_frames.append(methods.assign(network=name).astype({"random_logit_ssim": str,
+                                                                   "top_layer_ssim": str,
+                                                                   "class_mask_gap": str,
+                                                                   "class_l1": str}))
+        lines += [f"## {name}", "",
+                  f"Weights: {network.weights}. Data: {info.get('data', settings.data)}, "
+                  f"{info.get('n_images', settings.n_images)} images. CSC injection at "
+                  f"{_top_injection(_read(results, 'csc.csv'), name) or 'n/a'}; random "
+                  f"baseline after {methods.attrs.get('first_conv')}: "
+                  f"{methods.attrs.get('baseline_conv', float('nan')):.3f}, at the input: "
+                  f"{methods.attrs.get('baseline_input', float('nan')):.3f}.", ""]
+        if not trained:
+            lines += ["Random weights: the claims about the trained networks' maps "
+                      "(random logit, sanity check, class sensitivity) need trained weights; "
+                      "a 'no' marked so is not evidence against the paper.", ""]
+        lines += ["### The paper's claims", "", "| claim (paper) | measured here | holds |",
+                  "|---|---|---|"]
+        for claim, measured, holds in claims(results, network, methods, trained=trained,
+                                             seed=settings.seed):
+            lines.append(f"| {claim} | {measured} | {holds} |")
+        lines += ["", "### Per method", ""] + _method_markdown(methods) + [""]
+        if info.get("skipped"):
+            lines += ["Skipped: " + "; ".join(f"{n} ({why})" for n, why in info["skipped"]), ""]
+    general = [c for c in (theorem_claim(results), pattern_claim(results)) if c]
+    if general:
+        lines += ["## Theory", "", "| claim (paper) | measured here | holds |", "|---|---|---|"]
+        lines += [f"| {c} | {m} | {h} |" for c, m, h in general] + [""]
+    if figures:
+        lines += ["## Figures", ""] + [f"- `{Path(p)}`" for p in figures] + [""]
+    lines += ["Verdict: *converges* when the median CSC after the first convolution "
+              f"(relevance randomised at the top layer) is >= {CONVERGED}. Intervals: median "
+              "over images [0.5, 99.5 percentile of 10,000 bootstrap medians] (n images).", ""]
+    if verdict_frames:
+        verdicts = pd.concat(verdict_frames, ignore_index=True)
+        atomic_write_text(results / "verdicts.csv", verdicts.to_csv(index=False))
+    path = results / "REPORT.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+__all__ = ["write_report", "method_table", "claims", "Interval", "interval", "CONVERGED",
+           "nonfinite_counts", "get_method"]

@@ -1,0 +1,204 @@
+"""The whole study for one or more networks: CSC, cascading sanity checks,
+random logit, class sensitivity, the Theorem 1 simulation and the singular
+value analysis of the patterns, then the figures and ``REPORT.md``.
+
+Every experiment writes finished (method, image) units through
+:class:`~csc_analyzers.experiments.store.ResultStore`, so a rerun after an
+interruption continues where the last run stopped, and ``shard`` splits the
+units across processes (``merge`` joins the shard directories).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from residual_support import _tf  # noqa: F401  (graph mode first)
+
+from .experiments.class_sensitivity import run_class_sensitivity
+from .experiments.cli import SORT_BY
+from .experiments.csc import run_csc, write_tables
+from .experiments.random_logit import run_random_logit
+from .experiments.sanity import run_sanity
+from .experiments.store import ResultStore, Shard, atomic_write_csv, merge_stores
+from .registry import MethodSpec
+
+log = logging.getLogger(__name__)
+
+EXPERIMENTS = ("csc", "sanity_cascading", "random_logit", "class_sensitivity")
+
+
+@dataclass
+class Settings:
+    """What one reproduction run does (the CLI of ``scripts/reproduce.py``)."""
+
+    networks: Sequence[str] = ("cifar-net",)
+    weights: object = "default"
+    data: str = "builtin"
+    data_dir: Optional[str] = None
+    methods: Sequence[MethodSpec] = ()
+    n_images: int = 48
+    n_vectors: int = 5
+    n_composites: int = 16
+    n_pattern_images: int = 2000
+    seed: int = 0
+    out: Path = Path("results")
+    figures: Path = Path("figures")
+    shard: Shard = field(default_factory=Shard)
+    progress: bool = True
+
+
+def _stage(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def load_images(network, settings: Settings):
+    """``(images, labels)``: preprocessed inputs and their true labels (for
+    photos without an ImageNet class, the network's predicted class)."""
+    from .data import builtin, cifar10, imagenet
+
+    n = settings.n_images
+    if settings.data == "builtin":
+        raw, labels, _masks = builtin.load("test", n=n, seed=settings.seed)
+    elif settings.data == "cifar10":
+        raw, labels = cifar10.load("test", n=n, path=settings.data_dir)
+    elif settings.data == "imagenet":
+        raw, labels, _paths = imagenet.sample_validation_dir(settings.data_dir, n=n,
+                                                             seed=settings.seed)
+    else:
+        raw, labels, _names = imagenet.sample_photos()
+        raw, labels = raw[:n], labels[:n]
+    images = network.preprocess(raw)
+    labels = np.asarray(labels, int)
+    unknown = labels < 0
+    if unknown.any():
+        from .logits import logit_model
+        predicted = logit_model(network.model).predict(images[unknown], verbose=0)
+        labels[unknown] = predicted.argmax(axis=1)
+    return images, labels
+
+
+def pattern_provider(network, settings: Settings):
+    """Patterns trained on the network's training data, cached in ``out/patterns``
+    (None when the pattern analyzers are not available)."""
+    from .pattern.training import patterns_for
+    path = Path(settings.out) / "patterns" / f"{network.name}.npz"
+    return patterns_for(network, path=path, data=settings.data, data_dir=settings.data_dir,
+                        n_images=settings.n_pattern_images, seed=settings.seed,
+                        progress=settings.progress)
+
+
+def run_network(name: str, settings: Settings) -> dict:
+    """All per-network experiments for network ``name``; returns what was skipped."""
+    from .models import load_network
+    from .data import builtin
+
+    _stage(f"{name}: loading the network ({settings.weights})")
+    network = load_network(name, weights=settings.weights, progress=settings.progress)
+    images, labels = load_images(network, settings)
+    ids = list(range(len(images)))
+    specs = [spec for spec in settings.methods if spec.runs_on(name)]
+    patterns = None
+    if any(spec.needs_patterns for spec in specs):
+        _stage(f"{name}: patterns for PatternNet / PatternAttribution")
+        patterns = pattern_provider(network, settings)
+    out, shard, seed = settings.out, settings.shard, settings.seed
+    bar = _bar(settings)
+    _stage(f"{name}: cosine similarity convergence ({len(images)} images, "
+           f"{settings.n_vectors} vectors)")
+    result = run_csc(network, specs, images, out_dir=out, n_vectors=settings.n_vectors,
+                     seed=seed, patterns=patterns, shard=shard, progress=settings.progress)
+    _stage(f"{name}: cascading parameter randomization")
+    with bar(len(specs) * len(ids), "sanity") as progress:
+        run_sanity(network, images, labels, ids, specs, out, mode="cascading", seed=seed,
+                   shard=shard, patterns=patterns, save_maps_for=ids[:1],
+                   progress=progress.update)
+    _stage(f"{name}: random logit")
+    with bar(len(specs) * len(ids), "random logit") as progress:
+        run_random_logit(network, images, labels, ids, specs, out, seed=seed, shard=shard,
+                         patterns=patterns, save_maps_for=ids[:1], progress=progress.update)
+    if settings.data == "builtin" and settings.n_composites > 0:
+        _stage(f"{name}: class sensitivity on two-object images")
+        raw, masks, pair_labels = builtin.composites(settings.n_composites, seed=seed)
+        comp_ids = list(range(len(raw)))
+        with bar(len(specs) * len(comp_ids), "class sensitivity") as progress:
+            run_class_sensitivity(network, network.preprocess(raw), masks, pair_labels,
+                                  comp_ids, specs, out, seed=seed, shard=shard,
+                                  patterns=patterns, save_maps_for=comp_ids[:1],
+                                  progress=progress.update)
+    spectra = None
+    if patterns is not None:
+        spectra = pattern_spectra(network, patterns(network) if callable(patterns) else patterns)
+    return {"network": network, "skipped": result["skipped"], "spectra": spectra,
+            "data": settings.data, "n_images": len(images)}
+
+
+def _bar(settings: Settings):
+    from tqdm import tqdm
+
+    def make(total, desc):
+        return tqdm(total=total, desc=desc, unit="unit", disable=not settings.progress)
+    return make
+
+
+def pattern_spectra(network, patterns) -> pd.DataFrame:
+    """Figure 3's per-layer and inter-layer sigma1/sigma2 of A, W and A (.) W."""
+    from .pattern.spectra import interlayer_spectra, layer_spectra
+    per_layer = layer_spectra(network.model, patterns)
+    inter = interlayer_spectra(network.model, patterns)
+    table = pd.concat([per_layer.assign(kind="layer"), inter.assign(kind="interlayer")],
+                      ignore_index=True)
+    return table.assign(network=network.name)
+
+
+def theorem1_table(seed: int) -> pd.DataFrame:
+    """Appendix B: sigma1/sigma2 and CSC of random matrix products."""
+    from .convergence import simulate_theorem1
+    return simulate_theorem1(rng=np.random.default_rng(seed))
+
+
+def consolidate(out: Path) -> dict:
+    """Write each experiment's whole table (all finished units) to ``out``."""
+    tables = {}
+    for experiment in EXPERIMENTS[1:]:
+        store = ResultStore(out, experiment)
+        if store.units_dir.exists():
+            tables[experiment] = store.consolidate(sort_by=SORT_BY)
+    return tables
+
+
+def merge(shard_dirs: Sequence[Path], out: Path) -> None:
+    """Join shard result directories into ``out`` (same tables as one run)."""
+    for experiment in EXPERIMENTS + ("csc_baseline",):
+        merge_stores(shard_dirs, out, experiment)
+
+
+def finish(settings: Settings, networks: dict, started: float) -> Path:
+    """Consolidate tables, write the cross-network tables, figures and the report."""
+    from .report import write_report
+    from .plotting.all import make_all_figures
+
+    out = Path(settings.out)
+    for name, info in networks.items():
+        write_tables(info["network"], ResultStore(out, "csc"), out_dir=out, seed=settings.seed,
+                     skipped=info["skipped"])
+    consolidate(out)
+    theorem = theorem1_table(settings.seed)
+    atomic_write_csv(out / "theorem1.csv", theorem)
+    spectra = [info["spectra"] for info in networks.values() if info["spectra"] is not None]
+    if spectra:
+        atomic_write_csv(out / "pattern_spectra.csv", pd.concat(spectra, ignore_index=True))
+    _stage("figures")
+    written = make_all_figures(out, settings.figures, seed=settings.seed)
+    _stage("report")
+    return write_report(out, settings=settings, networks=networks, figures=written,
+                        wall_time=time.time() - started)
+
+
+__all__ = ["Settings", "run_network", "finish", "merge", "consolidate", "load_images",
+           "EXPERIMENTS"]

@@ -1,0 +1,152 @@
+"""Layers seen as linear maps ``z = W x + b``, for the rules in :mod:`rules`.
+
+A view gives, for a list of input tensors, the linear part computed with
+the weights ``W`` ("all"), their positive part ``W+`` ("pos"), their
+negative part ``W-`` ("neg"), their squares ("square") or ones ("flat"),
+without bias; :meth:`LinearView.bias` gives ``b`` (or None). Every view
+reads the layer's weight *variables*, so an analyzer built once follows
+later changes of the weights (randomisation).
+
+- :class:`KernelView`: Dense / Conv layers (channels last).
+- :class:`AddView`: ``Add`` is a 1x1 convolution over the concatenated
+  inputs whose kernel stacks identity matrices: ``W`` = [I I ... I] >= 0.
+- :class:`PoolView`: average pooling, a convolution with equal positive
+  weights; for the normalised rules the weight scale cancels.
+- :class:`BatchNormView`: inference-mode batch normalisation, the
+  per-channel affine map ``k x + b`` with ``k = gamma / sqrt(var + eps)``
+  and ``b = beta - mean * k``.
+"""
+from __future__ import annotations
+
+from . import _tf  # noqa: F401  (graph mode first)
+
+import innvestigate.backend.graph as igraph
+import tensorflow as tf
+
+PARTS = ("all", "pos", "neg", "square", "flat")
+
+
+def _check_part(part: str) -> None:
+    if part not in PARTS:
+        raise ValueError(f"unknown weight part {part!r}; valid: {PARTS}")
+
+
+class LinearView:
+    """A layer as ``z = W x + b`` (see the module docstring)."""
+
+    def __call__(self, xs: list, part: str):
+        """``W_part x`` without bias (a tensor), or None if ``W_part`` is zero."""
+        raise NotImplementedError
+
+    def bias(self):
+        """The bias ``b`` broadcastable to the output, or None."""
+        return None
+
+
+def _positive(w):
+    return w * tf.cast(w > 0, w.dtype)
+
+
+def _negative(w):
+    return w * tf.cast(w < 0, w.dtype)
+
+
+_TRANSFORMS = {
+    "all": lambda w: w,
+    "pos": _positive,
+    "neg": _negative,
+    "square": lambda w: w * w,
+    "flat": tf.ones_like,
+}
+
+
+class KernelView(LinearView):
+    """A Dense or Conv layer (channels last) without its activation."""
+
+    def __init__(self, layer):
+        if getattr(layer, "data_format", "channels_last") != "channels_last":
+            raise ValueError(f"layer {layer.name!r}: only channels_last is supported")
+        self._layer = layer
+        self._copies = {}
+
+    def __call__(self, xs, part):
+        _check_part(part)
+        if part not in self._copies:
+            kernel = _TRANSFORMS[part](self._layer.kernel)
+            self._copies[part] = igraph.copy_layer_wo_activation(
+                self._layer, keep_bias=False, weights=[kernel],
+                name_template=f"residual_{part}_%s")
+        return self._copies[part](xs[0])
+
+    def bias(self):
+        return self._layer.bias if getattr(self._layer, "use_bias", False) else None
+
+
+class AddView(LinearView):
+    """``Add``: identity weights from every input, no bias."""
+
+    def __call__(self, xs, part):
+        _check_part(part)
+        if part == "neg":
+            return None
+        return tf.add_n(list(xs))
+
+
+class PoolView(LinearView):
+    """Average pooling (local or global): equal positive weights, no bias.
+
+    "square" and "flat" return the pooled input too: with equal weights the
+    normalised W**2 and flat rules do not depend on the weights' scale.
+    """
+
+    def __init__(self, layer):
+        self._layer = layer
+
+    def __call__(self, xs, part):
+        _check_part(part)
+        if part == "neg":
+            return None
+        return self._layer(xs[0])
+
+
+class BatchNormView(LinearView):
+    """Inference-mode BatchNormalization as ``k x + b`` per channel."""
+
+    def __init__(self, layer):
+        axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+        if len(axes) != 1:
+            raise ValueError(f"layer {layer.name!r}: BatchNormalization over several "
+                             f"axes {axes} is not supported")
+        self._layer = layer
+        self._rank = len(layer.get_input_shape_at(0))
+        self._axis = axes[0] % self._rank
+
+    def _broadcast(self, v):
+        rank, axis = self._rank, self._axis
+        if axis == rank - 1:
+            return v
+        shape = [1] * rank
+        shape[axis] = -1
+        return tf.reshape(v, shape)
+
+    def scale(self):
+        layer = self._layer
+        inv = tf.math.rsqrt(layer.moving_variance + layer.epsilon)
+        return inv * layer.gamma if layer.scale else inv
+
+    def shift(self):
+        layer = self._layer
+        shift = -layer.moving_mean * self.scale()
+        return shift + layer.beta if layer.center else shift
+
+    def __call__(self, xs, part):
+        _check_part(part)
+        x = xs[0]
+        k = _TRANSFORMS[part](self.scale())
+        return x * self._broadcast(k)
+
+    def bias(self):
+        return self._broadcast(self.shift())
+
+
+__all__ = ["LinearView", "KernelView", "AddView", "PoolView", "BatchNormView", "PARTS"]

@@ -1,0 +1,238 @@
+"""Mixins that make innvestigate analyzers run on residual networks.
+
+:class:`ResidualRulesMixin` goes before an innvestigate ``LRP`` or
+``DeepTaylor`` class in the bases. It
+
+1. checks the model's layers before anything is built
+   (:func:`residual_support.layers.check_model`) and drops innvestigate's
+   warning-level model checks, which raise ``NotImplementedError`` on any
+   layer outside innvestigate's convnet list (a ``ReLU`` layer, say);
+2. registers reverse mappings that pass relevance through ``Add``,
+   ``BatchNormalization`` and average pooling with the analyzer's rule for
+   those layers, :meth:`_rule_for_residual_layer` (default: the rule the
+   analyzer applies to a convolution in the middle of the network; Deep
+   Taylor: z+); separate ``ReLU`` layers pass relevance on unchanged like
+   ``Activation`` layers; padding, dropout, flatten and max pooling pass it
+   along the gradient;
+3. computes the alpha-beta family (alpha1-beta0, alpha2-beta1, alpha5-beta4,
+   z+, Deep Taylor's z+) on Dense/Conv layers with
+   :func:`residual_support.rules.alpha_beta`, which leaves out the terms of
+   negative inputs after a ReLU and the beta pass when beta = 0 (same numbers
+   as innvestigate's rules);
+4. for bounded Deep Taylor, applies the z^B rule to the first kernel layer
+   also when padding sits between it and the input (ResNet-50's ``conv1``).
+
+:class:`GradientResidualMixin` is the counterpart for gradient-type analyzers
+(Gradient, Guided Backprop, Deconvnet and their subclasses): the model check,
+and ``Deconvnet``'s rectification on separate ``ReLU`` layers.
+"""
+from __future__ import annotations
+
+from . import _tf  # noqa: F401  (graph mode first)
+
+import innvestigate.backend.checks as ichecks
+from innvestigate.analyzer.deeptaylor import BoundedDeepTaylor, DeepTaylor
+from innvestigate.analyzer.gradient_based import Deconvnet
+from innvestigate.analyzer.relevance_based.relevance_analyzer import LRP, LRP_RULES
+from innvestigate.analyzer.relevance_based.relevance_rule import BoundedRule
+import tensorflow as tf
+from tensorflow import keras
+from tensorflow.keras import layers as klayers
+
+from .layers import check_model, is_first_kernel_layer, nonnegative_inputs
+from .linear import AddView, BatchNormView, KernelView, PoolView
+from .rules import Z_PLUS, ResidualRule, RuleSpec, describe_rule
+
+#: Priority of the residual mappings among innvestigate's conditional mappings
+#: (innvestigate's own use -1, bounded DTD's first layer 10).
+PRIORITY = 5
+
+_POOLING = (klayers.AveragePooling1D, klayers.AveragePooling2D, klayers.AveragePooling3D,
+            klayers.GlobalAveragePooling1D, klayers.GlobalAveragePooling2D,
+            klayers.GlobalAveragePooling3D)
+_ALONG_GRADIENT = (
+    klayers.ZeroPadding1D, klayers.ZeroPadding2D, klayers.ZeroPadding3D,
+    klayers.Cropping1D, klayers.Cropping2D, klayers.Cropping3D,
+    klayers.Dropout, klayers.SpatialDropout1D, klayers.SpatialDropout2D,
+    klayers.SpatialDropout3D, klayers.Flatten, klayers.Reshape, klayers.Permute,
+    klayers.MaxPooling1D, klayers.MaxPooling2D, klayers.MaxPooling3D,
+    klayers.GlobalMaxPooling1D, klayers.GlobalMaxPooling2D, klayers.GlobalMaxPooling3D,
+    klayers.Concatenate,
+)
+_KERNEL_LAYERS = (klayers.Dense, klayers.Conv1D, klayers.Conv2D, klayers.Conv3D)
+
+
+def _is_plain_kernel_layer(layer) -> bool:
+    """Dense / Conv (channels last), not a transposed or separable variant."""
+    return (type(layer) in _KERNEL_LAYERS
+            and getattr(layer, "data_format", "channels_last") == "channels_last")
+
+
+def _pass_on(Xs, Ys, reversed_Ys, reverse_state):
+    """Relevance through an elementwise activation layer: unchanged."""
+    return reversed_Ys
+
+
+def _method_name(analyzer) -> str:
+    return getattr(type(analyzer), "method_name", None) or type(analyzer).__name__
+
+
+class ResidualRulesMixin:
+    """Rule-aware Add / BatchNormalization / pooling support for LRP and
+    Deep Taylor analyzers (see the module docstring). Subclasses with
+    per-layer rules override :meth:`_rule_for_residual_layer`."""
+
+    def __init__(self, model, *args, **kwargs):
+        if not isinstance(self, (LRP, DeepTaylor)):
+            raise TypeError(f"{type(self).__name__}: ResidualRulesMixin needs an "
+                            "innvestigate LRP or DeepTaylor class after it in the bases")
+        if not kwargs.get("disable_model_checks", False):
+            check_model(model, _method_name(self))
+        self._residual_probes = {}
+        super().__init__(model, *args, **kwargs)
+
+    # -- model checks -------------------------------------------------------
+    def _do_model_checks(self):
+        """innvestigate's exception-level checks only (softmax, Lambda, ReLU
+        only); its warning-level checks raise on supported layers and are
+        covered by :func:`check_model`."""
+        self._model_checks = [c for c in self._model_checks if c["check_type"] != "warning"]
+        super()._do_model_checks()
+
+    # -- rule choice --------------------------------------------------------
+    def _rule_for_residual_layer(self, layer):
+        """The rule for an Add, BatchNormalization or average-pooling layer:
+        an innvestigate rule (name or class) or a :class:`RuleSpec`.
+        Default: Deep Taylor's z+, LRP's rule for a convolution."""
+        if isinstance(self, DeepTaylor):
+            return Z_PLUS
+        return self._conv_rule()
+
+    def _conv_rule(self):
+        if not self._rules_use_conditions:
+            raise TypeError(
+                f"{type(self).__name__}: a rule list without conditions gives no rule for "
+                "Add / BatchNormalization layers; give rules as [(condition, rule), ...] "
+                "or define _rule_for_residual_layer(layer)")
+        probe = self._probe("conv")
+        for condition, rule in self._rules:
+            if condition(probe):
+                return rule
+        raise TypeError(f"{type(self).__name__}: none of its rules applies to a Conv2D "
+                        "layer; define _rule_for_residual_layer(layer)")
+
+    def _probe(self, kind: str):
+        """Small layers to ask rule conditions and rule classes about: a Dense
+        layer, and a Conv2D that follows a ReLU (not an input layer)."""
+        if kind not in self._residual_probes:
+            if kind == "dense":
+                layer = klayers.Dense(2)
+                layer(keras.Input((2,)))
+            else:
+                x = keras.Input((3, 3, 2))
+                layer = klayers.Conv2D(2, 1)
+                layer(klayers.ReLU()(x))
+            self._residual_probes[kind] = layer
+        return self._residual_probes[kind]
+
+    def _describe(self, rule) -> RuleSpec:
+        """:func:`describe_rule`, once per rule of this analyzer."""
+        cache = self.__dict__.setdefault("_residual_specs", {})
+        key = rule if isinstance(rule, (str, type, RuleSpec)) else id(rule)
+        if key not in cache:
+            cache[key] = describe_rule(rule, self._probe("dense"))
+        return cache[key]
+
+    def _residual_spec(self, layer) -> RuleSpec:
+        return self._describe(self._rule_for_residual_layer(layer))
+
+    # -- mappings -------------------------------------------------------------
+    def _residual_mapping(self, make_view):
+        def mapping(layer, _reverse_state):
+            rule = ResidualRule(make_view(layer), self._residual_spec(layer),
+                                nonnegative=nonnegative_inputs(layer))
+            return rule.apply
+        return mapping
+
+    def _fast_kernel_mapping(self, layer, spec: RuleSpec):
+        """The fast alpha-beta rule for a Dense/Conv layer, or None."""
+        if spec.kind != "alpha_beta" or not _is_plain_kernel_layer(layer):
+            return None
+        return ResidualRule(KernelView(layer), spec,
+                            nonnegative=nonnegative_inputs(layer)).apply
+
+    def _create_analysis(self, *args, **kwargs):
+        add = self._add_conditional_reverse_mapping
+        add(ichecks.is_add_layer, self._residual_mapping(lambda layer: AddView()),
+            PRIORITY, name="residual_add")
+        add(ichecks.is_batch_normalization_layer, self._residual_mapping(BatchNormView),
+            PRIORITY, name="residual_batch_norm")
+        add(lambda layer: isinstance(layer, _POOLING), self._residual_mapping(PoolView),
+            PRIORITY, name="residual_average_pooling")
+        add(lambda layer: isinstance(layer, _ALONG_GRADIENT), self._gradient_reverse_mapping,
+            PRIORITY, name="residual_along_gradient")
+        if isinstance(self, DeepTaylor):
+            add(lambda layer: (_is_plain_kernel_layer(layer)
+                               and ichecks.contains_activation(layer)),
+                self._deep_taylor_kernel_mapping, PRIORITY, name="residual_dtd_z_plus")
+        if isinstance(self, BoundedDeepTaylor):
+            add(is_first_kernel_layer, self._bounded_first_layer_mapping, 11,
+                name="residual_dtd_first_layer_bounded")
+        if isinstance(self, LRP):
+            add(lambda layer: isinstance(layer, klayers.ReLU), _pass_on, PRIORITY,
+                name="residual_relu_layer")
+        return super()._create_analysis(*args, **kwargs)
+
+    def _deep_taylor_kernel_mapping(self, layer, _reverse_state):
+        return self._fast_kernel_mapping(layer, Z_PLUS)
+
+    def _bounded_first_layer_mapping(self, layer, reverse_state):
+        low, high = self._bounds_low, self._bounds_high
+        return BoundedRule(layer, reverse_state, low=low, high=high).apply
+
+    def create_rule_mapping(self, layer, reverse_state):
+        """LRP's rule choice for a kernel layer, computed with the fast
+        alpha-beta rule where it applies."""
+        if self._rules_use_conditions:
+            rule = next((r for condition, r in self._rules if condition(layer)), None)
+        else:
+            rule = self._rules.pop()
+        if rule is None:
+            raise TypeError(f"{type(self).__name__}: no rule applies to layer "
+                            f"{layer.name!r} ({type(layer).__name__})")
+        try:
+            spec = self._describe(rule)
+        except TypeError:
+            spec = None
+        fast = self._fast_kernel_mapping(layer, spec) if spec is not None else None
+        if fast is not None:
+            return fast
+        if isinstance(rule, str):
+            rule = LRP_RULES[rule]
+        return rule(layer, reverse_state).apply
+
+
+def _deconvnet_relu_layer(Xs, Ys, reversed_Ys, reverse_state):
+    """Deconvnet through a separate ReLU layer: rectify the backward signal."""
+    return [tf.nn.relu(r) for r in reversed_Ys]
+
+
+class GradientResidualMixin:
+    """Model check for gradient-type analyzers, and Deconvnet's rule on
+    separate ``ReLU`` layers (innvestigate's copies the layer without its
+    activation, which a ``ReLU`` layer cannot do)."""
+
+    def __init__(self, model, *args, **kwargs):
+        if not kwargs.get("disable_model_checks", False):
+            check_model(model, _method_name(self), gradient_only=True)
+        super().__init__(model, *args, **kwargs)
+
+    def _create_analysis(self, *args, **kwargs):
+        if isinstance(self, Deconvnet):
+            self._add_conditional_reverse_mapping(
+                lambda layer: isinstance(layer, klayers.ReLU), _deconvnet_relu_layer,
+                PRIORITY, name="residual_deconvnet_relu_layer")
+        return super()._create_analysis(*args, **kwargs)
+
+
+__all__ = ["ResidualRulesMixin", "GradientResidualMixin", "PRIORITY"]

@@ -1,0 +1,215 @@
+"""LRP / Deep Taylor rules for any layer seen as ``z = W x + b``.
+
+One function, :func:`redistribute`, implements every rule of the
+``x * W^T (R / Z)`` form (Bach et al. 2015; Montavon et al. 2017):
+
+    Z = sum_t c_t W_t x_t (+ b),   R_x_t = c_t x_t * W_t^T (R / Z)
+
+with the terms ``t`` (a weight part, the inputs it multiplies, a sign c_t)
+chosen by the rule:
+
+- z (epsilon): one term, W and x (innvestigate's ZRule / EpsilonRule);
+- alpha-beta: activator terms W+ x+ and W- x-, inhibitor terms W- x+ and
+  W+ x-, each with the full bias in Z, combined as alpha*act - beta*inh
+  (innvestigate's AlphaBetaRule). When the inputs are non-negative by
+  construction (after a ReLU) the x- terms are zero and are not built; with
+  beta = 0 the inhibitor pass is not built;
+- z+ (= alpha 1, beta 0, no bias) and innvestigate's ZPlusFast (W+ x);
+- bounded (DTD's z^B): W x - W+ low - W- high;
+- W**2 and flat: ``R_x = W_sq^T (R / (W_sq 1))`` (:func:`square_rule`).
+
+The numbers equal innvestigate 2.1.2's rules on Dense/Conv layers (tested);
+:class:`ResidualRule` applies them to any :class:`~residual_support.linear.LinearView`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import _tf  # noqa: F401  (graph mode first)
+
+import innvestigate.analyzer.relevance_based.relevance_rule as rrule
+import innvestigate.backend as ibackend
+import innvestigate.backend.graph as igraph
+import tensorflow as tf
+
+KINDS = ("z", "epsilon", "alpha_beta", "zplus_fast", "bounded", "w_square", "flat")
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """A rule and its parameters; ``bias`` puts the layer's bias into Z."""
+
+    kind: str
+    epsilon: float = 1e-7
+    alpha: float = 1.0
+    beta: float = 0.0
+    bias: bool = True
+    low: float = -1.0
+    high: float = 1.0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown rule kind {self.kind!r}; valid: {KINDS}")
+
+
+Z = RuleSpec("z")
+Z_PLUS = RuleSpec("alpha_beta", alpha=1.0, beta=0.0, bias=False)
+
+
+def _safe_divide(r, z):
+    return ibackend.safe_divide(r, z)
+
+
+def _epsilon_divide(epsilon):
+    def divide(r, z):
+        sign = tf.cast(z >= 0, z.dtype) * 2 - 1
+        return r / (z + sign * epsilon)
+    return divide
+
+
+def redistribute(view, terms, relevance, *, bias: bool, divide=_safe_divide):
+    """Relevance of the inputs for ``terms`` = [(part, xs, sign), ...]:
+    ``R_x = sum_t sign_t x_t * W_t^T (R / Z)``, ``Z = sum_t sign_t W_t x_t (+ b)``.
+    Returns one tensor per input (summed over the terms)."""
+    outputs = []
+    for part, xs, sign in terms:
+        z = view(xs, part)
+        if z is not None:
+            outputs.append((xs, sign, z))
+    n_inputs = len(terms[0][1])
+    b = view.bias() if bias else None
+    if not outputs:
+        return [tf.zeros_like(x) for x in terms[0][1]][:n_inputs]
+    total = None
+    for _xs, sign, z in outputs:
+        signed = z if sign > 0 else -z
+        total = signed if total is None else total + signed
+    if b is not None:
+        total = total + b
+    s = divide(relevance, total)
+    result = [None] * n_inputs
+    for xs, sign, z in outputs:
+        grads = tf.gradients(z, xs, grad_ys=s, stop_gradients=xs)
+        for i, (x, g) in enumerate(zip(xs, grads)):
+            term = x * g if sign > 0 else -(x * g)
+            result[i] = term if result[i] is None else result[i] + term
+    return result
+
+
+def square_rule(view, xs, relevance, part: str):
+    """W**2 ("square") or flat rule: ``R_x = W_p^T (R / (W_p 1))``."""
+    y = view(xs, part)
+    ones = [tf.ones_like(x) for x in xs]
+    s = ibackend.safe_divide(relevance, view(ones, part))
+    return tf.gradients(y, xs, grad_ys=s, stop_gradients=xs)
+
+
+def apply_rule(spec: RuleSpec, view, xs: list, relevance, *, nonnegative: bool = False):
+    """Relevance of the inputs ``xs`` of the layer ``view`` under ``spec``."""
+    if spec.kind == "z":
+        return redistribute(view, [("all", xs, 1)], relevance, bias=spec.bias)
+    if spec.kind == "epsilon":
+        return redistribute(view, [("all", xs, 1)], relevance, bias=spec.bias,
+                            divide=_epsilon_divide(spec.epsilon))
+    if spec.kind == "zplus_fast":
+        return redistribute(view, [("pos", xs, 1)], relevance, bias=False)
+    if spec.kind == "bounded":
+        lows = [tf.ones_like(x) * spec.low for x in xs]
+        highs = [tf.ones_like(x) * spec.high for x in xs]
+        terms = [("all", xs, 1), ("pos", lows, -1), ("neg", highs, -1)]
+        return redistribute(view, terms, relevance, bias=False)
+    if spec.kind in ("w_square", "flat"):
+        return square_rule(view, xs, relevance, "square" if spec.kind == "w_square" else "flat")
+    return alpha_beta(view, xs, relevance, alpha=spec.alpha, beta=spec.beta,
+                      bias=spec.bias, nonnegative=nonnegative)
+
+
+def alpha_beta(view, xs, relevance, *, alpha, beta, bias, nonnegative=False):
+    """alpha * R(W+ x+, W- x-) - beta * R(W- x+, W+ x-); the x- terms are left
+    out when ``nonnegative`` (they are zero), the beta pass when beta == 0."""
+    if nonnegative:
+        positive, negative = list(xs), None
+    else:
+        positive = [tf.nn.relu(x) for x in xs]
+        negative = [-tf.nn.relu(-x) for x in xs]
+
+    def terms(part_for_positive, part_for_negative):
+        found = [(part_for_positive, positive, 1)]
+        if negative is not None:
+            found.append((part_for_negative, negative, 1))
+        return found
+
+    activator = redistribute(view, terms("pos", "neg"), relevance, bias=bias)
+    if not beta:
+        return activator if alpha == 1 else [alpha * a for a in activator]
+    inhibitor = redistribute(view, terms("neg", "pos"), relevance, bias=bias)
+    return [alpha * a - beta * b for a, b in zip(activator, inhibitor)]
+
+
+class ResidualRule(igraph.ReverseMappingBase):
+    """Reverse mapping applying ``spec`` to a layer seen through ``view``."""
+
+    def __init__(self, view, spec: RuleSpec, *, nonnegative: bool = False):
+        self._view = view
+        self._spec = spec
+        self._nonnegative = nonnegative
+
+    def apply(self, Xs, Ys, Rs, reverse_state):
+        if len(Rs) != 1:
+            raise ValueError(
+                f"layer {reverse_state['layer'].name!r}: expected one output, got {len(Rs)}")
+        return apply_rule(self._spec, self._view, list(Xs), Rs[0],
+                          nonnegative=self._nonnegative)
+
+
+def _overrides(rule_class, base, name="apply") -> bool:
+    return getattr(rule_class, name) is not getattr(base, name)
+
+
+def describe_rule(rule, probe) -> RuleSpec:
+    """The :class:`RuleSpec` of an innvestigate rule (a name of
+    ``LRP_RULES``, a rule class, possibly a parameter-binding subclass) or
+    of a class with a ``residual_rule_spec`` attribute. Parameters bound by
+    a subclass are read by building the rule on ``probe`` (a small built
+    Dense layer). Raises TypeError for a rule with no such description."""
+    from innvestigate.analyzer.relevance_based.relevance_analyzer import LRP_RULES
+
+    if isinstance(rule, RuleSpec):
+        return rule
+    if isinstance(rule, str):
+        if rule not in LRP_RULES:
+            raise TypeError(f"unknown LRP rule name {rule!r}; valid: {sorted(LRP_RULES)}")
+        rule = LRP_RULES[rule]
+    spec = getattr(rule, "residual_rule_spec", None)
+    if isinstance(spec, RuleSpec):
+        return spec
+    if not isinstance(rule, type) or not issubclass(rule, igraph.ReverseMappingBase):
+        raise TypeError(f"rule {rule!r} is not an innvestigate rule class")
+    if issubclass(rule, rrule.BoundedRule) and not _overrides(rule, rrule.BoundedRule):
+        made = rule(probe, {})
+        return RuleSpec("bounded", low=made._low, high=made._high)
+    if issubclass(rule, rrule.ZPlusFastRule) and not _overrides(rule, rrule.ZPlusFastRule):
+        return RuleSpec("zplus_fast", bias=False)
+    if issubclass(rule, rrule.AlphaBetaRule) and not _overrides(rule, rrule.AlphaBetaRule):
+        made = rule(probe, {})
+        return RuleSpec("alpha_beta", alpha=float(made._alpha), beta=float(made._beta),
+                        bias=bool(made._layer_wo_act_positive.use_bias))
+    if issubclass(rule, rrule.EpsilonRule) and not _overrides(rule, rrule.EpsilonRule):
+        made = rule(probe, {})
+        return RuleSpec("epsilon", epsilon=float(made._epsilon),
+                        bias=bool(made._layer_wo_act.use_bias))
+    if issubclass(rule, rrule.FlatRule) and not _overrides(rule, rrule.WSquareRule):
+        return RuleSpec("flat", bias=False)
+    if issubclass(rule, rrule.WSquareRule) and not _overrides(rule, rrule.WSquareRule):
+        return RuleSpec("w_square", bias=False)
+    if issubclass(rule, rrule.ZRule) and not _overrides(rule, rrule.ZRule):
+        made = rule(probe, {})
+        return RuleSpec("z", bias=bool(made._layer_wo_act.use_bias))
+    raise TypeError(
+        f"rule {rule.__name__} has no description for Add / BatchNormalization / "
+        "pooling layers; give the analyzer a _rule_for_residual_layer(layer) that "
+        "returns an innvestigate rule or a residual_support.rules.RuleSpec")
+
+
+__all__ = ["RuleSpec", "Z", "Z_PLUS", "KINDS", "redistribute", "square_rule", "apply_rule",
+           "alpha_beta", "ResidualRule", "describe_rule"]

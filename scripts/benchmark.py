@@ -1,0 +1,198 @@
+#!/usr/bin/env python
+"""Time every registered method against the forward pass, side by side.
+
+For each network (VGG-16 with random weights, batch 8; the CIFAR net, batch
+64) this measures in one process: the forward pass; for every method of the
+registry the first-call build time and the median time per batch over
+``--repeats`` runs after a warm-up, its ratio to the forward pass and, where
+innvestigate 2.1.2 has the same rule, innvestigate's own time and the ratio
+between the two; the cost of CSC (5 random vectors for one image injected at
+the logits and read at every reported layer, relative to one analysis of that
+image); the cost of one level of a cascading sanity check (assigning random
+weights to the analyzer's variables and analysing again, relative to one
+analysis). Peak resident memory of CSC on each network is measured in a fresh
+subprocess. Writes a CSV and prints a table.
+
+    python scripts/benchmark.py                  # VGG-16 + CIFAR net
+    python scripts/benchmark.py --tiny           # CIFAR net, 2 repeats (tests)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from residual_support import _tf  # noqa: F401,E402
+
+import pandas as pd  # noqa: E402
+
+COLUMNS = ["network", "batch", "method", "analyzer", "build_s", "median_s", "forward_s",
+           "ratio_forward", "innvestigate_s", "ratio_innvestigate", "csc_s", "csc_ratio",
+           "sanity_level_s", "sanity_ratio", "csc_peak_rss_mb"]
+
+BATCH = {"vgg16": 8, "cifar-net": 64}
+
+
+def timed(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs (after one warm-up)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def innvestigate_twin(spec, kwargs):
+    """innvestigate 2.1.2's analyzer for the same rule, or None."""
+    import innvestigate.analyzer as ianalyzer
+    if spec.analyzer not in ianalyzer.analyzers:
+        return None
+    return ianalyzer.analyzers[spec.analyzer], kwargs
+
+
+def inputs_for(net, batch: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    low, high = net.input_range
+    shape = (batch,) + tuple(net.model.input_shape[1:])
+    return rng.uniform(low, high, size=shape).astype(np.float32)
+
+
+def bench_network(name: str, repeats: int, methods, seed: int) -> list:
+    from csc_analyzers import create_analyzer
+    from csc_analyzers.logits import logit_model
+    from csc_analyzers.models import load_network
+    from csc_analyzers.experiments.randomization import Randomizer
+    from csc_analyzers.pattern import patterns_for_network
+    from tensorflow import keras
+
+    keras.backend.clear_session()
+    net = load_network(name, weights="random")
+    batch = BATCH[name]
+    x = inputs_for(net, batch, seed)
+    logits = logit_model(net.model)
+    forward_s = timed(lambda: logits.predict_on_batch(x), repeats)
+    print(f"{name}: forward pass, batch {batch}: {forward_s:.3f} s", flush=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for spec in methods:
+        if not spec.runs_on(name):
+            continue
+        kwargs = spec.analyzer_kwargs(net.input_range)
+        if spec.needs_patterns:
+            kwargs["patterns"] = patterns_for_network(net, n_images=2 * batch, seed=seed)
+        start = time.perf_counter()
+        analyzer = create_analyzer(spec.analyzer, net.model, **kwargs)
+        analyzer.analyze(x)
+        build_s = time.perf_counter() - start
+        median_s = timed(lambda: analyzer.analyze(x), repeats)
+        row = {"network": name, "batch": batch, "method": spec.name, "analyzer": spec.analyzer,
+               "build_s": build_s, "median_s": median_s, "forward_s": forward_s,
+               "ratio_forward": median_s / forward_s}
+        twin = innvestigate_twin(spec, kwargs)
+        if twin is not None:
+            cls, twin_kwargs = twin
+            reference = cls(logits, **twin_kwargs)
+            row["innvestigate_s"] = timed(lambda: reference.analyze(x), repeats)
+            row["ratio_innvestigate"] = median_s / row["innvestigate_s"]
+        one = x[:1]
+        single_s = timed(lambda: analyzer.analyze(one), repeats)
+        if spec.runs_on(name, "csc") and hasattr(analyzer, "propagate"):
+            vectors = rng.standard_normal((5, net.n_classes)).astype(np.float32)
+            output = net.layers[-1]
+            csc_s = timed(lambda: analyzer.propagate(one, vectors, output, net.layers[:-1]),
+                          repeats)
+            row["csc_s"], row["csc_ratio"] = csc_s, csc_s / single_s
+        with Randomizer(net.model, seed=seed) as randomizer:
+            top = randomizer.layers[0]
+
+            def level():
+                randomizer.randomize([top])
+                analyzer.analyze(one)
+                randomizer.restore()
+            level_s = timed(level, repeats)
+        row["sanity_level_s"], row["sanity_ratio"] = level_s, level_s / single_s
+        rows.append(row)
+        print(f"  {spec.name:<24} build {build_s:6.2f} s  {median_s:7.3f} s/batch "
+              f"({row['ratio_forward']:.2f}x forward)", flush=True)
+    return rows
+
+
+def memory_probe(name: str, seed: int) -> float:
+    """Peak RSS (MB) of a fresh process running CSC with 5 vectors for LRP a1b0."""
+    code = (
+        "import sys, json; sys.path.insert(0, %r)\n"
+        "import numpy as np\n"
+        "from csc_analyzers import create_analyzer\n"
+        "from csc_analyzers.models import load_network\n"
+        "import resource\n"
+        "net = load_network(%r, weights='random')\n"
+        "a = create_analyzer('lrp.alpha_1_beta_0', net.model)\n"
+        "x = np.zeros((1,) + tuple(net.model.input_shape[1:]), np.float32)\n"
+        "v = np.random.default_rng(%d).standard_normal((5, net.n_classes)).astype(np.float32)\n"
+        "a.propagate(x, v, net.layers[-1], net.layers[:-1])\n"
+        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))\n"
+    ) % (str(Path(__file__).resolve().parents[1]), name, seed)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()[-1]
+    return float(json.loads(out))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--networks", default="vgg16,cifar-net",
+                        help="comma-separated networks (default: vgg16,cifar-net)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed runs per measurement after one warm-up (default 5)")
+    parser.add_argument("--methods", default="all,extra",
+                        help="registry names, 'all' (paper) and/or 'extra' (default both)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="CIFAR net only, 2 repeats: a quick check that every column fills")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="results/benchmark.csv", help="CSV to write")
+    args = parser.parse_args(argv)
+
+    from csc_analyzers.registry import available_methods, select_methods
+
+    networks = ["cifar-net"] if args.tiny else [n.strip() for n in args.networks.split(",")]
+    repeats = 2 if args.tiny else args.repeats
+    unknown = [n for n in networks if n not in BATCH]
+    if unknown:
+        parser.error(f"--networks: unknown {unknown}; valid: {sorted(BATCH)}")
+    methods = available_methods(select_methods(args.methods))
+    rows = []
+    for name in networks:
+        rows.extend(bench_network(name, repeats, methods, args.seed))
+        peak = memory_probe(name, args.seed)
+        for row in rows:
+            if row["network"] == name:
+                row["csc_peak_rss_mb"] = peak
+        print(f"{name}: peak RSS of CSC (5 vectors, fresh process): {peak:.0f} MB", flush=True)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False, float_format="%.4g")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.drop(columns=["analyzer"]).to_string(index=False, float_format="%.3g"))
+    print(f"process peak RSS: {peak_rss_mb():.0f} MB; wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Rules through Add / BatchNormalization / pooling on a small ResNet, the
+BN canonizer, the model check and the fast alpha-beta rules."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow import keras
+from tensorflow.keras import layers as klayers
+
+import csc_analyzers
+import innvestigate.analyzer as ianalyzer
+from residual_support import UnsupportedLayerError, fold_batchnorm
+from residual_support.linear import AddView, BatchNormView
+from residual_support.rules import RuleSpec, apply_rule
+from csc_analyzers.injection import session
+from conftest import small_cnn
+from residual_nets import small_resnet
+
+
+@pytest.fixture
+def resnet():
+    return small_resnet(seed=0)
+
+
+@pytest.fixture
+def resnet_zero_shifts():
+    return small_resnet(seed=1, zero_shifts=True)
+
+
+@pytest.fixture
+def x():
+    return np.random.default_rng(5).normal(size=(2, 12, 12, 3)).astype("float32")
+
+
+def rel_l2(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def test_fold_batchnorm_small_resnet(resnet, x):
+    before = [w.copy() for w in resnet.get_weights()]
+    folded = fold_batchnorm(resnet)
+    assert not any(isinstance(l, klayers.BatchNormalization) for l in folded.layers)
+    assert sum(isinstance(l, klayers.BatchNormalization) for l in resnet.layers) == 9
+    a, b = resnet.predict(x, verbose=0), folded.predict(x, verbose=0)
+    assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
+    after = resnet.get_weights()
+    assert all(np.array_equal(u, v) for u, v in zip(before, after))
+
+
+def test_lrp_z_equals_gradient_times_input(resnet, x):
+    lrp = csc_analyzers.create_analyzer("lrp.z", resnet).analyze(x)
+    gxi = csc_analyzers.create_analyzer("input_t_gradient", resnet).analyze(x)
+    assert rel_l2(lrp, gxi) < 1e-3
+
+
+def test_rule_through_bn_equals_canonized_for_lrp_z(resnet, x):
+    through = csc_analyzers.create_analyzer("lrp.z", resnet).analyze(x)
+    canonized = csc_analyzers.create_analyzer("lrp.z", resnet, canonize=True).analyze(x)
+    assert rel_l2(through, canonized) < 1e-3
+
+
+@pytest.mark.parametrize("name", ["lrp.z", "lrp.alpha_1_beta_0"])
+def test_conservation_with_zero_shifts(name, resnet_zero_shifts, x):
+    relevance = csc_analyzers.create_analyzer(name, resnet_zero_shifts).analyze(x)
+    logits = resnet_zero_shifts.predict(x, verbose=0).max(axis=1)
+    sums = relevance.reshape(len(x), -1).sum(axis=1)
+    np.testing.assert_allclose(sums, logits, rtol=1e-3)
+
+
+def test_alpha1_beta0_nonnegative_at_every_layer(resnet_zero_shifts, x):
+    model = resnet_zero_shifts
+    logits = model.predict(x, verbose=0)
+    c = int(np.argmax(logits[0]))
+    assert logits[0, c] > 0
+    analyzer = csc_analyzers.create_analyzer("lrp.alpha_1_beta_0", model)
+    layers = [l for l in analyzer.injection_layers() if l != "logits"]
+    v = np.zeros((1, logits.shape[1]), np.float32)
+    v[0, c] = logits[0, c]
+    found = analyzer.propagate(x[:1], v, from_layer="logits", to_layers=layers)
+    assert len(found) >= 30
+    for name, r in found.items():
+        assert r.min() >= -1e-6 * max(np.abs(r).max(), 1e-12), name
+    assert found["input"].sum() == pytest.approx(logits[0, c], rel=1e-3)
+
+
+def _numpy_alpha_beta(contrib, bias, alpha, beta):
+    """Reference for a layer whose output j sums contrib[..., i, j] over i."""
+    pos = np.where(contrib > 0, contrib, 0)
+    neg = np.where(contrib < 0, contrib, 0)
+    z_act = np.broadcast_to(pos.sum(-2, keepdims=True) + bias, pos.shape)
+    z_inh = np.broadcast_to(neg.sum(-2, keepdims=True) + bias, neg.shape)
+
+    def divide(a, z):
+        return np.divide(a, z, out=np.zeros_like(a), where=z != 0)
+
+    return alpha * divide(pos, z_act) - beta * divide(neg, z_inh)
+
+
+@pytest.mark.parametrize("alpha,beta", [(1, 0), (2, 1), (5, 4)])
+def test_add_and_batchnorm_rules_match_numpy(alpha, beta):
+    rng = np.random.default_rng(3)
+    xs = [rng.normal(size=(4, 6)).astype("float32") for _ in range(3)]
+    r = rng.uniform(0.5, 1, size=(4, 6)).astype("float32")
+    spec = RuleSpec("alpha_beta", alpha=alpha, beta=beta)
+    inputs = [tf.constant(v) for v in xs]
+    got = apply_rule(spec, AddView(), inputs, tf.constant(r))
+    inp = keras.Input((6,))
+    bn = klayers.BatchNormalization()
+    bn(inp)
+    gamma, beta_, mean, var = (rng.normal(size=6), rng.normal(size=6),
+                               rng.normal(size=6), rng.uniform(0.5, 2, 6))
+    bn.set_weights([w.astype("float32") for w in (gamma, beta_, mean, var)])
+    got_bn = apply_rule(spec, BatchNormView(bn), [inputs[0]], tf.constant(r))
+    got_z = apply_rule(RuleSpec("z"), BatchNormView(bn), [inputs[0]], tf.constant(r))
+    values = session().run(got + got_bn + got_z)
+    contrib = np.stack(xs, axis=-2)  # (4, 3, 6): input i, channel j
+    expected = _numpy_alpha_beta(contrib, 0.0, alpha, beta) * r[:, None, :]
+    for i in range(3):
+        np.testing.assert_allclose(values[i], expected[:, i], rtol=1e-5, atol=1e-6)
+    k = gamma / np.sqrt(var + bn.epsilon)
+    shift = beta_ - mean * k
+    kx = (k * xs[0])[:, None, :]
+    expected_bn = (_numpy_alpha_beta(kx, shift, alpha, beta) * r[:, None, :])[:, 0]
+    np.testing.assert_allclose(values[3], expected_bn, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(values[4], k * xs[0] * r / (k * xs[0] + shift), rtol=1e-4, atol=1e-5)
+
+
+FAST = [
+    ("lrp.alpha_1_beta_0", ianalyzer.LRPAlpha1Beta0, {}),
+    ("lrp.alpha_2_beta_1", ianalyzer.LRPAlpha2Beta1, {}),
+    ("lrp.alpha_beta", ianalyzer.LRPAlphaBeta, {"alpha": 5, "beta": 4}),
+    ("lrp.z_plus", ianalyzer.LRPZPlus, {}),
+    ("deep_taylor", ianalyzer.DeepTaylor, {}),
+]
+
+
+@pytest.mark.parametrize("name,reference,kwargs", FAST, ids=[f[0] for f in FAST])
+def test_fast_rules_equal_innvestigate(name, reference, kwargs, images):
+    cnn = small_cnn(seed=7)
+    ours = csc_analyzers.create_analyzer(name, cnn, **kwargs).analyze(images)
+    theirs = reference(cnn, **kwargs).analyze(images)
+    assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()
+
+
+def _with_upconv():
+    inp = keras.Input((8, 8, 3))
+    h = klayers.Conv2DTranspose(2, 3, name="upconv")(inp)
+    return keras.Model(inp, klayers.Dense(2)(klayers.Flatten()(h))), "upconv", "Conv2DTranspose"
+
+
+def _with_lambda():
+    inp = keras.Input((8, 8, 3))
+    h = klayers.Lambda(lambda t: 2 * t, name="double")(inp)
+    return keras.Model(inp, klayers.Dense(2)(klayers.Flatten()(h))), "double", "Lambda"
+
+
+def _with_lstm():
+    inp = keras.Input((8, 8, 3))
+    h = klayers.LSTM(2, name="recurrent")(klayers.Reshape((64, 3))(inp))
+    return keras.Model(inp, klayers.Dense(2)(h)), "recurrent", "LSTM"
+
+
+@pytest.mark.parametrize("method", ["lrp.z", "gradient", "deep_taylor"])
+@pytest.mark.parametrize("build", [_with_upconv, _with_lambda, _with_lstm])
+def test_unsupported_layer_error_names_layer(method, build):
+    model, name, kind = build()
+    with pytest.raises(UnsupportedLayerError) as info:
+        csc_analyzers.create_analyzer(method, model)
+    message = str(info.value)
+    assert repr(name) in message and kind in message and repr(method) in message
