@@ -4,7 +4,8 @@
 * :func:`load_user_model`: a Keras model from a ``.keras`` / ``.h5`` file or a
   SavedModel directory; a missing or corrupt file gives a one-line
   :class:`~csc_analyzers.errors.ModelFileError`, never a TensorFlow traceback.
-* :func:`check_layers`: layers a method cannot handle (name, type, methods).
+* :func:`check_layers`: layers a method cannot handle (name, type, methods),
+  from :mod:`residual_support.layers` and the DeepLIFT converter's check.
 * :func:`check_activations`: non-ReLU activations, an error for methods only
   defined for ReLU networks, a warning where only the paper's theory assumes
   ReLU (:data:`RELU_ONLY`, :data:`RELU_THEORY`).
@@ -36,16 +37,6 @@ log = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
-# Layer types every innvestigate-based analyzer of the project handles
-# (conservative: the convolutional-network layers innvestigate is tested on).
-INNVESTIGATE_LAYERS = frozenset({
-    "InputLayer", "Conv1D", "Conv2D", "Conv3D", "Dense", "Activation", "ReLU",
-    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
-    "AveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
-    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
-    "Flatten", "Dropout", "BatchNormalization", "ZeroPadding1D", "ZeroPadding2D",
-    "ZeroPadding3D", "Add", "Softmax", "Reshape",
-})
 DEEPLIFT_ANALYZERS = frozenset({"deep_lift.wrapper"})
 
 # Analyzer keys whose rule is only defined for ReLU networks: a non-ReLU
@@ -56,7 +47,10 @@ RELU_ONLY = frozenset({"guided_backprop", "deconvnet", "rectgrad", "deep_taylor"
 # non-negative activations of a ReLU network: a non-ReLU activation is a warning.
 RELU_THEORY = frozenset({"lrp.alpha_1_beta_0", "lrp.alpha_2_beta_1", "lrp.alpha_beta",
                          "lrp.cmp_alpha_1_beta_0", "lrp.cmp_alpha_2_beta_1", "lrp.z_plus",
-                         "lrp.z_plus_fast", "lrp.contrastive", "excitation_backprop",
+                         "lrp.z_plus_fast", "lrp.alpha_1_beta_0_IB", "lrp.alpha_2_beta_1_IB",
+                         "lrp.sequential_preset_a", "lrp.sequential_preset_b",
+                         "lrp.sequential_preset_a_flat", "lrp.sequential_preset_b_flat",
+                         "lrp.contrastive", "excitation_backprop",
                          "excitation_backprop.contrastive"})
 # DeepLIFT's converter has rules for these activations.
 DEEPLIFT_ACTIVATIONS = frozenset({"linear", "relu", "sigmoid", "tanh"})
@@ -130,21 +124,50 @@ def _deeplift_problems(model) -> dict:
     return problems
 
 
+def supported_layers(spec) -> tuple:
+    """The Keras layer classes the analyzer of ``spec`` passes relevance
+    through (:mod:`residual_support.layers`): the wider gradient set for
+    gradient-type analyzers, the rule set for every other analyzer."""
+    from residual_support import layers as rlayers
+    from residual_support.mixin import GradientResidualMixin
+    from residual_support.wrappers import AugmentInNumpyMixin
+
+    from .factory import analyzers
+
+    cls = analyzers.get(_analyzer(spec))
+    gradient = isinstance(cls, type) and issubclass(cls, (GradientResidualMixin,
+                                                          AugmentInNumpyMixin))
+    return rlayers.GRADIENT_LAYERS if gradient else rlayers.RULE_LAYERS
+
+
+def _layer_supported(layer, supported: tuple) -> bool:
+    from residual_support import layers as rlayers
+
+    return type(layer) in supported or (isinstance(layer, supported)
+                                        and not rlayers._is_subclass_with_own_call(layer))
+
+
 def check_layers(model, specs) -> None:
     """Raise :class:`UnsupportedLayerError` if a layer of ``model`` is one that
     a method of ``specs`` (registry :class:`MethodSpec` s) cannot handle; the
-    message lists every such layer with its type and the methods concerned."""
+    message lists every such layer with its type and the methods concerned.
+    Layer support: :mod:`residual_support.layers` for the innvestigate-based
+    analyzers, the DeepLIFT converter's own check for DeepLIFT."""
+    from residual_support.layers import model_layers
+
     specs = list(specs)
     deeplift = [s for s in specs if _analyzer(s) in DEEPLIFT_ANALYZERS]
-    others = [s for s in specs if _analyzer(s) not in DEEPLIFT_ANALYZERS]
+    others = [(s, supported_layers(s)) for s in specs if _analyzer(s) not in DEEPLIFT_ANALYZERS]
     problems = []
-    if others:
-        for layer in model.layers:
-            kind = type(layer).__name__
-            if kind not in INNVESTIGATE_LAYERS:
-                what = "nested model" if isinstance(layer, keras.Model) else "layer type"
-                problems.append(f"layer {layer.name!r} ({kind}): {what} not supported by "
-                                f"{', '.join(_spec_names(others))}")
+    for layer in (model_layers(model) if others else ()):
+        if isinstance(layer, keras.Model):
+            problems.append(f"layer {layer.name!r} ({type(layer).__name__}) is a nested model, "
+                            f"not supported by {', '.join(_spec_names(s for s, _ in others))}")
+            continue
+        refused = [s for s, supported in others if not _layer_supported(layer, supported)]
+        if refused:
+            problems.append(f"layer {layer.name!r} ({type(layer).__name__}): layer type not "
+                            f"supported by {', '.join(_spec_names(refused))}")
     if deeplift:
         for name, (kind, reason) in _deeplift_problems(model).items():
             problems.append(f"layer {name!r} ({kind}) cannot be converted for "
@@ -386,5 +409,5 @@ def exit_on_input_error(prog: str | None = None):
 __all__ = ["load_user_model", "check_layers", "layer_activations", "check_activations",
            "check_input_shape", "preflight", "check_methods", "check_network_name",
            "check_shard", "check_positive", "check_image_directory", "kernel_layers",
-           "check_patterns_file", "exit_on_input_error", "INNVESTIGATE_LAYERS", "RELU_ONLY",
+           "check_patterns_file", "exit_on_input_error", "supported_layers", "RELU_ONLY",
            "RELU_THEORY", "DEEPLIFT_ACTIVATIONS"]
