@@ -41,6 +41,8 @@ from deeplift.models import GraphModel
 
 from residual_support import deeplift_layers as rl
 
+from .errors import UnsupportedLayerError
+
 NONLINEAR_MODES = {
     "rescale": dl.NonlinearMxtsMode.Rescale,
     "reveal_cancel": dl.NonlinearMxtsMode.RevealCancel,
@@ -49,10 +51,6 @@ ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
 SUPPORTED = ("InputLayer", "Conv2D", "Dense", "Activation", "ReLU", "MaxPooling2D",
              "AveragePooling2D", "Flatten", "Dropout", "BatchNormalization",
              "ZeroPadding2D", "GlobalAveragePooling2D", "Add", "Softmax")
-
-
-class UnsupportedLayerError(ValueError):
-    """A layer (or a layer option) the deeplift converter cannot convert."""
 
 
 @dataclass

@@ -21,9 +21,11 @@ import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
-from csc_analyzers.experiments.csc import run_csc
-from csc_analyzers.experiments.store import parse_shard
-from csc_analyzers.registry import ALL_METHODS, select_methods
+from csc_analyzers import checks
+from csc_analyzers.errors import ImagesFileError, ModelFileError
+from csc_analyzers.experiments.csc import plan_methods, run_csc
+from csc_analyzers.integrity import seeded_initialization
+from csc_analyzers.registry import ALL_METHODS
 
 
 def parse_args(argv=None):
@@ -32,7 +34,7 @@ def parse_args(argv=None):
                         help="network name (csc_analyzers.models.NETWORK_NAMES)")
     parser.add_argument("--weights", default="default",
                         help="weights for load_network: 'default', a dataset name, a file, "
-                             "or 'random'")
+                             "or 'random' (initial weights drawn with --seed)")
     parser.add_argument("--cache-dir", default=None, help="weights cache directory")
     parser.add_argument("--methods", default="all",
                         help="comma-separated display names from the registry, 'all' (paper "
@@ -60,15 +62,20 @@ def load_images(network, args) -> np.ndarray:
     images resized to the network's input size."""
     if args.images_npy:
         path = Path(args.images_npy)
-        if not path.exists():
-            raise FileNotFoundError(f"--images-npy: {path} does not exist")
-        images = np.load(path)[:args.n_images]
+        if not path.is_file():
+            raise ImagesFileError(f"--images-npy {path}: no such file; pass a uint8 array "
+                                  "N x H x W x 3 saved with np.save")
+        try:
+            images = np.load(path, allow_pickle=False)[:args.n_images]
+        except Exception as error:
+            raise ImagesFileError(f"--images-npy {path}: cannot be read as .npy "
+                                  f"({type(error).__name__}: {str(error)[:120]})") from None
     else:
         from csc_analyzers.data.builtin import load
         images, _labels, _masks = load("test", n=args.n_images, seed=args.seed)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"images must be uint8 N x H x W x 3, got {images.dtype} "
-                         f"{images.shape}")
+        raise ImagesFileError(f"--images-npy {args.images_npy}: images must be uint8 "
+                              f"N x H x W x 3, got {images.dtype} {images.shape}")
     size = tuple(int(d) for d in network.model.inputs[0].shape[1:3])
     if images.shape[1:3] != size:
         from skimage.transform import resize
@@ -81,16 +88,30 @@ def load_images(network, args) -> np.ndarray:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    shard = parse_shard(args.shard)
-    methods = select_methods(args.methods)
-    if args.n_images < 1 or args.n_vectors < 2:
-        raise SystemExit("--n-images must be >= 1 and --n-vectors >= 2")
-    from csc_analyzers.models import NETWORK_NAMES, load_network
-    if args.network not in NETWORK_NAMES:
-        raise SystemExit(f"--network {args.network!r}: choose one of {NETWORK_NAMES}")
+    with checks.exit_on_input_error("run_csc.py"):
+        return _run(args)
+
+
+def _run(args) -> int:
+    shard = checks.check_shard(args.shard)
+    methods = checks.check_methods(args.methods)
+    checks.check_positive(args.n_images, argument="--n-images")
+    checks.check_positive(args.n_vectors, argument="--n-vectors", minimum=2)
+    checks.check_network_name(args.network, allow_files=False)
+    from csc_analyzers.models import load_network
     weights = None if args.weights == "random" else args.weights
-    network = load_network(args.network, weights=weights, cache_dir=args.cache_dir)
+    try:
+        with seeded_initialization(args.seed):  # --weights random: the same for the same seed
+            network = load_network(args.network, weights=weights, cache_dir=args.cache_dir)
+    except FileNotFoundError as error:
+        raise ModelFileError(f"--weights {args.weights}: {error}") from None
     images = load_images(network, args)
+    runnable, _skipped = plan_methods(network, methods, patterns=args.patterns)
+    if args.patterns:
+        checks.check_patterns_file(args.patterns, network.model)
+    for warning in checks.preflight(network.model, runnable, images=images,
+                                    argument="--images-npy"):
+        print(f"warning: {warning}", file=sys.stderr)
     result = run_csc(network, methods, images, out_dir=args.out, n_vectors=args.n_vectors,
                      seed=args.seed, patterns=args.patterns, shard=shard, progress=True,
                      exact_max_dim=args.exact_max_dim)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from csc_analyzers import checks  # noqa: E402
 from csc_analyzers.experiments import cli  # noqa: E402
 from csc_analyzers.experiments.common import select_for, unit_keys  # noqa: E402
 from csc_analyzers.experiments.sanity import run_sanity  # noqa: E402
-from csc_analyzers.experiments.store import ResultStore, parse_shard  # noqa: E402
+from csc_analyzers.experiments.store import ResultStore  # noqa: E402
 
 
 def main(argv=None):
@@ -26,17 +27,24 @@ def main(argv=None):
     parser.add_argument("--chunk", type=int, default=8,
                         help="images per pass over the randomisation levels")
     args = parser.parse_args(argv)
+    with checks.exit_on_input_error(Path(__file__).name):
+        return _run(args)
+
+
+def _run(args):
     if args.merge:
         cli.merge(args, [f"sanity_{args.mode}"])
         return 0
-    shard = parse_shard(args.shard)
+    shard = checks.check_shard(args.shard)
+    specs = cli.methods_arg(args)
     network = cli.load_network_arg(args)
     images, labels, ids = cli.load_images_arg(args, network)
-    specs = cli.methods_arg(args)
     patterns = cli.patterns_provider(args)
     runnable, skipped = select_for(network, specs, "sanity", patterns)
     for spec, reason in skipped:
         print(f"skipping {spec.name}: {reason}", file=sys.stderr)
+    for warning in cli.preflight(args, network, runnable, images):
+        print(f"warning: {warning}", file=sys.stderr)
     store = ResultStore(args.out, f"sanity_{args.mode}")
     total = len(store.pending(shard.select(unit_keys(network.name, runnable, ids))))
     with cli.progress_bar(total, f"sanity {args.mode} {network.name}", args.no_progress) as bar:

@@ -20,6 +20,7 @@ import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
+from ..integrity import is_nonfinite
 from ..metrics.heatmaps import normalize_abs
 from .common import (PatternsProvider, analysis_model, build_analyzer, explain, row,
                      select_for, unit_keys)
@@ -87,7 +88,9 @@ def run_class_sensitivity(network, images, masks, labels, image_ids, specs, out,
             map_a = explain(analyzer, images[k], labels[k, 0], spec)
             map_b = explain(analyzer, images[k], labels[k, 1], spec)
             scores = class_sensitivity_scores(map_a, map_b, masks[k, 0])
-            rows = [row(network.name, method, key[2], EXPERIMENT, 0, "logits", metric, value, seed)
+            bad = is_nonfinite(map_a) or is_nonfinite(map_b)
+            rows = [row(network.name, method, key[2], EXPERIMENT, 0, "logits", metric, value, seed,
+                        nonfinite=bad)
                     for metric, value in scores.items()]
             if key[2] in keep_maps:
                 save_maps(maps_path(out, EXPERIMENT, key), maps=np.stack([map_a, map_b]),

@@ -10,11 +10,11 @@ import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
-from tensorflow import keras
-
-from ..registry import select_methods
+from .. import checks
+from ..errors import ArgumentError, ImagesFileError, ModelFileError
+from ..integrity import seeded_initialization
 from .common import ModelNetwork, ROW_COLUMNS
-from .store import ResultStore, merge_stores, parse_shard
+from .store import ResultStore, merge_stores
 
 SORT_BY = ("network", "method", "image_id", "experiment", "level", "metric")
 
@@ -24,7 +24,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a network name (cifar-net, small-resnet, vgg16, resnet50) or the "
                              "path of a saved Keras model (.h5/.keras)")
     parser.add_argument("--weights", default=None,
-                        help="weights for a named network (passed to load_network)")
+                        help="weights for a named network (passed to load_network); "
+                             "'random': initial weights drawn with --seed")
     parser.add_argument("--methods", default="all",
                         help="comma-separated display names, 'all' (paper) or 'extra'")
     parser.add_argument("--n-images", type=int, default=200)
@@ -46,30 +47,72 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_network_arg(args):
-    """A :class:`Network` (named) or :class:`ModelNetwork` (model file)."""
-    path = Path(args.network)
-    if path.suffix in {".h5", ".keras"}:
-        if not path.exists():
-            raise SystemExit(f"--network {args.network}: file not found")
-        model = keras.models.load_model(path, compile=False)
-        return ModelNetwork(name=path.stem, model=model)
+    """A :class:`Network` (named) or :class:`ModelNetwork` (model file, see
+    :func:`~csc_analyzers.checks.load_user_model`); bad names, files and
+    weights raise :class:`~csc_analyzers.errors.InputError` naming them."""
+    if checks.check_network_name(args.network) == "file":
+        path = Path(args.network)
+        model = checks.load_user_model(path, argument="--network")
+        return ModelNetwork(name=path.stem if path.is_file() else path.name, model=model)
     from ..models import load_network  # the networks module
     kwargs = {} if args.weights is None else {"weights": args.weights}
-    return load_network(args.network, **kwargs)
+    if args.weights == "random":
+        kwargs["weights"] = None
+    try:
+        with seeded_initialization(args.seed):  # --weights random: the same for the same seed
+            return load_network(args.network, **kwargs)
+    except FileNotFoundError as error:
+        raise ModelFileError(f"--weights {args.weights}: {error}") from None
+
+
+def _read_images_file(path) -> tuple:
+    path = Path(path)
+    if not path.is_file():
+        raise ImagesFileError(f"--images {path}: no such file; pass an .npz with arrays "
+                              "'images' (N x H x W x C) and 'labels' (N)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [name for name in ("images", "labels") if name not in data.files]
+            if missing:
+                raise ImagesFileError(
+                    f"--images {path}: no array {missing[0]!r} (it holds {data.files}); "
+                    "save it with np.savez(path, images=..., labels=...)")
+            return np.asarray(data["images"]), np.asarray(data["labels"])
+    except ImagesFileError:
+        raise
+    except Exception as error:
+        raise ImagesFileError(f"--images {path}: cannot be read as .npz ({type(error).__name__}: "
+                              f"{str(error)[:120]}); save it with np.savez") from None
 
 
 def load_images_arg(args, network):
-    """``(images, labels, image_ids)``: the first ``--n-images`` images."""
+    """``(images, labels, image_ids)``: the first ``--n-images`` images, checked
+    against the model's input shape and class count."""
+    checks.check_positive(args.n_images, argument="--n-images")
     if args.images:
-        data = np.load(args.images)
-        for name in ("images", "labels"):
-            if name not in data:
-                raise SystemExit(f"--images {args.images}: no array {name!r}")
-        images, labels = data["images"][:args.n_images], data["labels"][:args.n_images]
+        images, labels = _read_images_file(args.images)
+        images, labels = images[:args.n_images], labels[:args.n_images]
+        if len(images) != len(labels) or labels.ndim != 1:
+            raise ImagesFileError(f"--images {args.images}: {len(images)} images but labels of "
+                                  f"shape {labels.shape}; expected one label per image")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ImagesFileError(f"--images {args.images}: labels of dtype {labels.dtype}; "
+                                  "expected integer class indices")
+    elif isinstance(network, ModelNetwork):
+        raise ArgumentError(f"--network {args.network} is a model file: pass its "
+                            "(preprocessed) images with --images FILE.npz")
     else:
         from ..data.builtin import load
         raw, labels, _masks = load(args.split, n=args.n_images, seed=args.seed)
         images = network.preprocess(raw)
+    checks.check_input_shape(network.model, images, argument="--images")
+    n_classes = int(network.model.outputs[0].shape[-1])
+    bad = [int(v) for v in np.asarray(labels).ravel() if not 0 <= int(v) < n_classes]
+    if bad:
+        raise ImagesFileError(f"--images {args.images}: labels {sorted(set(bad))[:5]} are not "
+                              f"classes of the model (0..{n_classes - 1})")
+    if not np.isfinite(np.asarray(images, dtype=np.float64)).all():
+        raise ImagesFileError(f"--images {args.images}: the images hold NaN or Inf values")
     if isinstance(network, ModelNetwork) and args.images:
         network.input_range = (float(np.min(images)), float(np.max(images)))
     return np.asarray(images, np.float32), np.asarray(labels).astype(int), list(range(len(images)))
@@ -84,10 +127,17 @@ def patterns_provider(args):
 
 
 def methods_arg(args):
-    try:
-        return select_methods(args.methods)
-    except KeyError as error:
-        raise SystemExit(f"--methods: {error}") from None
+    """The registry specs of ``--methods`` (ArgumentError listing valid names)."""
+    return checks.check_methods(args.methods)
+
+
+def preflight(args, network, specs, images=None) -> list:
+    """The checks of :func:`~csc_analyzers.checks.preflight` for the methods
+    that will run, and the --patterns file against the model; returns warnings."""
+    warnings = checks.preflight(network.model, specs, images=images)
+    if args.patterns:
+        checks.check_patterns_file(args.patterns, network.model)
+    return warnings
 
 
 def progress_bar(total: int, desc: str, disabled: bool):
@@ -105,10 +155,11 @@ def merge(args, experiments) -> None:
 
 def consolidate(store: ResultStore, shard) -> Path | None:
     """Write the whole table when this process ran every unit (no shard)."""
-    if parse_shard(shard).count == 1:
+    if checks.check_shard(shard).count == 1:
         return store.consolidate(sort_by=SORT_BY)
     return None
 
 
 __all__ = ["add_common_arguments", "load_network_arg", "load_images_arg", "patterns_provider",
-           "methods_arg", "progress_bar", "merge", "consolidate", "SORT_BY", "ROW_COLUMNS"]
+           "methods_arg", "preflight", "progress_bar", "merge", "consolidate", "SORT_BY",
+           "ROW_COLUMNS"]

@@ -20,7 +20,7 @@ from ..registry import MethodSpec
 PatternsProvider = Callable[[object], object]
 
 ROW_COLUMNS = ("network", "method", "image_id", "experiment", "level", "layer",
-               "metric", "value", "seed")
+               "metric", "value", "seed", "nonfinite")
 
 
 @dataclass
@@ -121,9 +121,14 @@ def unit_keys(network_name: str, specs: Sequence[MethodSpec], image_ids) -> list
     return [(network_name, spec.name, int(i)) for spec in specs for i in image_ids]
 
 
-def row(network, method, image_id, experiment, level, layer, metric, value, seed) -> dict:
+def row(network, method, image_id, experiment, level, layer, metric, value, seed, *,
+        nonfinite: bool = False) -> dict:
+    """One table row; ``nonfinite`` is True if ``value`` is NaN/Inf or the
+    caller flags it (e.g. a map behind the value held NaN/Inf)."""
+    value = float(value)
+    flag = bool(nonfinite) or not np.isfinite(value)
     return dict(zip(ROW_COLUMNS, (network, method, int(image_id), experiment, int(level),
-                                  layer, metric, float(value), int(seed))))
+                                  layer, metric, value, int(seed), flag)))
 
 
 __all__ = ["ModelNetwork", "PatternsProvider", "ROW_COLUMNS", "select_for", "analysis_model",

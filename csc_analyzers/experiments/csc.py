@@ -35,6 +35,7 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 
 from tensorflow.keras import layers as klayers
 
+from ..errors import ArgumentError
 from ..convergence import derivation_matrices, location_singular_value_ratios
 from ..injection import INPUT, LayerNames
 from ..metrics.csc import (BIN_EDGES, PERCENTILES, abs_cos_histogram, histogram_percentiles,
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "csc"
 TABLE_COLUMNS = ("network", "method", "injection_layer", "layer", "layer_index",
-                 "statistic", "value", "n_images", "n_vectors")
+                 "statistic", "value", "n_images", "n_vectors", "nonfinite")
 HISTOGRAM_COLUMNS = ("network", "method", "injection_layer", "injection_layer_index",
                      "layer", "layer_index", "bin",
                      "bin_low", "bin_high", "count", "n_images", "n_vectors")
@@ -131,11 +132,15 @@ def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,
     layer_index = {name: i for i, name in enumerate(network.layers)}
     rows = []
 
+    bad_maps = set()  # (injection, layer) whose propagated relevance holds NaN/Inf
+
     def add(injection, layer, statistic, value, bin_index=-1):
+        value = float(value)
         rows.append({"network": network.name, "method": method, "image": image_id,
                      "injection_layer": injection, "layer": layer,
                      "layer_index": layer_index[layer], "statistic": statistic,
-                     "bin": bin_index, "value": float(value), "n_vectors": n_vectors})
+                     "bin": bin_index, "value": value, "n_vectors": n_vectors,
+                     "nonfinite": (injection, layer) in bad_maps or not np.isfinite(value)})
 
     for position, injection in enumerate(plan.injection_layers):
         lower = list(plan.lower_layers[injection])
@@ -143,6 +148,8 @@ def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,
         vectors = vectors_rng(seed, image_id, position).standard_normal((n_vectors,) + shape)
         relevances = analyzer.propagate(x, vectors.astype(np.float32), injection, lower)
         for layer in lower:
+            if not np.isfinite(relevances[layer]).all():
+                bad_maps.add((injection, layer))
             cos = pairwise_cosine(relevances[layer])
             finite = np.abs(cos[np.isfinite(cos)])
             counts = abs_cos_histogram(cos)
@@ -173,6 +180,13 @@ def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,
     return rows
 
 
+def _flags(frame: pd.DataFrame) -> pd.Series:
+    """The ``nonfinite`` column of unit rows as booleans (False where absent)."""
+    if "nonfinite" not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame["nonfinite"].astype(str).str.lower().isin(("true", "1"))
+
+
 def aggregate(units: pd.DataFrame, *,
               percentiles: Sequence[float] = PERCENTILES) -> pd.DataFrame:
     """The tidy table from the unit rows: pooled median and percentiles of
@@ -188,10 +202,13 @@ def aggregate(units: pd.DataFrame, *,
         n_images = group["image"].nunique()
         n_vectors = int(group["n_vectors"].iloc[0])
         stat = group.groupby("statistic")["value"]
+        flagged = bool(_flags(group).any())
 
         def emit(statistic, value):
-            out.append({**base, "statistic": statistic, "value": float(value),
-                        "n_images": n_images, "n_vectors": n_vectors})
+            value = float(value)
+            out.append({**base, "statistic": statistic, "value": value,
+                        "n_images": n_images, "n_vectors": n_vectors,
+                        "nonfinite": flagged or not np.isfinite(value)})
 
         counts = np.zeros(len(BIN_EDGES) - 1)
         binned = group[group["statistic"] == "count"]
@@ -236,7 +253,8 @@ def baseline_rows(network, *, seed: int) -> list:
         rows.append({"network": network.name, "method": BASELINE_METHOD,
                      "injection_layer": "", "layer": layer, "layer_index": index,
                      "statistic": "median", "value": value, "n_images": 0,
-                     "n_vectors": 2, "histogram": layer in hist_layers})
+                     "n_vectors": 2, "nonfinite": not np.isfinite(value),
+                     "histogram": layer in hist_layers})
     return rows
 
 
@@ -294,7 +312,7 @@ def check_settings(store: ResultStore, network_name: str, *, n_vectors: int,
     if path.exists():
         stored = json.loads(path.read_text())
         if stored != settings:
-            raise ValueError(
+            raise ArgumentError(
                 f"{path} holds CSC units of {network_name!r} made with {stored}; "
                 f"this run asks for {settings}: use another --out directory")
         return

@@ -10,6 +10,7 @@ import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
+from ..integrity import is_nonfinite
 from ..metrics.ssim import similarity_scores
 from .common import (PatternsProvider, analysis_model, build_analyzer, explain, random_class,
                      row, select_for, unit_keys)
@@ -48,7 +49,9 @@ def run_random_logit(network, images, labels, image_ids, specs, out, *, seed: in
             other_map = explain(analyzer, images[k], other, spec)
             scores = similarity_scores(true_map, other_map, percentile=spec.ssim_percentile)
             scores["random_class"] = other
-            rows = [row(network.name, method, key[2], EXPERIMENT, 0, "logits", metric, value, seed)
+            bad = is_nonfinite(true_map) or is_nonfinite(other_map)
+            rows = [row(network.name, method, key[2], EXPERIMENT, 0, "logits", metric, value, seed,
+                        nonfinite=bad and metric != "random_class")
                     for metric, value in scores.items()]
             if key[2] in keep_maps:
                 save_maps(maps_path(out, EXPERIMENT, key), maps=np.stack([true_map, other_map]),

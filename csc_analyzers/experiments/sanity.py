@@ -33,6 +33,7 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 from innvestigate.analyzer.network_base import AnalyzerNetworkBase
 from innvestigate.analyzer.wrapper import WrapperBase
 
+from ..integrity import is_nonfinite
 from ..metrics.ssim import similarity_scores
 from .common import (PatternsProvider, analysis_model, build_analyzer, explain, row,
                      select_for, unit_keys)
@@ -175,8 +176,9 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
                     for level in levels:
                         scores = similarity_scores(stack[0], stack[level.index],
                                                    percentile=spec.ssim_percentile)
+                        bad = is_nonfinite(stack[0]) or is_nonfinite(stack[level.index])
                         rows.extend(row(network.name, method, key[2], experiment, level.index,
-                                        level.layer, metric, value, seed)
+                                        level.layer, metric, value, seed, nonfinite=bad)
                                     for metric, value in scores.items())
                     if key[2] in keep_maps:
                         save_maps(maps_path(out, experiment, key), maps=np.stack(stack),
