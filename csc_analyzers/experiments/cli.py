@@ -37,8 +37,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: the built-in data of the network")
     parser.add_argument("--split", default="test", help="built-in data split")
     parser.add_argument("--patterns", default=None,
-                        help=".npz of PatternNet/PatternAttribution patterns (arrays in layer "
-                             "order); without it the pattern methods are skipped")
+                        help="pattern file of scripts/train_patterns.py for this network "
+                             "(checked against its weights); without it the pattern methods "
+                             "are skipped")
     parser.add_argument("--save-maps", type=int, default=1,
                         help="save the maps of the first K images (figures)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="SHARD_DIR",
@@ -119,11 +120,13 @@ def load_images_arg(args, network):
 
 
 def patterns_provider(args):
+    """``network -> patterns`` read from the ``--patterns`` file (checked
+    against the network's weights), or None without ``--patterns``."""
     if not args.patterns:
         return None
-    data = np.load(args.patterns)
-    patterns = [data[key] for key in data.files]
-    return lambda network: patterns
+    from ..pattern.storage import load_patterns
+
+    return lambda network: load_patterns(args.patterns, network.model)
 
 
 def methods_arg(args):
