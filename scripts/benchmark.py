@@ -73,58 +73,71 @@ def inputs_for(net, batch: int, seed: int) -> np.ndarray:
     return rng.uniform(low, high, size=shape).astype(np.float32)
 
 
+def random_patterns(net, batch: int, seed: int):
+    """Linear-estimator patterns of the network from ``2 * batch`` random inputs
+    (speed only: the values do not matter for timing)."""
+    from csc_analyzers.pattern.estimators import estimate_patterns
+    x = inputs_for(net, 2 * batch, seed)
+    return estimate_patterns(net.model, [x[:batch], x[batch:]], estimator="linear")
+
+
 def bench_network(name: str, repeats: int, methods, seed: int) -> list:
-    from csc_analyzers import create_analyzer
-    from csc_analyzers.logits import logit_model
+    from csc_analyzers.experiments.common import analysis_model, build_analyzer
+    from csc_analyzers.experiments.randomization import Randomizer, weight_layers
+    from csc_analyzers.experiments.sanity import weight_sync
     from csc_analyzers.models import load_network
-    from csc_analyzers.experiments.randomization import Randomizer
-    from csc_analyzers.pattern import patterns_for_network
     from tensorflow import keras
 
     keras.backend.clear_session()
-    net = load_network(name, weights="random")
+    net = load_network(name, weights=None)
     batch = BATCH[name]
     x = inputs_for(net, batch, seed)
-    logits = logit_model(net.model)
-    forward_s = timed(lambda: logits.predict_on_batch(x), repeats)
+    model = analysis_model(net)
+    forward_s = timed(lambda: model.predict_on_batch(x), repeats)
     print(f"{name}: forward pass, batch {batch}: {forward_s:.3f} s", flush=True)
     rng = np.random.default_rng(seed)
+    patterns = None
+    top = weight_layers(model)[-1].name
     rows = []
     for spec in methods:
         if not spec.runs_on(name):
             continue
-        kwargs = spec.analyzer_kwargs(net.input_range)
-        if spec.needs_patterns:
-            kwargs["patterns"] = patterns_for_network(net, n_images=2 * batch, seed=seed)
+        if spec.needs_patterns and patterns is None:
+            patterns = random_patterns(net, batch, seed)
+        targets = rng.integers(0, net.n_classes, size=batch)
         start = time.perf_counter()
-        analyzer = create_analyzer(spec.analyzer, net.model, **kwargs)
-        analyzer.analyze(x)
+        analyzer = build_analyzer(spec, model, net, lambda _net: patterns)
+        analyzer.analyze(x, neuron_selection=targets)
         build_s = time.perf_counter() - start
-        median_s = timed(lambda: analyzer.analyze(x), repeats)
+        median_s = timed(lambda: analyzer.analyze(x, neuron_selection=targets), repeats)
         row = {"network": name, "batch": batch, "method": spec.name, "analyzer": spec.analyzer,
                "build_s": build_s, "median_s": median_s, "forward_s": forward_s,
                "ratio_forward": median_s / forward_s}
-        twin = innvestigate_twin(spec, kwargs)
+        twin = innvestigate_twin(spec, spec.analyzer_kwargs(net.input_range))
         if twin is not None:
             cls, twin_kwargs = twin
-            reference = cls(logits, **twin_kwargs)
-            row["innvestigate_s"] = timed(lambda: reference.analyze(x), repeats)
+            reference = cls(model, neuron_selection_mode="index", **twin_kwargs)
+            reference.analyze(x, neuron_selection=targets)
+            row["innvestigate_s"] = timed(lambda: reference.analyze(x, neuron_selection=targets),
+                                          repeats)
             row["ratio_innvestigate"] = median_s / row["innvestigate_s"]
-        one = x[:1]
-        single_s = timed(lambda: analyzer.analyze(one), repeats)
+        one, target = x[:1], targets[:1]
+        single_s = timed(lambda: analyzer.analyze(one, neuron_selection=target), repeats)
         if spec.runs_on(name, "csc") and hasattr(analyzer, "propagate"):
             vectors = rng.standard_normal((5, net.n_classes)).astype(np.float32)
-            output = net.layers[-1]
-            csc_s = timed(lambda: analyzer.propagate(one, vectors, output, net.layers[:-1]),
+            layers = [layer for layer in net.layers[:-1] if layer != net.csc_layers[0]]
+            csc_s = timed(lambda: analyzer.propagate(one, vectors, net.csc_layers[0], layers),
                           repeats)
             row["csc_s"], row["csc_ratio"] = csc_s, csc_s / single_s
-        with Randomizer(net.model, seed=seed) as randomizer:
-            top = randomizer.layers[0]
+        with Randomizer(model, seed=seed) as randomizer:
+            sync = weight_sync(analyzer, spec.name, model)
 
             def level():
-                randomizer.randomize([top])
-                analyzer.analyze(one)
-                randomizer.restore()
+                randomizer.set_randomized([top])
+                sync()
+                analyzer.analyze(one, neuron_selection=target)
+                randomizer.set_randomized(())
+                sync()
             level_s = timed(level, repeats)
         row["sanity_level_s"], row["sanity_ratio"] = level_s, level_s / single_s
         rows.append(row)
@@ -134,18 +147,20 @@ def bench_network(name: str, repeats: int, methods, seed: int) -> list:
 
 
 def memory_probe(name: str, seed: int) -> float:
-    """Peak RSS (MB) of a fresh process running CSC with 5 vectors for LRP a1b0."""
+    """Peak RSS (MB) of a fresh process running CSC (5 vectors injected at the
+    logits, every layer read) for LRP a1b0 on one image."""
     code = (
         "import sys, json; sys.path.insert(0, %r)\n"
         "import numpy as np\n"
         "from csc_analyzers import create_analyzer\n"
         "from csc_analyzers.models import load_network\n"
         "import resource\n"
-        "net = load_network(%r, weights='random')\n"
+        "net = load_network(%r, weights=None)\n"
         "a = create_analyzer('lrp.alpha_1_beta_0', net.model)\n"
+        "a.layer_aliases = net.aliases\n"
         "x = np.zeros((1,) + tuple(net.model.input_shape[1:]), np.float32)\n"
         "v = np.random.default_rng(%d).standard_normal((5, net.n_classes)).astype(np.float32)\n"
-        "a.propagate(x, v, net.layers[-1], net.layers[:-1])\n"
+        "a.propagate(x, v, net.csc_layers[0], [l for l in net.layers if l != net.csc_layers[0]])\n"
         "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))\n"
     ) % (str(Path(__file__).resolve().parents[1]), name, seed)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

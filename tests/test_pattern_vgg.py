@@ -46,6 +46,7 @@ def fresh_graph():
 
 
 @pytest.mark.slow
+@pytest.mark.imagenet
 @pytest.mark.parametrize("method", METHODS)
 def test_vgg16_random_weights(vgg16, method):
     model, patterns, x = vgg16

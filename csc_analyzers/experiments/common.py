@@ -35,6 +35,7 @@ class ModelNetwork:
     sanity_layers: Sequence[str] = ()
     aliases: dict = field(default_factory=dict)
     class_names: Sequence[str] = ()
+    analyzer_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         if not self.sanity_layers:
@@ -79,14 +80,28 @@ def analysis_model(network):
 
 def build_analyzer(spec: MethodSpec, model, network,
                    patterns: PatternsProvider | None = None):
-    """The analyzer of ``spec`` on ``model`` (a logit model), explaining the
-    class given per image (``neuron_selection_mode="index"``)."""
+    """The analyzer of ``spec`` on ``model`` (a logit model of ``network``),
+    explaining the class given per image (``neuron_selection_mode="index"``).
+
+    A network with an ``analyzer_cache`` dict keeps the analyzer there, so the
+    CSC, sanity-check, random-logit and class-sensitivity experiments share
+    one graph per (network, method): the analyzers read the model's own
+    variables, which the sanity check randomises in place and restores."""
+    cache = getattr(network, "analyzer_cache", None)
+    if cache is not None and spec.name in cache:
+        return cache[spec.name]
     kwargs = spec.analyzer_kwargs(tuple(network.input_range))
     if spec.needs_patterns:
         if patterns is None:
             raise ValueError(f"method {spec.name!r} needs patterns; pass a patterns provider")
-        kwargs["patterns"] = patterns(network)
-    return create_analyzer(spec.analyzer, model, neuron_selection_mode="index", **kwargs)
+        kwargs["patterns"] = patterns(network) if callable(patterns) else patterns
+    analyzer = create_analyzer(spec.analyzer, model, neuron_selection_mode="index", **kwargs)
+    aliases = getattr(network, "aliases", None)
+    if aliases:
+        analyzer.layer_aliases = dict(aliases)
+    if cache is not None:
+        cache[spec.name] = analyzer
+    return analyzer
 
 
 def explain(analyzer, image, target: int, spec: MethodSpec) -> np.ndarray:

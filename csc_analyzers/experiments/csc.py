@@ -116,14 +116,10 @@ def vectors_rng(seed: int, image_id: int, injection_position: int) -> np.random.
 
 
 def create_method_analyzer(spec: MethodSpec, network, patterns=None):
-    """The analyzer of ``spec`` for ``network`` (graph built once, reused)."""
-    from ..factory import create_analyzer
-    kwargs = spec.analyzer_kwargs(network.input_range)
-    if spec.needs_patterns:
-        kwargs["patterns"] = patterns(network) if callable(patterns) else patterns
-    analyzer = create_analyzer(spec.analyzer, network.model, **kwargs)
-    analyzer.layer_aliases = dict(network.aliases)
-    return analyzer
+    """The analyzer of ``spec`` for ``network`` (graph built once, reused; shared
+    with the other experiments through ``network.analyzer_cache``)."""
+    from .common import analysis_model, build_analyzer
+    return build_analyzer(spec, analysis_model(network), network, patterns)
 
 
 def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,

@@ -8,7 +8,7 @@ resolves them).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +35,7 @@ class Network:
     class_names: tuple
     n_classes: int
     weights: str
+    analyzer_cache: dict = field(default_factory=dict, repr=False)  # method -> analyzer
 
     def layer(self, friendly: str):
         """The Keras layer behind a friendly (or Keras) name."""
