@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .experiments.store import atomic_write_text
+from .registry import ALL_METHODS, available_methods
 
 CSC_THRESHOLD = 0.99
 SSIM_THRESHOLD = 0.9
@@ -202,14 +203,21 @@ def markdown_report(plan, table: pd.DataFrame, figures: list, out: Path) -> str:
         lines += [paragraph, ""]
     skipped = [c for c in plan.checks if not c.ok]
     partial = [c for c in plan.checks if c.ok and not c.sanity_ok]
-    if skipped or partial or plan.data.composites is None:
-        lines += ["## Not measured", ""]
-        lines += [f"- {c.spec.name}: not applicable: {c.reason}" for c in skipped]
-        lines += [f"- {c.spec.name}: top-layer SSIM not measured: {c.sanity_reason}"
-                  for c in partial]
-        if plan.data.composites is None:
-            lines.append(f"- class-sensitivity gap: {plan.data.composites_reason}")
-        lines.append("")
+    installed = {spec.name for spec in available_methods(ALL_METHODS)}
+    absent = [spec.name for spec in ALL_METHODS if spec.name not in installed]
+    lines += ["## Not measured", ""]
+    lines += [f"- {c.spec.name}: not applicable: {c.reason}" for c in skipped]
+    lines += [f"- {c.spec.name}: top-layer SSIM not measured: {c.sanity_reason}"
+              for c in partial]
+    if plan.data.composites is None:
+        lines.append(f"- class-sensitivity gap: {plan.data.composites_reason}")
+    else:
+        lines.append("- class-sensitivity gap: measured on the built-in two-object images "
+                     "with their labels; it means something only if the model's classes "
+                     "are the built-in classes (disk, square, ...)")
+    if absent:
+        lines.append("- methods of the registry not installed here: " + ", ".join(absent))
+    lines.append("")
     lines += ["## Evidence per method", ""]
     lines += [f"- {row.method}: {row.evidence}" for row in table.itertuples()]
     if figures:
@@ -298,5 +306,5 @@ def write_report(plan, tables: dict, out, *, figures: bool = True) -> dict:
 
 __all__ = ["verdict", "verdict_table", "summarize", "format_table", "guidance",
            "markdown_report", "make_figures", "write_report", "CSC_THRESHOLD",
-           "SSIM_THRESHOLD", "MIN_CONV_CHANNELS", "INSENSITIVE", "SENSITIVE", "NOT_MEASURED", "METRIC_COLUMNS",
-           "VERDICT_COLUMNS"]
+           "SSIM_THRESHOLD", "MIN_CONV_CHANNELS", "INSENSITIVE", "SENSITIVE", "NOT_MEASURED",
+           "METRIC_COLUMNS", "VERDICT_COLUMNS"]
