@@ -42,13 +42,14 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def image_dir(tmp_path_factory):
-    """Three readable images of other sizes and modes, and one broken file."""
+    """A broken file first, then three readable images of other sizes and modes
+    (grayscale, RGBA, RGB)."""
     directory = tmp_path_factory.mktemp("audit_images")
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(directory / "a.png")
+    (directory / "a_broken.jpg").write_bytes(b"not an image")
     Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(directory / "b.png")
     Image.fromarray(rng.integers(0, 255, (20, 25, 4), dtype=np.uint8)).save(directory / "c.png")
-    (directory / "d_broken.jpg").write_bytes(b"not an image")
+    Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(directory / "d.png")
     return directory
 
 
@@ -102,8 +103,8 @@ def test_keras_file_on_builtin_images(models, tmp_path, capsys):
 @pytest.mark.slow
 def test_residual_h5_with_an_image_directory(models, image_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    with pytest.warns(UserWarning, match="d_broken.jpg"):
-        code, _, err = run([models / "residual.h5", "--images", image_dir, "--n-images", 4,
+    with pytest.warns(UserWarning, match="a_broken.jpg"):
+        code, _, err = run([models / "residual.h5", "--images", image_dir, "--n-images", 2,
                             "--methods", "Gradient,LRP a1b0,DeepLIFT Resc.", "--n-vectors", 2,
                             "--preprocess", "tf", "--no-figures", "--out", out], capsys)
     assert code == 0, err
@@ -122,7 +123,7 @@ def test_residual_h5_with_an_image_directory(models, image_dir, tmp_path, capsys
     else:
         assert np.isfinite(lrp.csc_input)
     units = list((out / "results" / "random_logit" / "units").glob("*Gradient*"))
-    assert len(units) == 3  # three readable images of four files
+    assert len(units) == 2  # the broken file is skipped
     report = (out / "AUDIT.md").read_text()
     assert "[-1, 1]" in report and "no object masks" in report
 
