@@ -246,6 +246,10 @@ def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
     bad = [name for name, value in zip(network.layers, values) if not np.all(np.isfinite(value))]
     if bad:
         return MethodCheck(spec, False, f"non-finite relevance at layer {bad[0]!r}", (bad[0],))
+    if spec.needs_patterns:
+        return MethodCheck(spec, True, sanity_ok=False, sanity_reason=(
+            "its patterns belong to the trained weights; randomising the top layer "
+            "would need patterns estimated anew"))
     try:
         weight_sync(analyzer, spec.name, network.model)
     except ValueError as error:

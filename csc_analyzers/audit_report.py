@@ -205,7 +205,7 @@ def markdown_report(plan, table: pd.DataFrame, figures: list, out: Path) -> str:
     partial = [c for c in plan.checks if c.ok and not c.sanity_ok]
     installed = {spec.name for spec in available_methods(ALL_METHODS)}
     absent = [spec.name for spec in ALL_METHODS if spec.name not in installed]
-    lines += ["## Not measured", ""]
+    lines += ["## Not measured, and notes", ""]
     lines += [f"- {c.spec.name}: not applicable: {c.reason}" for c in skipped]
     lines += [f"- {c.spec.name}: top-layer SSIM not measured: {c.sanity_reason}"
               for c in partial]
