@@ -1,0 +1,355 @@
+"""Audit a user's Keras model: which attribution methods ignore its later layers?
+
+:func:`prepare_audit` does everything that can fail on bad input -- load the
+model, read and preprocess the images, estimate patterns, build every chosen
+method's analyzer on one image -- and writes nothing. :func:`run_audit` then
+runs, per applicable method, the paper's tests on the model
+(:mod:`csc_analyzers.experiments`): CSC with random relevance injected at
+the logits, the random-logit SSIM, the SSIM after randomising the top layer
+and, on the built-in two-object images, the class-sensitivity gap. Units go
+through the resumable result stores, so a rerun with the same ``out``
+directory continues where the last one stopped. The verdicts, tables and
+figures are written by :mod:`csc_analyzers.audit_report`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from residual_support import _tf  # noqa: F401  (graph mode first)
+
+from .audit_checks import (AuditError, MethodCheck, check_methods, check_model_io, load_model,
+                           reserve_layer_names)
+from .experiments.common import ModelNetwork
+from .experiments.store import atomic_write_text
+from .logits import logit_model
+from .registry import ALL_METHODS, available_methods, select_methods
+
+log = logging.getLogger(__name__)
+
+PREPROCESSING = ("unit", "imagenet-caffe", "tf")
+
+
+@dataclass
+class AuditNetwork(ModelNetwork):
+    """A :class:`ModelNetwork` with the CSC layers of any Keras model:
+    ``layers`` = input, every layer with weights in order, the logits;
+    ``csc_layers`` = the logits (the injection layer)."""
+
+    layers: tuple = ()
+    csc_layers: tuple = ()
+
+
+@dataclass
+class AuditData:
+    """The audit's images: ``raw`` (uint8, for figures), ``images``
+    (preprocessed), their ``names``, the model's ``predicted`` classes and,
+    for the built-in set, two-object ``composites`` (raw, preprocessed,
+    masks, labels) or the reason they are not used."""
+
+    raw: np.ndarray
+    images: np.ndarray
+    names: list
+    source: str
+    predicted: np.ndarray = None
+    composites: Optional[tuple] = None
+    composites_reason: str = ""
+
+
+@dataclass
+class AuditPlan:
+    """Everything :func:`run_audit` needs, checked: the network, the data,
+    the per-method checks, the patterns (or None) and the settings."""
+
+    network: AuditNetwork
+    data: AuditData
+    checks: list
+    patterns: object
+    settings: dict
+    info: dict = field(default_factory=dict)
+
+    @property
+    def applicable(self) -> list:
+        return [check.spec for check in self.checks if check.ok]
+
+
+# -- preprocessing ------------------------------------------------------------------
+
+def preprocess(images, mode: str) -> np.ndarray:
+    """uint8 images (N x H x W x C) -> float32 model inputs: ``unit`` x / 255,
+    ``tf`` x / 127.5 - 1, ``imagenet-caffe`` RGB -> BGR minus the ImageNet
+    means (Keras VGG16 / ResNet50 preprocessing; 3 channels only)."""
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim != 4:
+        raise ValueError(f"expected images N x H x W x C, got shape {x.shape}")
+    if mode == "unit":
+        return x / 255.0
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "imagenet-caffe":
+        from .models.imagenet import preprocess as caffe
+        return caffe(x)
+    raise ValueError(f"unknown preprocessing {mode!r}; choose from {PREPROCESSING}")
+
+
+def input_range(mode: str) -> tuple:
+    """``(low, high)`` of the inputs that :func:`preprocess` produces with ``mode``."""
+    if mode == "unit":
+        return (0.0, 1.0)
+    if mode == "tf":
+        return (-1.0, 1.0)
+    if mode == "imagenet-caffe":
+        from .models.imagenet import INPUT_RANGE
+        return tuple(float(v) for v in INPUT_RANGE)
+    raise ValueError(f"unknown preprocessing {mode!r}; choose from {PREPROCESSING}")
+
+
+# -- images -------------------------------------------------------------------------
+
+def read_image_dir(directory, *, height: int, width: int, channels: int, n: int) -> tuple:
+    """The first ``n`` readable images of ``directory`` (sorted by name) as
+    uint8 N x height x width x channels, and their file names. Images are
+    converted to RGB (or to grayscale for one channel) and resized
+    bilinearly; unreadable files are skipped with a warning."""
+    from PIL import Image
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise AuditError(f"--images {directory}: not a directory")
+    images, names = [], []
+    for path in sorted(p for p in directory.iterdir() if p.is_file()):
+        if len(images) == n:
+            break
+        if path.name.startswith("."):
+            continue
+        try:
+            with Image.open(path) as image:
+                converted = image.convert("L" if channels == 1 else "RGB")
+                converted = converted.resize((width, height), Image.BILINEAR)
+                array = np.asarray(converted, dtype=np.uint8)
+        except Exception as error:  # PIL raises many types for foreign files
+            warnings.warn(f"--images: skipping {path.name}: not a readable image "
+                          f"({type(error).__name__}: {error})", stacklevel=2)
+            continue
+        images.append(array.reshape(height, width, channels))
+        names.append(path.name)
+    if not images:
+        raise AuditError(f"--images {directory}: no readable image file")
+    if len(images) < n:
+        warnings.warn(f"--images {directory}: {len(images)} readable images, fewer than "
+                      f"--n-images {n}", stacklevel=2)
+    return np.stack(images), names
+
+
+def builtin_data(io: dict, *, n: int, seed: int, mode: str) -> AuditData:
+    """The built-in test images (32 x 32 x 3 inputs only) and, when the model
+    has the built-in number of classes, the two-object composites with masks."""
+    from .data import builtin
+
+    if (io["height"], io["width"], io["channels"]) != (builtin.SIZE, builtin.SIZE, 3):
+        raise AuditError(f"the model's input is {io['height']}x{io['width']}x{io['channels']}; "
+                         f"the built-in images are {builtin.SIZE}x{builtin.SIZE}x3: "
+                         "pass --images DIR")
+    raw, _labels, _masks = builtin.load("test", n=n, seed=seed)
+    data = AuditData(raw, preprocess(raw, mode), [f"builtin-test-{i}" for i in range(n)],
+                     source="built-in test images")
+    if io["n_classes"] == builtin.N_CLASSES:
+        comp_raw, masks, labels = builtin.composites(n, seed=seed)
+        data.composites = (comp_raw, preprocess(comp_raw, mode), masks, labels)
+    else:
+        data.composites_reason = (f"the model has {io['n_classes']} classes; the built-in "
+                                  f"two-object images are labelled with {builtin.N_CLASSES}")
+    return data
+
+
+# -- the network --------------------------------------------------------------------
+
+def top_layer(model) -> str:
+    """The last layer with a kernel (Dense, Conv), else the last layer with weights."""
+    weighted = [layer for layer in model.layers if layer.weights]
+    if not weighted:
+        raise AuditError(f"model {model.name!r} has no layer with weights")
+    kernels = [layer for layer in weighted if hasattr(layer, "kernel")]
+    return (kernels or weighted)[-1].name
+
+
+def audit_network(model, name: str, low_high: tuple) -> AuditNetwork:
+    """The network object of the experiments for ``model`` analysed on its
+    logits (a final softmax removed, the user's model unchanged)."""
+    logits_model = logit_model(model)
+    logits = logits_model.outputs[0]._keras_history[0].name
+    weighted = [layer.name for layer in logits_model.layers
+                if layer.weights and layer.name != logits]
+    return AuditNetwork(name=name, model=logits_model, input_range=tuple(low_high),
+                        sanity_layers=(top_layer(logits_model),),
+                        layers=("input", *weighted, logits), csc_layers=(logits,))
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of the model's architecture and weights."""
+    digest = hashlib.sha1(model.to_json().encode("utf-8"))
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:16]
+
+
+# -- methods and patterns -----------------------------------------------------------
+
+def choose_methods(names: Optional[str]) -> list:
+    """The chosen method specs: ``names`` (comma-separated display names,
+    ``all``, ``extra``) or, by default, every method whose analyzer is installed."""
+    if not names:
+        return available_methods(ALL_METHODS)
+    try:
+        return select_methods(names)
+    except KeyError as error:
+        raise AuditError(f"--methods: {error.args[0]}") from None
+
+
+def estimate_audit_patterns(model, images) -> tuple:
+    """``(patterns, reason)``: PatternNet/PatternAttribution patterns of the
+    two-component (ReLU) estimator on the audit images, or None and why not."""
+    try:
+        from .pattern import estimate_patterns
+    except ImportError:
+        return None, "the pattern module is not installed"
+    try:
+        return estimate_patterns(model, [np.asarray(images, np.float32)], estimator="relu"), ""
+    except Exception as error:  # estimator failures make the pattern methods not applicable
+        return None, f"pattern estimation failed: {type(error).__name__}: {error}"
+
+
+# -- preparing and running ------------------------------------------------------------
+
+def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
+                  methods: Optional[str] = None, n_images: int = 16, n_vectors: int = 5,
+                  seed: int = 0, table=None) -> AuditPlan:
+    """Check everything and build the plan; writes no file. Raises
+    :class:`AuditError` naming the culprit, also when no chosen method can
+    explain the model (then naming each method's blocking layers)."""
+    if preprocessing not in PREPROCESSING:
+        raise AuditError(f"--preprocess {preprocessing!r}: choose from {PREPROCESSING}")
+    if n_images < 1:
+        raise AuditError(f"--n-images {n_images}: must be >= 1")
+    if n_vectors < 2:
+        raise AuditError(f"--n-vectors {n_vectors}: must be >= 2 (CSC compares pairs)")
+    specs = choose_methods(methods)
+    model_path = Path(model_path)
+    model = load_model(model_path)
+    io = check_model_io(model, source=f"model {model_path}")
+    if preprocessing == "imagenet-caffe" and io["channels"] != 3:
+        raise AuditError("--preprocess imagenet-caffe needs RGB inputs; the model's input "
+                         f"has {io['channels']} channel(s)")
+    reserve_layer_names(model)
+    if images_dir is None:
+        data = builtin_data(io, n=n_images, seed=seed, mode=preprocessing)
+    else:
+        raw, names = read_image_dir(images_dir, height=io["height"], width=io["width"],
+                                    channels=io["channels"], n=n_images)
+        data = AuditData(raw, preprocess(raw, preprocessing), names,
+                         source=f"images from {images_dir}",
+                         composites_reason="no object masks for images from --images")
+    name = model_path.name[:-len(model_path.suffix)] if model_path.suffix else model_path.name
+    network = audit_network(model, name or "model", input_range(preprocessing))
+    data.predicted = np.argmax(network.model.predict(data.images, verbose=0), axis=1)
+    pattern_set, pattern_reason = None, ""
+    if any(spec.needs_patterns for spec in specs):
+        pattern_set, pattern_reason = estimate_audit_patterns(network.model, data.images)
+    checks = check_methods(specs, network, data.images[0], patterns=pattern_set,
+                           table=table, seed=seed)
+    if pattern_reason:
+        checks = [MethodCheck(c.spec, False, f"needs patterns; {pattern_reason}")
+                  if c.spec.needs_patterns else c for c in checks]
+    if not any(check.ok for check in checks):
+        lines = "\n".join(f"  {c.spec.name}: {c.reason}" for c in checks)
+        raise AuditError(f"model {model_path}: no chosen method can explain it:\n{lines}")
+    settings = {"model": str(model_path.resolve()), "fingerprint": model_fingerprint(model),
+                "images": str(Path(images_dir).resolve()) if images_dir else "builtin",
+                "image_names": list(data.names), "preprocess": preprocessing,
+                "n_vectors": int(n_vectors), "seed": int(seed)}
+    info = {**io, "model_path": str(model_path), "input_range": network.input_range,
+            "n_images": len(data.images), "source": data.source}
+    return AuditPlan(network, data, checks, pattern_set, settings, info)
+
+
+def check_resume(out, settings: dict) -> None:
+    """Raise :class:`AuditError` if ``out`` holds an audit made with other
+    settings (its stored units would be mixed with this run's)."""
+    path = Path(out) / "audit_settings.json"
+    if not path.exists():
+        return
+    stored = json.loads(path.read_text())
+    differ = sorted(key for key in set(stored) | set(settings)
+                    if stored.get(key) != settings.get(key))
+    if differ:
+        raise AuditError(f"--out {out} holds an audit with other settings ({', '.join(differ)}); "
+                         "use another --out directory")
+
+
+def _patterns_provider(patterns):
+    return None if patterns is None else (lambda network: patterns)
+
+
+def run_experiments(plan: AuditPlan, out, *, progress: bool = False) -> dict:
+    """Run the audit's experiments for the applicable methods into
+    ``out/results`` and return the tables (``csc``, ``histograms``,
+    ``random_logit``, ``sanity``, ``class_sensitivity``)."""
+    from .experiments.class_sensitivity import run_class_sensitivity
+    from .experiments.cli import SORT_BY
+    from .experiments.csc import run_csc
+    from .experiments.random_logit import run_random_logit
+    from .experiments.sanity import run_sanity
+
+    results = Path(out) / "results"
+    network, data, seed = plan.network, plan.data, plan.settings["seed"]
+    specs = plan.applicable
+    provider = _patterns_provider(plan.patterns)
+    ids = list(range(len(data.images)))
+    csc = run_csc(network, specs, data.images, out_dir=results,
+                  n_vectors=plan.settings["n_vectors"], seed=seed, patterns=provider,
+                  exact_max_dim=0, progress=progress)
+    stores = [run_random_logit(network, data.images, data.predicted, ids, specs, results,
+                               seed=seed, patterns=provider, save_maps_for=ids[:1])]
+    sanity_specs = [c.spec for c in plan.checks if c.ok and c.sanity_ok]
+    if sanity_specs:
+        stores.append(run_sanity(network, data.images, data.predicted, ids, sanity_specs,
+                                 results, mode="cascading", seed=seed, patterns=provider,
+                                 save_maps_for=ids[:1]))
+    if data.composites is not None:
+        _raw, images, masks, labels = data.composites
+        stores.append(run_class_sensitivity(network, images, masks, labels,
+                                            list(range(len(images))), specs, results,
+                                            seed=seed, patterns=provider,
+                                            save_maps_for=[0]))
+    tables = {"csc": csc["table"], "histograms": csc["histograms"]}
+    for store in stores:
+        store.consolidate(sort_by=SORT_BY)
+        tables[store.experiment] = store.table()
+    return tables
+
+
+def run_audit(plan: AuditPlan, out, *, progress: bool = False, figures: bool = True) -> dict:
+    """Run the experiments into ``out`` (resuming), write ``verdicts.csv``,
+    ``AUDIT.md`` and (unless ``figures`` is False) the figures; return
+    ``{"verdicts", "paths"}``."""
+    from .audit_report import write_report
+
+    check_resume(out, plan.settings)
+    out = Path(out)
+    atomic_write_text(out / "audit_settings.json", json.dumps(plan.settings, indent=1))
+    tables = run_experiments(plan, out, progress=progress)
+    return write_report(plan, tables, out, figures=figures)
+
+
+__all__ = ["AuditNetwork", "AuditData", "AuditPlan", "AuditError", "PREPROCESSING",
+           "preprocess", "input_range", "read_image_dir", "builtin_data", "top_layer",
+           "audit_network", "model_fingerprint", "choose_methods", "estimate_audit_patterns",
+           "prepare_audit", "check_resume", "run_experiments", "run_audit"]
+

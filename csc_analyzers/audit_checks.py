@@ -1,0 +1,268 @@
+"""Checks the audit runs before any long work: is the saved model a single
+image-classifier graph the analyzers can read, and which methods can explain
+it.
+
+Each check is a small function that raises :class:`AuditError` (or returns a
+:class:`MethodCheck`) with a message naming the culprit: the file, the layer,
+the argument.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from residual_support import _tf  # noqa: F401  (graph mode first)
+
+import innvestigate.backend.graph as igraph
+from innvestigate.analyzer.base import AnalyzerBase
+from tensorflow import keras
+
+from .experiments.csc import create_method_analyzer
+from .experiments.sanity import weight_sync
+from .registry import MethodSpec
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+# Layer types the analyzers of the project have a backward rule for (directly
+# or as the gradient); a failing analyzer on a model holding another type
+# names those layers.
+KNOWN_LAYER_TYPES = frozenset({
+    "InputLayer", "Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "DepthwiseConv2D",
+    "SeparableConv2D", "Dense", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+    "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Flatten", "Reshape", "Dropout",
+    "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "BatchNormalization",
+    "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Add", "Concatenate", "Permute",
+})
+
+
+class AuditError(ValueError):
+    """A problem with the audit's inputs (model, images, arguments), found
+    before any long work; the message names the culprit."""
+
+
+@dataclass(frozen=True)
+class MethodCheck:
+    """Whether a method can explain the model: ``ok``, the ``reason`` if not
+    (naming the layers in ``layers``), and whether its top-layer sanity check
+    can run (``sanity_reason`` says why not)."""
+
+    spec: MethodSpec
+    ok: bool
+    reason: str = ""
+    layers: tuple = ()
+    sanity_ok: bool = True
+    sanity_reason: str = ""
+
+
+# -- the model file ---------------------------------------------------------------
+
+def load_model(path):
+    """The Keras model saved at ``path`` (``.keras`` / ``.h5`` file or a
+    SavedModel directory), loaded without its training configuration."""
+    path = Path(path)
+    if not path.exists():
+        raise AuditError(f"model {path}: no such file or directory")
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise AuditError(f"model {path}: a directory without saved_model.pb is not a "
+                             "SavedModel directory")
+    elif path.suffix.lower() not in MODEL_SUFFIXES:
+        raise AuditError(f"model {path}: unknown file type {path.suffix!r}; expected "
+                         f"{', '.join(MODEL_SUFFIXES)} or a SavedModel directory")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # any failure of the loader means a corrupt or foreign file
+        raise AuditError(f"model {path}: cannot be loaded as a Keras model "
+                         f"({type(error).__name__}: {_first_line(error)})") from None
+    if not isinstance(model, keras.Model):
+        raise AuditError(f"model {path}: holds a {type(model).__name__}, not a Keras model "
+                         "(save it with model.save())")
+    return model
+
+
+def check_model_io(model, source: str = "model") -> dict:
+    """``{"height", "width", "channels", "n_classes"}`` of a single-input image
+    classifier; raises :class:`AuditError` for anything else (several inputs
+    or outputs, non-image input, fewer than two classes, nested models)."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise AuditError(f"{source}: has {len(model.inputs)} inputs and {len(model.outputs)} "
+                         "outputs; the audit explains models with one image input and one "
+                         "class-score output")
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or any(d is None for d in shape) or shape[-1] not in (1, 3):
+        raise AuditError(f"{source}: input shape {shape}; the audit needs images of a fixed "
+                         "size, height x width x channels with 1 or 3 channels (channels last)")
+    out = tuple(model.outputs[0].shape[1:])
+    if len(out) != 1 or out[0] is None or out[0] < 2:
+        raise AuditError(f"{source}: output shape {out}; the audit needs a vector of at least "
+                         "two class scores per image")
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            raise AuditError(f"{source}: layer {layer.name!r} is a nested model; the analyzers "
+                             "need a flat model (rebuild it from the nested model's layers)")
+    return {"height": int(shape[0]), "width": int(shape[1]), "channels": int(shape[2]),
+            "n_classes": int(out[0])}
+
+
+def reserve_layer_names(model) -> None:
+    """Advance the graph's layer-name counters past the names of ``model``.
+
+    A loaded model keeps its generated names (``add``, ``add_1``, ...) while
+    the counters of a fresh graph start at zero, so layers created later by
+    an analyzer would get the same names and Keras refuses the analyzer
+    model. Names not of the form ``prefix`` / ``prefix_N`` are left alone.
+    """
+    from keras.src import backend as kbackend  # Keras' own name counters
+
+    highest: dict = {}
+    for layer in model.layers:
+        match = re.fullmatch(r"(.+?)(?:_(\d+))?", layer.name)
+        prefix, number = match.group(1), int(match.group(2) or 0)
+        highest[prefix] = max(highest.get(prefix, -1), number)
+    for prefix, number in highest.items():
+        while True:
+            name = kbackend.unique_object_name(prefix, zero_based=True)
+            suffix = name[len(prefix) + 1:] if name != prefix else "0"
+            if not suffix.isdigit() or int(suffix) >= number:
+                break
+
+
+# -- methods ------------------------------------------------------------------------
+
+def _first_line(error) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _analyzer_chain(analyzer):
+    while analyzer is not None:
+        yield analyzer
+        analyzer = getattr(analyzer, "_subanalyzer", None)
+
+
+def triggered_checks(analyzer, model) -> list:
+    """``(message, layer names)`` of every innvestigate model check of
+    ``analyzer`` (or the analyzer it wraps) that a layer of ``model`` triggers."""
+    found = []
+    for current in _analyzer_chain(analyzer):
+        if not isinstance(current, AnalyzerBase) or not current._model_checks:
+            continue
+        checks = [entry["check"] for entry in current._model_checks]
+        hits = igraph.model_contains(model, checks)
+        for entry, layers in zip(current._model_checks, hits):
+            if layers:
+                found.append((entry["message"].strip(), tuple(layer.name for layer in layers)))
+    return found
+
+
+def unknown_layers(model) -> tuple:
+    """``(name, type)`` of the layers of ``model`` whose type is not in
+    :data:`KNOWN_LAYER_TYPES`."""
+    return tuple((layer.name, type(layer).__name__) for layer in model.layers
+                 if type(layer).__name__ not in KNOWN_LAYER_TYPES)
+
+
+def diagnose(error, analyzer, model) -> tuple:
+    """``(reason, layer names)`` for an analyzer that failed on ``model``: the
+    innvestigate checks it trips, else the layers of unknown type, else the
+    error itself."""
+    named = re.findall(r"layer '([^']+)'", str(error))
+    if named:
+        return _first_line(error), tuple(dict.fromkeys(named))
+    if analyzer is not None:
+        hits = triggered_checks(analyzer, model)
+        if hits:
+            layers = tuple(dict.fromkeys(name for _, names in hits for name in names))
+            text = "; ".join(f"{message} (layers {', '.join(repr(n) for n in names)})"
+                             for message, names in hits)
+            return text, layers
+    unknown = unknown_layers(model)
+    if unknown:
+        text = ", ".join(f"{name!r} ({kind})" for name, kind in unknown)
+        return (f"no backward rule for layer {text} "
+                f"[{type(error).__name__}: {_first_line(error)}]"), tuple(n for n, _ in unknown)
+    return f"{type(error).__name__}: {_first_line(error)}", ()
+
+
+def _unchecked_analyzer(spec: MethodSpec, network, patterns):
+    """The analyzer of ``spec`` built with innvestigate's model checks off (to
+    read which checks the model trips), or None if it cannot be built."""
+    from .factory import create_analyzer
+
+    kwargs = spec.analyzer_kwargs(network.input_range)
+    if spec.needs_patterns:
+        kwargs["patterns"] = patterns(network) if callable(patterns) else patterns
+    try:
+        return create_analyzer(spec.analyzer, network.model, disable_model_checks=True,
+                               **kwargs)
+    except Exception:  # analyzers without model checks do not take the option
+        return None
+
+
+def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
+                 table=None, seed: int = 0) -> MethodCheck:
+    """Build the analyzer of ``spec`` on ``network`` and propagate two random
+    vectors from the logits to every layer of ``network.layers`` for one
+    ``image`` (a method whose analyzer has no ``propagate`` explains the
+    image instead). Any failure makes the method not applicable, with the
+    layers to blame. Then ask whether the analyzer follows in-place weight
+    randomisation (the top-layer sanity check)."""
+    if table is None:
+        from .factory import analyzers as table
+    if spec.analyzer not in table:
+        return MethodCheck(spec, False, f"analyzer {spec.analyzer!r} is not installed")
+    if spec.needs_patterns and patterns is None:
+        return MethodCheck(spec, False, "needs patterns; the pattern module is not installed")
+    if spec.analyzer.startswith("deep_lift"):
+        from .deeplift_convert import UnsupportedLayerError, check_model
+        try:
+            check_model(network.model)
+        except UnsupportedLayerError as error:
+            reason, layers = diagnose(error, None, network.model)
+            return MethodCheck(spec, False, reason, layers)
+    analyzer = None
+    x = np.asarray(image, dtype=np.float32)[None]
+    logits = network.csc_layers[0]
+    try:
+        analyzer = create_method_analyzer(spec, network, patterns)
+        if hasattr(analyzer, "propagate"):
+            shape = tuple(analyzer.relevance_shape(logits))
+            vectors = np.random.default_rng(seed).standard_normal((2,) + shape)
+            lower = list(network.layers[:-1])
+            out = analyzer.propagate(x, vectors.astype(np.float32), logits, lower)
+            values = [np.asarray(out[name]) for name in lower]
+        else:
+            values = [np.asarray(analyzer.analyze(x))]
+    except Exception as error:  # every failure of a third-party analyzer is reported
+        if analyzer is None:
+            analyzer = _unchecked_analyzer(spec, network, patterns)
+        reason, layers = diagnose(error, analyzer, network.model)
+        return MethodCheck(spec, False, reason, layers)
+    bad = [name for name, value in zip(network.layers, values) if not np.all(np.isfinite(value))]
+    if bad:
+        return MethodCheck(spec, False, f"non-finite relevance at layer {bad[0]!r}", (bad[0],))
+    if spec.needs_patterns:
+        return MethodCheck(spec, True, sanity_ok=False, sanity_reason=(
+            "its patterns belong to the trained weights; randomising the top layer "
+            "would need patterns estimated anew"))
+    try:
+        weight_sync(analyzer, spec.name, network.model)
+    except ValueError as error:
+        return MethodCheck(spec, True, sanity_ok=False, sanity_reason=_first_line(error))
+    return MethodCheck(spec, True)
+
+
+def check_methods(specs, network, image, *, patterns=None, table=None, seed: int = 0) -> list:
+    """:func:`check_method` for every spec, in order."""
+    return [check_method(spec, network, image, patterns=patterns, table=table, seed=seed)
+            for spec in specs]
+
+
+__all__ = ["AuditError", "MethodCheck", "load_model", "check_model_io", "reserve_layer_names",
+           "triggered_checks", "unknown_layers", "diagnose", "check_method", "check_methods",
+           "KNOWN_LAYER_TYPES", "MODEL_SUFFIXES"]

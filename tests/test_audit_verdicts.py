@@ -1,0 +1,90 @@
+"""The audit's verdict rule and summary on synthetic tables (pure functions)."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from csc_analyzers.audit_report import (INSENSITIVE, NOT_MEASURED, SENSITIVE, format_table,
+                                        summarize, verdict, verdict_table)
+
+NAN = float("nan")
+
+
+def summary(*rows):
+    columns = ["method", "csc_first_conv", "csc_input", "random_logit_ssim",
+               "top_layer_ssim", "class_sensitivity_gap"]
+    return pd.DataFrame([dict(zip(columns, row)) for row in rows], columns=columns)
+
+
+def test_each_criterion_alone_makes_a_method_class_insensitive():
+    table = verdict_table(summary(
+        ("conv", 0.995, 0.5, 0.1, 0.1, 0.2),
+        ("input", 0.2, 0.99, 0.1, 0.1, 0.2),        # boundary: >= counts
+        ("logit", 0.2, 0.5, 0.9, 0.1, 0.2),
+        ("top", 0.2, 0.5, 0.1, 0.95, 0.2),
+        ("none", 0.989, 0.989, 0.899, 0.899, 0.0),
+    ))
+    assert list(table["verdict"]) == [INSENSITIVE] * 4 + [SENSITIVE]
+    assert "CSC after the first convolution 0.995 >= 0.99" in table.loc[0, "evidence"]
+    assert "CSC at the input 0.99 >= 0.99" in table.loc[1, "evidence"]
+    assert "random-logit SSIM 0.9 >= 0.9" in table.loc[2, "evidence"]
+    assert "top-layer SSIM 0.95 >= 0.9" in table.loc[3, "evidence"]
+    # the class gap is reported, not used by the rule
+    assert table.loc[4, "class_sensitivity_gap"] == 0.0
+
+
+def test_missing_values_are_ignored_and_all_missing_is_not_measured():
+    table = verdict_table(summary(
+        ("no csc", NAN, NAN, 0.95, NAN, NAN),
+        ("only top", NAN, NAN, NAN, 0.3, NAN),
+        ("nothing", NAN, NAN, NAN, NAN, NAN),
+    ))
+    assert list(table["verdict"]) == [INSENSITIVE, SENSITIVE, NOT_MEASURED]
+    assert table.loc[1, "evidence"] == "top-layer SSIM 0.3 < 0.9"
+
+
+def test_first_conv_with_few_channels_is_not_used():
+    one = summary(("m", 1.0, 0.5, 0.1, 0.1, NAN))
+    narrow = verdict_table(one, first_conv_channels=4)
+    wide = verdict_table(one, first_conv_channels=64)
+    assert narrow.loc[0, "verdict"] == SENSITIVE
+    assert "not used (4 channels < 32)" in narrow.loc[0, "evidence"]
+    assert wide.loc[0, "verdict"] == INSENSITIVE
+    # thresholds are options
+    assert verdict(0.5, 0.5, 0.5, 0.5, csc_threshold=0.4)[0] == INSENSITIVE
+    assert verdict(0.5, 0.5, 0.5, 0.5, ssim_threshold=0.6)[0] == SENSITIVE
+
+
+def test_verdict_table_checks_its_columns():
+    with pytest.raises(ValueError, match="top_layer_ssim"):
+        verdict_table(summary(("m", 1, 1, 1, 1, 1)).drop(columns="top_layer_ssim"))
+
+
+def test_summarize_takes_the_right_rows_of_each_experiment():
+    csc = pd.DataFrame([
+        # injection at the logits: the rows the verdict uses
+        ("A", "fc", "conv1", "median", 0.97), ("A", "fc", "input", "median", 0.6),
+        ("A", "fc", "conv1", "p50", 0.0),       # other statistic
+        ("A", "conv2", "conv1", "median", 0.1),  # other injection layer
+        ("B", "fc", "input", "median", 0.3),
+    ], columns=["method", "injection_layer", "layer", "statistic", "value"])
+    rows = []
+    for method, values in (("A", [0.1, 0.5, 0.9]), ("B", [0.2, 0.4])):
+        rows += [(method, "ssim", 0, v) for v in values]
+    rows.append(("A", "spearman", 0, 0.99))
+    logit = pd.DataFrame(rows, columns=["method", "metric", "level", "value"])
+    sanity = pd.DataFrame([("A", "ssim", 1, 0.8), ("A", "ssim", 1, 0.6), ("A", "ssim", 2, 0.0)],
+                          columns=["method", "metric", "level", "value"])
+    gap = pd.DataFrame([("B", "mask_gap", 0, 0.25), ("B", "mask_gap", 0, np.nan)],
+                       columns=["method", "metric", "level", "value"])
+    out = summarize(["A", "B"], {"csc": csc, "random_logit": logit, "sanity_cascading": sanity,
+                                 "class_sensitivity": gap}, logits="fc", first_conv="conv1")
+    a, b = out.iloc[0], out.iloc[1]
+    assert (a.csc_first_conv, a.csc_input) == (0.97, 0.6)
+    assert a.random_logit_ssim == 0.5 and b.random_logit_ssim == pytest.approx(0.3)
+    assert a.top_layer_ssim == pytest.approx(0.7)
+    assert math.isnan(b.csc_first_conv) and b.csc_input == 0.3
+    assert math.isnan(a.class_sensitivity_gap) and b.class_sensitivity_gap == 0.25
+    text = format_table(verdict_table(out))
+    assert text.splitlines()[2].startswith("A ") and "-" in text.splitlines()[3]
