@@ -56,7 +56,10 @@ def _read(results: Path, name: str) -> pd.DataFrame:
     path = results / name
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame()
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    if "injection_layer" in table:  # the random baseline has no injection layer
+        table["injection_layer"] = table["injection_layer"].fillna("")
+    return table
 
 
 def _ordered_methods(names) -> list:

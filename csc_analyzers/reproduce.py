@@ -42,10 +42,10 @@ class Settings:
     data: str = "builtin"
     data_dir: Optional[str] = None
     methods: Sequence[MethodSpec] = ()
-    n_images: int = 48
+    n_images: int = 24
     n_vectors: int = 5
-    n_composites: int = 16
-    n_pattern_images: int = 2000
+    n_composites: int = 8
+    n_pattern_images: int = 1024
     seed: int = 0
     out: Path = Path("results")
     figures: Path = Path("figures")
@@ -187,7 +187,8 @@ def pattern_spectra(network, patterns) -> pd.DataFrame:
 def theorem1_table(seed: int) -> pd.DataFrame:
     """Appendix B: sigma1/sigma2 and CSC of random matrix products."""
     from .convergence import simulate_theorem1
-    return simulate_theorem1(rng=np.random.default_rng(seed))
+    return simulate_theorem1(rng=np.random.default_rng(seed), n_factors=12, n_trials=3,
+                             shapes=("square 64", "widening 16..512"))
 
 
 def consolidate(out: Path) -> dict:

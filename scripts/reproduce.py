@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 NETWORKS = ("cifar-net", "small-resnet", "vgg16", "resnet50")
 SMALL = ("cifar-net", "small-resnet")
-DEFAULT_BUILTIN_IMAGES = 48
+DEFAULT_BUILTIN_IMAGES = 24
 
 
 def parse_args(argv=None):
@@ -52,9 +52,9 @@ def parse_args(argv=None):
                              "built-in data, chosen to fit the 10-minute budget on 2 cores; "
                              "200 on ImageNet, as in the paper)")
     parser.add_argument("--n-vectors", type=int, default=5, help="CSC vectors per image")
-    parser.add_argument("--n-composites", type=int, default=16,
+    parser.add_argument("--n-composites", type=int, default=8,
                         help="two-object images for class sensitivity (built-in data)")
-    parser.add_argument("--n-pattern-images", type=int, default=2000,
+    parser.add_argument("--n-pattern-images", type=int, default=1024,
                         help="training images for the PatternNet/PatternAttribution patterns")
     parser.add_argument("--methods", default="all",
                         help="registry names, 'all' (the paper's 17) or 'extra', comma-separated")
