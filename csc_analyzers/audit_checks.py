@@ -17,6 +17,7 @@ import numpy as np
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
 import innvestigate.backend.graph as igraph
+import tensorflow as tf
 from innvestigate.analyzer.base import AnalyzerBase
 from tensorflow import keras
 
@@ -74,6 +75,8 @@ def load_model(path):
     elif path.suffix.lower() not in MODEL_SUFFIXES:
         raise AuditError(f"model {path}: unknown file type {path.suffix!r}; expected "
                          f"{', '.join(MODEL_SUFFIXES)} or a SavedModel directory")
+    graph = tf.compat.v1.get_default_graph()
+    start = len(graph.get_operations())
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # any failure of the loader means a corrupt or foreign file
@@ -82,7 +85,23 @@ def load_model(path):
     if not isinstance(model, keras.Model):
         raise AuditError(f"model {path}: holds a {type(model).__name__}, not a Keras model "
                          "(save it with model.save())")
+    if path.suffix.lower() == ".keras":
+        _run_weight_assignments(model, graph.get_operations()[start:])
     return model
+
+
+def _run_weight_assignments(model, operations) -> None:
+    """Run the variable assignments the ``.keras`` loader created. In graph
+    mode it builds one assign operation per saved weight but never runs them
+    (the model would keep its random initial weights). The Keras session
+    first initialises the variables, then the assignments, in the order they
+    were created, give them the saved values."""
+    initializers = {variable.initializer for variable in model.weights}
+    assignments = [op for op in operations if op.type in ("AssignVariableOp", "Assign")
+                   and op not in initializers]
+    session = tf.compat.v1.keras.backend.get_session()
+    for op in assignments:
+        session.run(op)
 
 
 def check_model_io(model, source: str = "model") -> dict:

@@ -9,7 +9,8 @@ project runs in graph mode. Writes into DIR:
 * ``residual.h5`` and ``residual_savedmodel/``: Conv, a residual block
   (Conv-BN + identity, Add, ReLU layer), global average pooling, Dense-softmax,
   with non-default BatchNormalization statistics;
-* ``lstm.keras``: a Conv, then an LSTM over the rows of its output, then Dense.
+* ``lstm.keras``: a Conv, then an LSTM over the rows of its output, then Dense;
+* ``expected_weights.npz``: the saved weights, ``<file>/<index>``.
 """
 import sys
 from pathlib import Path
@@ -76,11 +77,17 @@ def save_all(directory) -> None:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    cnn(keras, size=32, n_classes=10, seed=3).save(directory / "cnn32.keras")
+    expected = {}
+    model = cnn(keras, size=32, n_classes=10, seed=3)
+    model.save(directory / "cnn32.keras")
+    expected.update({f"cnn32.keras/{i}": w for i, w in enumerate(model.get_weights())})
     model = residual(keras)
     model.save(directory / "residual.h5")
     model.save(directory / "residual_savedmodel", save_format="tf")
+    for name in ("residual.h5", "residual_savedmodel"):
+        expected.update({f"{name}/{i}": w for i, w in enumerate(model.get_weights())})
     lstm(keras).save(directory / "lstm.keras")
+    np.savez(directory / "expected_weights.npz", **expected)
 
 
 if __name__ == "__main__":

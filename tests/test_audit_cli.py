@@ -182,6 +182,15 @@ def test_bad_inputs_stop_before_any_work(models, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("name", ["cnn32.keras", "residual.h5", "residual_savedmodel"])
+def test_every_format_loads_its_saved_weights(models, name):
+    expected = np.load(models / "expected_weights.npz")
+    weights = load_model(models / name).get_weights()
+    assert len(weights) == len([k for k in expected.files if k.startswith(name + "/")])
+    for i, value in enumerate(weights):
+        np.testing.assert_array_equal(value, expected[f"{name}/{i}"])
+
+
 def test_loaded_model_names_are_reserved(models):
     model = load_model(models / "residual.h5")
     names = {layer.name for layer in model.layers}
