@@ -68,13 +68,24 @@ def select_for(network, specs: Sequence[MethodSpec], experiment: str,
     return runnable, skipped
 
 
+ANALYSIS_MODEL = "<analysis model>"  # analyzer_cache key of the shared logit model
+
+
 def analysis_model(network):
     """The model the analyzers and the randomisation share: ``network.model``
-    without its final softmax (its own layers, see :func:`logit_model`)."""
+    without its final softmax (its own layers, see :func:`logit_model`).
+    A network with an ``analyzer_cache`` keeps it there, so that every
+    experiment randomises the very layers its cached analyzers read (a fused
+    softmax is replaced by a clone layer once, not per call)."""
+    cache = getattr(network, "analyzer_cache", None)
+    if cache is not None and ANALYSIS_MODEL in cache:
+        return cache[ANALYSIS_MODEL]
     model = logit_model(network.model)
     aliases = getattr(network, "aliases", None)
     if aliases:
         model._csc_layer_aliases = dict(aliases)
+    if cache is not None:
+        cache[ANALYSIS_MODEL] = model
     return model
 
 
