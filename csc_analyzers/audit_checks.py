@@ -64,44 +64,15 @@ class MethodCheck:
 
 def load_model(path):
     """The Keras model saved at ``path`` (``.keras`` / ``.h5`` file or a
-    SavedModel directory), loaded without its training configuration."""
-    path = Path(path)
-    if not path.exists():
-        raise AuditError(f"model {path}: no such file or directory")
-    if path.is_dir():
-        if not (path / "saved_model.pb").is_file():
-            raise AuditError(f"model {path}: a directory without saved_model.pb is not a "
-                             "SavedModel directory")
-    elif path.suffix.lower() not in MODEL_SUFFIXES:
-        raise AuditError(f"model {path}: unknown file type {path.suffix!r}; expected "
-                         f"{', '.join(MODEL_SUFFIXES)} or a SavedModel directory")
-    graph = tf.compat.v1.get_default_graph()
-    start = len(graph.get_operations())
+    SavedModel directory), loaded without its training configuration
+    (:func:`csc_analyzers.checks.load_user_model`; its errors become
+    :class:`AuditError`)."""
+    from .checks import load_user_model
+    from .errors import InputError
     try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as error:  # any failure of the loader means a corrupt or foreign file
-        raise AuditError(f"model {path}: cannot be loaded as a Keras model "
-                         f"({type(error).__name__}: {_first_line(error)})") from None
-    if not isinstance(model, keras.Model):
-        raise AuditError(f"model {path}: holds a {type(model).__name__}, not a Keras model "
-                         "(save it with model.save())")
-    if path.suffix.lower() == ".keras":
-        _run_weight_assignments(model, graph.get_operations()[start:])
-    return model
-
-
-def _run_weight_assignments(model, operations) -> None:
-    """Run the variable assignments the ``.keras`` loader created. In graph
-    mode it builds one assign operation per saved weight but never runs them
-    (the model would keep its random initial weights). The Keras session
-    first initialises the variables, then the assignments, in the order they
-    were created, give them the saved values."""
-    initializers = {variable.initializer for variable in model.weights}
-    assignments = [op for op in operations if op.type in ("AssignVariableOp", "Assign")
-                   and op not in initializers]
-    session = tf.compat.v1.keras.backend.get_session()
-    for op in assignments:
-        session.run(op)
+        return load_user_model(path, argument="model")
+    except InputError as error:
+        raise AuditError(str(error)) from None
 
 
 def check_model_io(model, source: str = "model") -> dict:

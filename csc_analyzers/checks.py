@@ -58,6 +58,20 @@ DEEPLIFT_ACTIVATIONS = frozenset({"linear", "relu", "sigmoid", "tanh"})
 
 # --- model files ---------------------------------------------------------------------------
 
+def run_weight_assignments(model, operations) -> None:
+    """Run the variable assignments the ``.keras`` loader created. In graph
+    mode it builds one assign operation per saved weight but never runs them
+    (the model would keep its random initial weights). The Keras session
+    first initialises the variables, then the assignments, in the order they
+    were created, give them the saved values."""
+    initializers = {variable.initializer for variable in model.weights}
+    assignments = [op for op in operations if op.type in ("AssignVariableOp", "Assign")
+                   and op not in initializers]
+    session = tf.compat.v1.keras.backend.get_session()
+    for op in assignments:
+        session.run(op)
+
+
 def load_user_model(path, *, argument: str = "--network") -> keras.Model:
     """The Keras model saved at ``path`` (``.keras``, ``.h5`` or a SavedModel
     directory), loaded without compiling. Raises :class:`ModelFileError` naming
@@ -78,6 +92,8 @@ def load_user_model(path, *, argument: str = "--network") -> keras.Model:
             "model.save('model.keras') (or .h5)")
     elif path.stat().st_size == 0:
         raise ModelFileError(f"{argument} {path}: the file is empty; save the model again")
+    graph = tf.compat.v1.get_default_graph()
+    first_new_op = len(graph.get_operations())
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # keras raises many kinds; all mean "cannot load"
@@ -90,6 +106,8 @@ def load_user_model(path, *, argument: str = "--network") -> keras.Model:
         raise ModelFileError(
             f"{argument} {path}: holds a {type(model).__name__}, not a Keras model; save a "
             "Keras model with model.save()")
+    if path.suffix.lower() == ".keras":
+        run_weight_assignments(model, graph.get_operations()[first_new_op:])
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ModelFileError(
             f"{argument} {path}: the model has {len(model.inputs)} inputs and "
@@ -357,7 +375,7 @@ def check_patterns_file(path, model, *, argument: str = "--patterns") -> list:
     if storage is not None:  # the pattern package's own reader checks weight fingerprints
         try:
             storage.load_patterns(path, model)
-        except (ValueError, KeyError, OSError) as error:
+        except Exception as error:  # any failure to read or match means: not for this model
             raise PatternsFileError(f"{argument} {path}: {error}; make patterns for this "
                                     "model with scripts/train_patterns.py") from None
     try:

@@ -171,7 +171,7 @@ def test_bad_inputs_stop_before_any_work(models, tmp_path, capsys):
     broken = tmp_path / "broken.h5"
     broken.write_bytes(b"\x00garbage")
     code, _, err = run([broken, "--out", out], capsys)
-    assert code == 2 and "broken.h5: cannot be loaded as a Keras model" in err
+    assert code == 2 and "broken.h5: cannot load the model" in err
     code, _, err = run([tmp_path, "--out", out], capsys)
     assert code == 2 and "without saved_model.pb" in err
     # a 16x16 model has no built-in images

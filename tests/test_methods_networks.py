@@ -1,8 +1,7 @@
 """Every registered method runs on a small CNN, VGG-16 and ResNet-50.
 
-Registry entries whose analyzer is not on this branch (PatternNet,
-PatternAttribution, the DeepLIFT wrapper) are left out by
-``available_methods``. On the ImageNet networks (random weights, one image)
+PatternNet / PatternAttribution get linear-estimator patterns from random
+inputs (their estimation is tested in test_pattern_*.py). On the ImageNet networks (random weights, one image)
 SmoothGrad and Integrated Gradients run with 2 samples instead of 50 / 64 to
 keep the test short; the averaging itself is tested in test_methods_rules.py.
 """
@@ -36,6 +35,13 @@ def run(spec, model, x, input_range, few_samples=False):
         kwargs.update({k: v for k, v in FEW_SAMPLES.items() if k in kwargs})
         if spec.analyzer == "integrated_gradients":
             kwargs["steps"] = FEW_SAMPLES["steps"]
+    if spec.needs_patterns:
+        from csc_analyzers.logits import logit_model
+        from csc_analyzers.pattern.estimators import estimate_patterns
+        low, high = input_range
+        sample = np.random.default_rng(1).uniform(low, high, (32,) + x.shape[1:])
+        kwargs["patterns"] = estimate_patterns(logit_model(model), [sample.astype("float32")],
+                                               "linear")
     analyzer = csc_analyzers.create_analyzer(spec.analyzer, model, **kwargs)
     result = analyzer.analyze(x)
     assert result.shape == x.shape, spec.name
