@@ -68,6 +68,12 @@ class GradientAverage(ABC):
         self._gradient = InjectedGradient(model, neuron_selection_mode="index",
                                           **gradient_kwargs)
 
+    @property
+    def _subanalyzer(self):
+        """The wrapped gradient analyzer (innvestigate's name for a wrapper's
+        inner analyzer): its graph reads the model's own variables."""
+        return self._gradient
+
     @abstractmethod
     def _points(self, x: np.ndarray) -> np.ndarray:
         """The inputs, shape ``(m,) + x.shape``, whose gradients are averaged."""

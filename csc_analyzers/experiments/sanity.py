@@ -81,7 +81,8 @@ def weight_sync(analyzer, method: str, model):
     (the analyzer graph is built lazily)."""
     if hasattr(analyzer, "sync_weights"):
         return analyzer.sync_weights
-    if isinstance(analyzer, (AnalyzerNetworkBase, WrapperBase)):
+    if isinstance(analyzer, (AnalyzerNetworkBase, WrapperBase)) or \
+            getattr(analyzer, "_subanalyzer", None) is not None:
         outputs = _analyzer_outputs(analyzer)
         if outputs is not None:
             read = graph_reads(outputs, model.weights)
