@@ -12,7 +12,7 @@ import csc_analyzers
 from csc_analyzers.logits import logit_model
 from tensorflow import keras
 
-pytestmark = [pytest.mark.slow, pytest.mark.imagenet]
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 CASES = {
     "ResNet50": ({"nonlinear_mode": "reveal_cancel"}, "conv4_block2_out"),

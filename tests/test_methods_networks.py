@@ -90,7 +90,7 @@ def imagenet_net(request):
 
 
 @pytest.mark.slow
-@pytest.mark.imagenet
+@pytest.mark.heavy
 @pytest.mark.parametrize("spec", METHODS, ids=ids(METHODS))
 def test_method_runs_on_imagenet_network(spec, imagenet_net):
     name, model, x = imagenet_net

@@ -46,7 +46,7 @@ def fresh_graph():
 
 
 @pytest.mark.slow
-@pytest.mark.imagenet
+@pytest.mark.heavy
 @pytest.mark.parametrize("method", METHODS)
 def test_vgg16_random_weights(vgg16, method):
     model, patterns, x = vgg16

@@ -33,7 +33,14 @@ def _cases():
     return sorted(cases.items())
 
 
-@pytest.mark.parametrize("name,kwargs", _cases(), ids=[c[0] for c in _cases()])
+# one analyzer per rule family runs by default; the others are marked heavy
+DEFAULT = {"gradient", "guided_backprop", "smoothgrad.seeded", "deep_taylor.bounded", "lrp.z",
+           "lrp.alpha_1_beta_0", "lrp.alpha_beta", "lrp.cmp_alpha_1_beta_0", "rectgrad"}
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    pytest.param(*case, id=case[0], marks=() if case[0] in DEFAULT else pytest.mark.heavy)
+    for case in _cases()])
 def test_method_runs_on_small_resnet(name, kwargs):
     model = small_resnet(seed=2)
     x = np.random.default_rng(0).normal(size=(2, 12, 12, 3)).astype("float32")

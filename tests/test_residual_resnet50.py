@@ -10,7 +10,7 @@ import csc_analyzers
 from residual_support import fold_batchnorm
 from residual_nets import randomize_bn
 
-pytestmark = [pytest.mark.slow, pytest.mark.imagenet]
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 @pytest.fixture(autouse=True)
