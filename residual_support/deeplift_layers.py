@@ -158,6 +158,7 @@ class LinearRuleMixin:
     cross_mxts = True
 
     def _transpose(self, mxts, kernel):
+        """``kernel^T mxts`` for this layer type (Dense and Conv2D define it)."""
         raise NotImplementedError
 
     def _linear_mxts_increments(self):
