@@ -102,9 +102,13 @@ class InjectionMixin:
         return reversed_input_tensors, None
 
     def _record_reversed(self, model, execution_list, reversed_tensors) -> None:
-        """Map layer names to (forward output tensor, reversed tensor)."""
+        """Map layer names to (forward output tensor, reversed tensor); helper
+        layers the analyzer adds (e.g. neuron selection) are left out."""
         self._injection_points = {}
+        own = {layer.name for layer in self._model.layers}
         for layer, _xs, ys in execution_list:
+            if not isinstance(layer, klayers.InputLayer) and layer.name not in own:
+                continue
             ys = ys if isinstance(ys, (list, tuple)) else [ys]
             if len(ys) != 1:
                 continue

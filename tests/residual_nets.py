@@ -25,12 +25,14 @@ def _block(h, filters, stride, name, separate_relu):
     return _relu(h, f"{name}_out", not separate_relu)
 
 
-def small_resnet(seed=0, *, zero_shifts=False, size=12, n_classes=5, softmax=False):
+def small_resnet(seed=0, *, zero_shifts=False, positive_scales=False, size=12, n_classes=5,
+                 softmax=False):
     """A 3-stage ResNet on ``size`` x ``size`` x 3 inputs: padded stem conv-BN-ReLU,
     an identity block, two projection blocks (stride 2), average pooling, GAP,
     Dropout, Dense. Weights and BN statistics (mean, variance, gamma, beta)
     are random from ``seed``; ``zero_shifts`` sets every bias and every BN
-    shift ``beta - mean * gamma / sqrt(var + eps)`` to zero."""
+    shift ``beta - mean * gamma / sqrt(var + eps)`` to zero; ``positive_scales``
+    draws every BN gamma positive."""
     rng = np.random.default_rng(seed)
     inp = keras.Input((size, size, 3), name="image")
     h = klayers.ZeroPadding2D(1, name="pad")(inp)
@@ -45,16 +47,18 @@ def small_resnet(seed=0, *, zero_shifts=False, size=12, n_classes=5, softmax=Fal
     h = klayers.Dropout(0.5, name="drop")(h)
     out = klayers.Dense(n_classes, activation="softmax" if softmax else None, name="logits")(h)
     model = keras.Model(inp, out, name="small_resnet")
-    randomize(model, rng, zero_shifts=zero_shifts)
+    randomize(model, rng, zero_shifts=zero_shifts, positive_scales=positive_scales)
     return model
 
 
-def randomize(model, rng, *, zero_shifts=False):
-    """Random kernels (He-scaled), biases and non-trivial BN statistics."""
+def randomize(model, rng, *, zero_shifts=False, positive_scales=False):
+    """Random kernels (He-scaled), biases and non-trivial BN statistics
+    (gamma of random sign unless ``positive_scales``)."""
     for layer in model.layers:
         if isinstance(layer, klayers.BatchNormalization):
             c = layer.gamma.shape[0]
-            gamma = rng.choice([-1.0, 1.0], c) * rng.uniform(0.5, 1.5, c)
+            sign = np.ones(c) if positive_scales else rng.choice([-1.0, 1.0], c)
+            gamma = sign * rng.uniform(0.5, 1.5, c)
             mean = rng.normal(0, 0.5, c)
             var = rng.uniform(0.5, 2.0, c)
             beta = rng.normal(0, 0.3, c)
