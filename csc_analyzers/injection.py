@@ -19,11 +19,65 @@ import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
+import inspect
+
 import innvestigate.backend.graph as igraph
 import tensorflow as tf
 from tensorflow.keras import layers as klayers
 
 INPUT = "input"
+
+
+class ReversalStep(klayers.Layer):
+    """One layer's reverse mapping, run inside a Keras layer call.
+
+    The reverse mappings of innvestigate and of this project build raw
+    TensorFlow ops. Outside a layer call, Keras (graph mode) wraps each raw
+    op in a ``TensorFlowOpLayer`` when the next Keras layer or model is
+    built on it, and evaluates every constant-foldable op input in its own
+    session run; that made graph construction grow quadratically with depth.
+    Inside a call the ops stay internal, the output carries Keras metadata,
+    and the numbers are the same. Inputs are ``Xs + Ys + Rs`` of the mapped
+    layer; outputs are the relevances of ``Xs`` (zeros where the mapping
+    gives none).
+    """
+
+    def __init__(self, mapping, n_inputs: int, n_outputs: int, reverse_state: dict, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self._mapping = mapping
+        self._n_inputs = n_inputs
+        self._n_outputs = n_outputs
+        self._reverse_state = reverse_state
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, tensors):
+        xs = list(tensors[:self._n_inputs])
+        ys = list(tensors[self._n_inputs:self._n_inputs + self._n_outputs])
+        rs = list(tensors[self._n_inputs + self._n_outputs:])
+        found = self._mapping(xs, ys, rs, self._reverse_state)
+        found = found if isinstance(found, (list, tuple)) else [found]
+        return [tf.zeros_like(x) if r is None else r for x, r in zip(xs, found)]
+
+
+def _resolve_mapping(meta, layer, model):
+    """The callable ``f(Xs, Ys, Rs, state)`` for innvestigate's mapping forms:
+    a ReverseMappingBase subclass, a ``f(layer, state)`` factory or ``f`` itself."""
+    state = {"model": model, "layer": layer}
+    if inspect.isclass(meta) and issubclass(meta, igraph.ReverseMappingBase):
+        return meta(layer, state).apply
+    if callable(meta) and len(inspect.signature(meta).parameters) == 2:
+        return meta(layer, state)
+    return meta
+
+
+def run_in_layer(mapping):
+    """Wrap a resolved reverse mapping so that it runs in a :class:`ReversalStep`."""
+    def mapped(Xs, Ys, Rs, reverse_state):
+        Xs, Ys, Rs = list(Xs), list(Ys), list(Rs)
+        step = ReversalStep(mapping, len(Xs), len(Ys), reverse_state)
+        found = step(Xs + Ys + Rs)
+        return found if isinstance(found, (list, tuple)) else [found]
+    return mapped
 
 
 def session():
@@ -84,10 +138,17 @@ class InjectionMixin:
                        return_all_reversed_tensors=False):
         trace = igraph.trace_model_execution(model)
         _layers, execution_list, _outputs = trace
+
+        def mapping_for(layer):
+            meta = self._reverse_mapping(layer)
+            if meta is None:
+                meta = self._default_reverse_mapping
+            return run_in_layer(_resolve_mapping(meta, layer, model))
+
         reversed_input_tensors, reversed_tensors = igraph.reverse_model(
             model,
-            reverse_mappings=self._reverse_mapping,
-            default_reverse_mapping=self._default_reverse_mapping,
+            reverse_mappings=mapping_for,
+            default_reverse_mapping=None,
             head_mapping=self._head_mapping,
             stop_mapping_at_tensors=stop_analysis_at_tensors or [],
             verbose=self._reverse_verbose,

@@ -183,6 +183,35 @@ def test_fast_rules_equal_innvestigate(name, reference, kwargs, images):
     assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()
 
 
+def _cifar_net():
+    from csc_analyzers.models import cifar_net
+    from csc_analyzers.logits import logit_model
+    model = logit_model(cifar_net.build())
+    x = np.random.default_rng(11).uniform(0, 1, size=(2, 32, 32, 3)).astype("float32")
+    return model, x
+
+
+def _vgg16():
+    """VGG-16 with random weights at 64x64 (every layer of the 224 network)."""
+    model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3),
+                                     classifier_activation=None)
+    x = np.random.default_rng(12).normal(0, 50, size=(1, 64, 64, 3)).astype("float32")
+    return model, x
+
+
+PAPER_NETS = {"cifar-net": _cifar_net, "vgg16": _vgg16}
+
+
+@pytest.mark.parametrize("network", list(PAPER_NETS))
+@pytest.mark.parametrize("name,reference,kwargs", FAST, ids=[f[0] for f in FAST])
+def test_fast_rules_equal_innvestigate_on_paper_networks(name, reference, kwargs, network):
+    model, x = PAPER_NETS[network]()
+    ours = csc_analyzers.create_analyzer(name, model, **kwargs).analyze(x)
+    theirs = reference(model, **kwargs).analyze(x)
+    assert np.abs(theirs).max() > 0
+    assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()
+
+
 def _with_upconv():
     inp = keras.Input((8, 8, 3))
     h = klayers.Conv2DTranspose(2, 3, name="upconv")(inp)
