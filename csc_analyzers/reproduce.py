@@ -127,7 +127,8 @@ def run_network(name: str, settings: Settings) -> dict:
     from .data import builtin
 
     _stage(f"{name}: loading the network ({settings.weights})")
-    network = load_network(name, weights=settings.weights, progress=settings.progress)
+    network = load_network(name, weights=settings.weights, progress=settings.progress,
+                           seed=settings.seed)
     images, labels = load_images(network, settings)
     ids = list(range(len(images)))
     specs = [spec for spec in settings.methods if spec.runs_on(name)]

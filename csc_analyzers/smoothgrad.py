@@ -13,10 +13,12 @@ methods):
   absolute standard deviation (the registry passes 0.15 x input width).
 * Integrated Gradients (Sundararajan et al., 2017): ``(x - x0) * mean_t grad
   f_k(x0 + t (x - x0))`` with ``t = i / steps``, ``i = 0..steps-1``
-  (the left Riemann sum of innvestigate's ``IntegratedGradients``), evaluated
-  in chunks of ``batch_size`` inputs instead of one
-  batch of ``batch * steps`` images (which does not fit in memory for
-  ImageNet networks).
+  (the left Riemann sum of innvestigate's ``IntegratedGradients``).
+
+The averaged inputs of all images of a call are evaluated in chunks of
+``batch_size`` inputs (by default about 2**21 input values per chunk, at most
+256 inputs) instead of one batch of ``batch * steps`` images, which does not
+fit in memory for ImageNet networks.
 
 The class k is chosen on the clean input (``neuron_selection_mode``
 "max_activation") or given (``"index"``, ``analyze(x, neuron_selection=k)``),
@@ -50,21 +52,23 @@ class GradientAverage(ABC):
     """
 
     def __init__(self, model, neuron_selection_mode: str = "max_activation",
-                 batch_size: int = 16, **gradient_kwargs):
+                 batch_size: int | None = None, **gradient_kwargs):
         if neuron_selection_mode not in ("max_activation", "index"):
             raise ValueError(
                 f"neuron_selection_mode must be 'max_activation' or 'index', "
                 f"got {neuron_selection_mode!r}")
-        if int(batch_size) < 1:
+        if batch_size is not None and int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         self._model = model
         self._neuron_selection_mode = neuron_selection_mode
-        self._batch_size = int(batch_size)
         self._input_shape = tuple(model.input_shape[1:])
         if None in self._input_shape:
             raise ValueError(
                 f"model {model.name!r} needs a fully specified input shape, "
                 f"got {model.input_shape}")
+        if batch_size is None:
+            batch_size = min(256, max(1, 2 ** 21 // int(np.prod(self._input_shape))))
+        self._batch_size = int(batch_size)
         self._gradient = InjectedGradient(model, neuron_selection_mode="index",
                                           **gradient_kwargs)
 
@@ -103,15 +107,17 @@ class GradientAverage(ABC):
         """The averaged-gradient map of each image in ``X``."""
         X = self._check_input(X)
         classes = self._classes(X, neuron_selection)
-        maps = []
-        for x, k in zip(X, classes):
-            points = self._points(x)
-            total = np.zeros(x.shape, dtype=np.float64)
-            for start in range(0, len(points), self._batch_size):
-                chunk = points[start:start + self._batch_size]
-                total += self._gradient.analyze(chunk, neuron_selection=int(k)).sum(axis=0)
-            maps.append(self._finish(x, (total / len(points)).astype(np.float32)))
-        return np.stack(maps)
+        points = np.concatenate([self._points(x) for x in X])
+        owners = np.repeat(np.arange(len(X)), len(points) // len(X))
+        totals = np.zeros(X.shape, dtype=np.float64)
+        for start in range(0, len(points), self._batch_size):
+            rows = slice(start, start + self._batch_size)
+            gradients = self._gradient.analyze(points[rows],
+                                               neuron_selection=classes[owners[rows]])
+            for owner in np.unique(owners[rows]):
+                totals[owner] += gradients[owners[rows] == owner].sum(axis=0)
+        m = len(points) // len(X)
+        return np.stack([self._finish(x, (t / m).astype(np.float32)) for x, t in zip(X, totals)])
 
     # -- relevance injection ------------------------------------------------
     def injection_layers(self) -> list:
@@ -134,20 +140,29 @@ class GradientAverage(ABC):
         if isinstance(to_layers, str):
             to_layers = [to_layers]
         names = LayerNames(self._model)
-        points = np.stack([self._points(sample) for sample in x], axis=1)
+        n = len(x)
+        points = np.stack([self._points(sample) for sample in x], axis=1)  # (m, n) + shape
+        m = len(points)
+        points = points.reshape((m * n,) + x.shape[1:])
+        groups = max(1, self._batch_size // n)  # whole groups of n vectors per chunk
         totals = None
-        for batch in points:
-            values = self._gradient.propagate(batch, relevance, from_layer, to_layers)
+        for start in range(0, m, groups):
+            k = min(groups, m - start)
+            rows = points[start * n:(start + k) * n]
+            tiled = np.tile(relevance, (k,) + (1,) * (relevance.ndim - 1))
+            values = self._gradient.propagate(rows, tiled, from_layer, to_layers)
+            sums = {key: v.reshape((k, n) + v.shape[1:]).sum(axis=0, dtype=np.float64)
+                    for key, v in values.items()}
             if totals is None:
-                totals = {k: v.astype(np.float64) for k, v in values.items()}
+                totals = sums
             else:
-                for k, v in values.items():
-                    totals[k] += v
+                for key, v in sums.items():
+                    totals[key] += v
         result = {}
         for key, total in totals.items():
-            mean = (total / len(points)).astype(np.float32)
+            mean = (total / m).astype(np.float32)
             if names.resolve(key) == INPUT:
-                mean = np.stack([self._finish(s, m) for s, m in zip(x, mean)])
+                mean = np.stack([self._finish(sample, g) for sample, g in zip(x, mean)])
             result[key] = mean
         return result
 

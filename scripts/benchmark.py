@@ -14,7 +14,8 @@ analysis). Peak resident memory of CSC on each network is measured in a fresh
 subprocess. Writes a CSV and prints a table.
 
     python scripts/benchmark.py                  # VGG-16 + CIFAR net
-    python scripts/benchmark.py --tiny           # CIFAR net, 2 repeats (tests)
+    python scripts/benchmark.py --tiny           # CIFAR net, batch 16, 2 repeats,
+                                                 # one method per family (tests)
 """
 from __future__ import annotations
 
@@ -37,10 +38,14 @@ from residual_support import _tf  # noqa: F401,E402
 import pandas as pd  # noqa: E402
 
 COLUMNS = ["network", "batch", "method", "analyzer", "build_s", "median_s", "forward_s",
-           "ratio_forward", "innvestigate_s", "ratio_innvestigate", "csc_s", "csc_ratio",
+           "ratio_forward", "innvestigate_twin", "innvestigate_s", "ratio_innvestigate",
+           "csc_s", "csc_ratio",
            "sanity_level_s", "sanity_ratio", "csc_peak_rss_mb"]
 
 BATCH = {"vgg16": 8, "cifar-net": 64}
+TINY_BATCH = 16
+# one method per family: gradient, LRP with and without an innvestigate twin, patterns, DeepLIFT
+TINY_METHODS = "Gradient,LRP a1b0,LRP-z,Excitation BP,PatternNet,DeepLIFT Resc."
 
 
 def timed(fn, repeats: int) -> float:
@@ -55,7 +60,21 @@ def timed(fn, repeats: int) -> float:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process and of the processes it forked from
+    (``ru_maxrss``: Linux carries it over ``fork`` and ``exec``)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def own_peak_rss_mb() -> float:
+    """Peak resident memory of this process's own address space (``VmHWM``),
+    not inherited from a parent; ``ru_maxrss`` where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return peak_rss_mb()
 
 
 def innvestigate_twin(spec, kwargs):
@@ -81,7 +100,7 @@ def random_patterns(net, batch: int, seed: int):
     return estimate_patterns(net.model, [x[:batch], x[batch:]], estimator="linear")
 
 
-def bench_network(name: str, repeats: int, methods, seed: int) -> list:
+def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None = None) -> list:
     from csc_analyzers.experiments.common import analysis_model, build_analyzer
     from csc_analyzers.experiments.randomization import Randomizer, weight_layers
     from csc_analyzers.experiments.sanity import weight_sync
@@ -90,7 +109,7 @@ def bench_network(name: str, repeats: int, methods, seed: int) -> list:
 
     keras.backend.clear_session()
     net = load_network(name, weights=None)
-    batch = BATCH[name]
+    batch = batch or BATCH[name]
     x = inputs_for(net, batch, seed)
     model = analysis_model(net)
     forward_s = timed(lambda: model.predict_on_batch(x), repeats)
@@ -114,6 +133,7 @@ def bench_network(name: str, repeats: int, methods, seed: int) -> list:
                "build_s": build_s, "median_s": median_s, "forward_s": forward_s,
                "ratio_forward": median_s / forward_s}
         twin = innvestigate_twin(spec, spec.analyzer_kwargs(net.input_range))
+        row["innvestigate_twin"] = "none" if twin is None else twin[0].__name__
         if twin is not None:
             cls, twin_kwargs = twin
             reference = cls(model, neuron_selection_mode="index", **twin_kwargs)
@@ -150,19 +170,20 @@ def memory_probe(name: str, seed: int) -> float:
     """Peak RSS (MB) of a fresh process running CSC (5 vectors injected at the
     logits, every layer read) for LRP a1b0 on one image."""
     code = (
-        "import sys, json; sys.path.insert(0, %r)\n"
+        "import sys, json; sys.path[:0] = [%r, %r]\n"
         "import numpy as np\n"
         "from csc_analyzers import create_analyzer\n"
         "from csc_analyzers.models import load_network\n"
-        "import resource\n"
+        "from benchmark import own_peak_rss_mb\n"
         "net = load_network(%r, weights=None)\n"
         "a = create_analyzer('lrp.alpha_1_beta_0', net.model)\n"
         "a.layer_aliases = net.aliases\n"
         "x = np.zeros((1,) + tuple(net.model.input_shape[1:]), np.float32)\n"
         "v = np.random.default_rng(%d).standard_normal((5, net.n_classes)).astype(np.float32)\n"
         "a.propagate(x, v, net.csc_layers[0], [l for l in net.layers if l != net.csc_layers[0]])\n"
-        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))\n"
-    ) % (str(Path(__file__).resolve().parents[1]), name, seed)
+        "print(json.dumps(own_peak_rss_mb()))\n"
+    ) % (str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent),
+         name, seed)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip().splitlines()[-1]
     return float(json.loads(out))
@@ -175,10 +196,12 @@ def main(argv=None) -> int:
                         help="comma-separated networks (default: vgg16,cifar-net)")
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed runs per measurement after one warm-up (default 5)")
-    parser.add_argument("--methods", default="all,extra",
-                        help="registry names, 'all' (paper) and/or 'extra' (default both)")
+    parser.add_argument("--methods", default=None,
+                        help="registry names, 'all' (paper) and/or 'extra' (default both; "
+                             f"with --tiny: {TINY_METHODS})")
     parser.add_argument("--tiny", action="store_true",
-                        help="CIFAR net only, 2 repeats: a quick check that every column fills")
+                        help=f"CIFAR net only, batch {TINY_BATCH}, 2 repeats, one method per "
+                             "family: a quick check that every column fills")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/benchmark.csv", help="CSV to write")
     args = parser.parse_args(argv)
@@ -190,10 +213,12 @@ def main(argv=None) -> int:
     unknown = [n for n in networks if n not in BATCH]
     if unknown:
         parser.error(f"--networks: unknown {unknown}; valid: {sorted(BATCH)}")
-    methods = available_methods(select_methods(args.methods))
+    chosen = args.methods or (TINY_METHODS if args.tiny else "all,extra")
+    methods = available_methods(select_methods(chosen))
     rows = []
     for name in networks:
-        rows.extend(bench_network(name, repeats, methods, args.seed))
+        rows.extend(bench_network(name, repeats, methods, args.seed,
+                                  TINY_BATCH if args.tiny else None))
         peak = memory_probe(name, args.seed)
         for row in rows:
             if row["network"] == name:

@@ -24,7 +24,6 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 from csc_analyzers import checks
 from csc_analyzers.errors import ImagesFileError, ModelFileError
 from csc_analyzers.experiments.csc import plan_methods, run_csc
-from csc_analyzers.integrity import seeded_initialization
 from csc_analyzers.registry import ALL_METHODS
 
 
@@ -101,8 +100,8 @@ def _run(args) -> int:
     from csc_analyzers.models import load_network
     weights = None if args.weights == "random" else args.weights
     try:
-        with seeded_initialization(args.seed):  # --weights random: the same for the same seed
-            network = load_network(args.network, weights=weights, cache_dir=args.cache_dir)
+        network = load_network(args.network, weights=weights, cache_dir=args.cache_dir,
+                               seed=args.seed)
     except FileNotFoundError as error:
         raise ModelFileError(f"--weights {args.weights}: {error}") from None
     images = load_images(network, args)

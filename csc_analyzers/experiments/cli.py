@@ -12,7 +12,6 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 
 from .. import checks
 from ..errors import ArgumentError, ImagesFileError, ModelFileError
-from ..integrity import seeded_initialization
 from .common import ModelNetwork, ROW_COLUMNS
 from .store import ResultStore, merge_stores
 
@@ -60,8 +59,7 @@ def load_network_arg(args):
     if args.weights == "random":
         kwargs["weights"] = None
     try:
-        with seeded_initialization(args.seed):  # --weights random: the same for the same seed
-            return load_network(args.network, **kwargs)
+        return load_network(args.network, seed=args.seed, **kwargs)
     except FileNotFoundError as error:
         raise ModelFileError(f"--weights {args.weights}: {error}") from None
 

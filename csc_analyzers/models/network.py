@@ -64,7 +64,7 @@ def _class_names(dataset) -> tuple:
 
 def load_network(name: str, weights="default", cache_dir=None, *,
                  download: bool = True, train_if_missing: bool = True,
-                 progress: bool = True) -> Network:
+                 progress: bool = True, seed: int = 0) -> Network:
     """Build network ``name`` (one of ``NETWORK_NAMES``) with its weights.
 
     ``weights``: ``"default"`` ("builtin" for the small networks, "imagenet"
@@ -73,15 +73,19 @@ def load_network(name: str, weights="default", cache_dir=None, *,
     now if missing and ``train_if_missing``); for vgg16 / resnet50
     ``"imagenet"`` (Keras cache, downloaded if missing and ``download``);
     for every network a path to a weights file, or ``None`` (random
-    initialisation, ``Network.weights == "random"``).
+    initialisation, ``Network.weights == "random"``: the initial weights
+    are drawn from ``seed``, so every process builds the same network).
     """
+    from ..integrity import seeded_initialization
+
     if name not in NETWORK_NAMES:
         raise ValueError(f"unknown network {name!r}; choose from {NETWORK_NAMES}")
     if name in ("cifar-net", "small-resnet"):
         weights = "builtin" if isinstance(weights, str) and weights == "default" else weights
         path, description = _small_weights(name, weights, cache_dir, train_if_missing, progress)
         module = cifar_net if name == "cifar-net" else small_resnet
-        model = module.build()
+        with seeded_initialization(seed):
+            model = module.build()
         if path is not None:
             model.load_weights(str(path))
         dataset = weights if weights in SMALL_WEIGHTS else "builtin"
@@ -98,12 +102,13 @@ def load_network(name: str, weights="default", cache_dir=None, *,
         preprocess = module.preprocess
     else:
         weights = "imagenet" if isinstance(weights, str) and weights == "default" else weights
+        builder = imagenet.build_vgg16 if name == "vgg16" else imagenet.build_resnet50
+        with seeded_initialization(seed):
+            model, aliases, description = builder(weights, download=download)
         if name == "vgg16":
-            model, aliases, description = imagenet.build_vgg16(weights, download=download)
             layers = imagenet.vgg16_layers()
             csc, sanity = imagenet.VGG16_CSC_LAYERS, imagenet.VGG16_SANITY_LAYERS
         else:
-            model, aliases, description = imagenet.build_resnet50(weights, download=download)
             layers = imagenet.resnet50_layers()
             csc, sanity = imagenet.RESNET50_CSC_LAYERS, imagenet.RESNET50_SANITY_LAYERS
         from ..data.imagenet import class_names as imagenet_class_names

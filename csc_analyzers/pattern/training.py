@@ -145,7 +145,7 @@ def load_model(spec: str, weights=None, *, seed: int = 0):
     from csc_analyzers.models import load_network
 
     kwargs = {} if weights is None else {"weights": None if random else weights}
-    network = load_network(spec, **kwargs)
+    network = load_network(spec, seed=seed, **kwargs)
     return network.model, network.preprocess
 
 

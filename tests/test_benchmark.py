@@ -1,0 +1,39 @@
+"""scripts/benchmark.py in its tiny mode: every column of the CSV is filled
+where it applies, and the ratios are the quotients of the times."""
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from csc_analyzers.registry import ALL_METHODS, select_methods
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_writes_every_column(tmp_path):
+    out = tmp_path / "bench.csv"
+    script = runpy.run_path(str(ROOT / "scripts" / "benchmark.py"))
+    assert script["main"](["--tiny", "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    specs = {spec.name: spec for spec in ALL_METHODS}
+    expected = [spec.name for spec in select_methods(script["TINY_METHODS"])]
+    assert list(table["method"]) == expected
+    always = ["network", "batch", "method", "analyzer", "build_s", "median_s", "forward_s",
+              "ratio_forward", "innvestigate_twin", "sanity_level_s", "sanity_ratio",
+              "csc_peak_rss_mb"]
+    assert table[always].notna().all().all(), table[always].isna().sum()
+    twin = table["innvestigate_twin"] != "none"
+    assert 0 < twin.sum() < len(table)
+    assert table.loc[twin, ["innvestigate_s", "ratio_innvestigate"]].notna().all().all()
+    assert table.loc[~twin, ["innvestigate_s", "ratio_innvestigate"]].isna().all().all()
+    has_csc = table["method"].map(lambda m: specs[m].runs_on("cifar-net", "csc"))
+    assert table.loc[has_csc, ["csc_s", "csc_ratio"]].notna().all().all()
+    assert (table[["build_s", "median_s", "forward_s", "csc_peak_rss_mb"]] > 0).all().all()
+    np.testing.assert_allclose(table["ratio_forward"], table["median_s"] / table["forward_s"],
+                               rtol=1e-3)
+    np.testing.assert_allclose(table.loc[twin, "ratio_innvestigate"],
+                               table.loc[twin, "median_s"] / table.loc[twin, "innvestigate_s"],
+                               rtol=1e-3)
