@@ -36,6 +36,9 @@ def parse_args(argv=None):
                         help="number of training images (default: the dataset's)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--schedule", choices=("constant", "linear"), default=None,
+                        help="learning-rate schedule: constant, or linear decay to zero "
+                             "(default: the network's setting in training.DEFAULTS)")
     parser.add_argument("--cache-dir", default=None,
                         help="weights cache (default: $CSC_CACHE_DIR or ~/.cache/csc_analyzers)")
     parser.add_argument("--force", action="store_true",
@@ -48,7 +51,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     config = TrainConfig(network=args.network, dataset=args.dataset, epochs=args.epochs,
                          seed=args.seed, n_train=args.n_train, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate)
+                         learning_rate=args.learning_rate, schedule=args.schedule)
     weights_path, record_path = cache_paths(config, args.cache_dir)
     if args.force:
         for path in (record_path, weights_path):

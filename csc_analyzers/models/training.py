@@ -32,17 +32,21 @@ DATASETS = ("builtin", "cifar10")
 
 
 # Per network: epochs, batch size, Adam learning rate of the trained weights.
+SCHEDULES = ("constant", "linear")
 DEFAULTS = {
-    "cifar-net": {"epochs": 4, "batch_size": 32, "learning_rate": 5e-4},
-    "small-resnet": {"epochs": 4, "batch_size": 32, "learning_rate": 1e-3},
+    "cifar-net": {"epochs": 5, "batch_size": 32, "learning_rate": 1e-3, "schedule": "linear"},
+    "small-resnet": {"epochs": 4, "batch_size": 32, "learning_rate": 1e-3,
+                     "schedule": "constant"},
 }
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of one training run. ``epochs``, ``batch_size`` and
-    ``learning_rate`` left at None take the network's ``DEFAULTS``, the
-    settings of the project's trained networks."""
+    """Settings of one training run. ``epochs``, ``batch_size``,
+    ``learning_rate`` and ``schedule`` left at None take the network's
+    ``DEFAULTS``, the settings of the project's trained networks. Schedule
+    ``"constant"`` keeps the learning rate; ``"linear"`` lowers it linearly
+    from ``learning_rate`` at the first step to zero after the last."""
     network: str = "cifar-net"
     dataset: str = "builtin"
     epochs: int | None = None
@@ -51,6 +55,7 @@ class TrainConfig:
     n_test: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
+    schedule: str | None = None
     max_steps: int | None = None     # stop early after this many batches (tests)
 
     def __post_init__(self):
@@ -63,11 +68,15 @@ class TrainConfig:
                 object.__setattr__(self, name, value)
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
     def key(self) -> str:
         """File stem that identifies these settings in the cache."""
         parts = [self.network, self.dataset, f"e{self.epochs}", f"b{self.batch_size}",
                  f"lr{self.learning_rate:g}", f"s{self.seed}"]
+        if self.schedule != "constant":
+            parts.append(self.schedule)
         if self.n_train is not None:
             parts.append(f"n{self.n_train}")
         if self.n_test is not None:
@@ -156,6 +165,9 @@ def train(config: TrainConfig, *, progress: bool = True, cache_dir=None) -> tupl
                 if step >= total:
                     break
                 idx = order[start:start + bs]
+                if config.schedule == "linear":
+                    keras.backend.set_value(model.optimizer.lr,
+                                            config.learning_rate * (1 - step / total))
                 loss, acc = model.train_on_batch(x_train[idx], y_train[idx])
                 step += 1
                 bar.update(1)
