@@ -54,27 +54,37 @@ def derivation_matrices(analyzer, x: np.ndarray, from_layer: str,
             for name, parts in columns.items()}
 
 
+def _ratios(singular_values: np.ndarray) -> np.ndarray:
+    """sigma1 / sigma2 along the last axis of sorted singular values (inf if
+    sigma2 is 0, NaN if sigma1 is 0 or there are fewer than two)."""
+    s = np.asarray(singular_values, dtype=np.float64)
+    if s.shape[-1] < 2:
+        return np.full(s.shape[:-1], np.nan)
+    first, second = s[..., 0], s[..., 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(second == 0, np.inf, first / np.where(second == 0, 1, second))
+    return np.where(first == 0, np.nan, ratio)
+
+
 def singular_value_ratio(matrix: np.ndarray) -> float:
     """sigma1 / sigma2 of ``matrix`` (inf if sigma2 is 0, NaN if the matrix is 0
     or has fewer than two singular values)."""
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2:
         raise ValueError(f"matrix must be 2-D, got shape {m.shape}")
-    s = np.linalg.svd(m, compute_uv=False)
-    if s.size < 2 or s[0] == 0:
-        return np.nan
-    return float(np.inf) if s[1] == 0 else float(s[0] / s[1])
+    return float(_ratios(np.linalg.svd(m, compute_uv=False)))
 
 
 def location_singular_value_ratios(matrix: np.ndarray, channels: int) -> np.ndarray:
     """sigma1/sigma2 of each per-location block C_p of a derivation matrix whose
-    rows are a channels-last layer (``channels`` rows per location)."""
+    rows are a channels-last layer (``channels`` rows per location); the
+    blocks are decomposed in one stacked SVD."""
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] % channels:
         raise ValueError(
             f"matrix rows ({m.shape}) are not a multiple of channels={channels}")
     blocks = m.reshape(m.shape[0] // channels, channels, m.shape[1])
-    return np.array([singular_value_ratio(block) for block in blocks])
+    return _ratios(np.linalg.svd(blocks, compute_uv=False))
 
 
 def _signed_gaussian(rng, shape):

@@ -60,3 +60,18 @@ def test_config_keys_differ_and_bad_settings_are_named():
         TrainConfig(network="vgg16")
     with pytest.raises(ValueError, match="dataset"):
         TrainConfig(dataset="mnist")
+
+
+def test_linear_schedule_lowers_the_rate_to_zero_and_names_the_cache(tmp_path):
+    from tensorflow import keras
+
+    config = TrainConfig(network="cifar-net", epochs=1, n_train=64, n_test=32, batch_size=16,
+                         learning_rate=1e-3, schedule="linear")
+    assert config.key().endswith("_linear_n64_t32")
+    assert "linear" not in TrainConfig(schedule="constant").key()
+    model, record = training.train(config, progress=False, cache_dir=tmp_path)
+    assert record["steps"] == 4
+    # the last of 4 steps ran at 1e-3 * (1 - 3/4)
+    assert keras.backend.get_value(model.optimizer.lr) == pytest.approx(2.5e-4, rel=1e-5)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="cosine")
