@@ -11,7 +11,9 @@ the logits and read at every reported layer, relative to one analysis of that
 image); the cost of one level of a cascading sanity check (assigning random
 weights to the analyzer's variables and analysing again, relative to one
 analysis). Peak resident memory of CSC on each network is measured in a fresh
-subprocess. Writes a CSV and prints a table.
+subprocess. SmoothGrad and Integrated Gradients (50 and 64 gradient passes
+per image) are timed on VGG-16 only with --include-slow. Writes a CSV and
+prints a table.
 
     python scripts/benchmark.py                  # VGG-16 + CIFAR net
     python scripts/benchmark.py --tiny           # CIFAR net, batch 16, 2 repeats,
@@ -44,6 +46,9 @@ COLUMNS = ["network", "batch", "method", "analyzer", "build_s", "median_s", "for
 
 BATCH = {"vgg16": 8, "cifar-net": 64}
 TINY_BATCH = 16
+# gradient averages run 50-64 backward passes per image: on VGG-16 one batch of 8 takes
+# minutes on a CPU, so the default run times them on the CIFAR net only (--include-slow)
+SLOW = {"vgg16": ("SmoothGrad", "Integrated Gradients")}
 # one method per family: gradient, LRP with and without an innvestigate twin, patterns, DeepLIFT
 TINY_METHODS = "Gradient,LRP a1b0,LRP-z,Excitation BP,PatternNet,DeepLIFT Resc."
 
@@ -100,7 +105,8 @@ def random_patterns(net, batch: int, seed: int):
     return estimate_patterns(net.model, [x[:batch], x[batch:]], estimator="linear")
 
 
-def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None = None) -> list:
+def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None = None,
+                  include_slow: bool = False) -> list:
     from csc_analyzers.experiments.common import analysis_model, build_analyzer
     from csc_analyzers.experiments.randomization import Randomizer, weight_layers
     from csc_analyzers.experiments.sanity import weight_sync
@@ -120,6 +126,9 @@ def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None
     rows = []
     for spec in methods:
         if not spec.runs_on(name):
+            continue
+        if spec.name in SLOW.get(name, ()) and not include_slow:
+            print(f"  {spec.name:<24} left out on {name} (--include-slow times it)", flush=True)
             continue
         if spec.needs_patterns and patterns is None:
             patterns = random_patterns(net, batch, seed)
@@ -202,6 +211,9 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", action="store_true",
                         help=f"CIFAR net only, batch {TINY_BATCH}, 2 repeats, one method per "
                              "family: a quick check that every column fills")
+    parser.add_argument("--include-slow", action="store_true",
+                        help="also time SmoothGrad and Integrated Gradients on VGG-16 "
+                             "(minutes per batch on a CPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/benchmark.csv", help="CSV to write")
     args = parser.parse_args(argv)
@@ -218,7 +230,7 @@ def main(argv=None) -> int:
     rows = []
     for name in networks:
         rows.extend(bench_network(name, repeats, methods, args.seed,
-                                  TINY_BATCH if args.tiny else None))
+                                  TINY_BATCH if args.tiny else None, args.include_slow))
         peak = memory_probe(name, args.seed)
         for row in rows:
             if row["network"] == name:
