@@ -105,24 +105,31 @@ def random_patterns(net, batch: int, seed: int):
     return estimate_patterns(net.model, [x[:batch], x[batch:]], estimator="linear")
 
 
-def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None = None,
-                  include_slow: bool = False) -> list:
-    from csc_analyzers.experiments.common import analysis_model, build_analyzer
-    from csc_analyzers.experiments.randomization import Randomizer, weight_layers
-    from csc_analyzers.experiments.sanity import weight_sync
+def fresh_network(name: str, seed: int):
+    """The network with seeded random weights in a new graph (the previous
+    method's analyzer graphs are freed: on VGG-16 they fill gigabytes)."""
+    from csc_analyzers.experiments.common import analysis_model
     from csc_analyzers.models import load_network
     from tensorflow import keras
 
     keras.backend.clear_session()
-    net = load_network(name, weights=None)
+    net = load_network(name, weights=None, seed=seed)
+    return net, analysis_model(net)
+
+
+def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None = None,
+                  include_slow: bool = False, on_row=None) -> list:
+    """The rows of ``name``; ``on_row(rows)`` is called after each method."""
+    from csc_analyzers.experiments.common import build_analyzer
+    from csc_analyzers.experiments.randomization import Randomizer, weight_layers
+    from csc_analyzers.experiments.sanity import weight_sync
+
+    net, model = fresh_network(name, seed)
     batch = batch or BATCH[name]
     x = inputs_for(net, batch, seed)
-    model = analysis_model(net)
     forward_s = timed(lambda: model.predict_on_batch(x), repeats)
     print(f"{name}: forward pass, batch {batch}: {forward_s:.3f} s", flush=True)
     rng = np.random.default_rng(seed)
-    patterns = None
-    top = weight_layers(model)[-1].name
     rows = []
     for spec in methods:
         if not spec.runs_on(name):
@@ -130,8 +137,9 @@ def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None
         if spec.name in SLOW.get(name, ()) and not include_slow:
             print(f"  {spec.name:<24} left out on {name} (--include-slow times it)", flush=True)
             continue
-        if spec.needs_patterns and patterns is None:
-            patterns = random_patterns(net, batch, seed)
+        net, model = fresh_network(name, seed)
+        top = weight_layers(model)[-1].name
+        patterns = random_patterns(net, batch, seed) if spec.needs_patterns else None
         targets = rng.integers(0, net.n_classes, size=batch)
         start = time.perf_counter()
         analyzer = build_analyzer(spec, model, net, lambda _net: patterns)
@@ -170,6 +178,8 @@ def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None
             level_s = timed(level, repeats)
         row["sanity_level_s"], row["sanity_ratio"] = level_s, level_s / single_s
         rows.append(row)
+        if on_row is not None:
+            on_row(rows)
         print(f"  {spec.name:<24} build {build_s:6.2f} s  {median_s:7.3f} s/batch "
               f"({row['ratio_forward']:.2f}x forward)", flush=True)
     return rows
@@ -196,6 +206,14 @@ def memory_probe(name: str, seed: int) -> float:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip().splitlines()[-1]
     return float(json.loads(out))
+
+
+def write_table(rows: list, out: Path) -> None:
+    """Write ``rows`` as the benchmark CSV, atomically (temporary file, rename)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False, float_format="%.4g")
+    os.replace(tmp, out)
 
 
 def main(argv=None) -> int:
@@ -227,19 +245,24 @@ def main(argv=None) -> int:
         parser.error(f"--networks: unknown {unknown}; valid: {sorted(BATCH)}")
     chosen = args.methods or (TINY_METHODS if args.tiny else "all,extra")
     methods = available_methods(select_methods(chosen))
+    out = Path(args.out)
     rows = []
+
+    def save(new_rows=()):  # after every method: a killed run keeps what it measured
+        write_table(rows + list(new_rows), out)
+
     for name in networks:
         rows.extend(bench_network(name, repeats, methods, args.seed,
-                                  TINY_BATCH if args.tiny else None, args.include_slow))
+                                  TINY_BATCH if args.tiny else None, args.include_slow,
+                                  on_row=save))
+        save()
         peak = memory_probe(name, args.seed)
         for row in rows:
             if row["network"] == name:
                 row["csc_peak_rss_mb"] = peak
+        save()
         print(f"{name}: peak RSS of CSC (5 vectors, fresh process): {peak:.0f} MB", flush=True)
     table = pd.DataFrame(rows, columns=COLUMNS)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False, float_format="%.4g")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.drop(columns=["analyzer"]).to_string(index=False, float_format="%.3g"))
     print(f"process peak RSS: {peak_rss_mb():.0f} MB; wrote {out}")
