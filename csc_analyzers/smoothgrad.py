@@ -108,7 +108,8 @@ class GradientAverage(ABC):
         X = self._check_input(X)
         classes = self._classes(X, neuron_selection)
         points = np.concatenate([self._points(x) for x in X])
-        owners = np.repeat(np.arange(len(X)), len(points) // len(X))
+        m = len(points) // len(X)  # averaged inputs per image
+        owners = np.repeat(np.arange(len(X)), m)
         totals = np.zeros(X.shape, dtype=np.float64)
         for start in range(0, len(points), self._batch_size):
             rows = slice(start, start + self._batch_size)
@@ -116,7 +117,6 @@ class GradientAverage(ABC):
                                                neuron_selection=classes[owners[rows]])
             for owner in np.unique(owners[rows]):
                 totals[owner] += gradients[owners[rows] == owner].sum(axis=0)
-        m = len(points) // len(X)
         return np.stack([self._finish(x, (t / m).astype(np.float32)) for x, t in zip(X, totals)])
 
     # -- relevance injection ------------------------------------------------
