@@ -44,11 +44,11 @@ class LinearView:
 
 
 def _positive(w):
-    return w * tf.cast(w > 0, w.dtype)
+    return tf.nn.relu(w)
 
 
 def _negative(w):
-    return w * tf.cast(w < 0, w.dtype)
+    return tf.minimum(w, 0.0)
 
 
 _TRANSFORMS = {

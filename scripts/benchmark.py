@@ -210,6 +210,51 @@ def memory_probe(name: str, seed: int) -> float:
     return float(json.loads(out))
 
 
+def op_profile(name: str, method: str, seed: int, top: int = 12) -> pd.DataFrame:
+    """Where one analysis of a batch spends its time: the TF1 step trace of
+    ``method`` on ``name`` (batch as in the benchmark), summed per op type.
+    ``share`` is the op type's fraction of the summed op time (ops running in
+    parallel on several cores each count fully)."""
+    import tensorflow as tf
+    from csc_analyzers.experiments.common import build_analyzer
+    from csc_analyzers.registry import select_methods
+
+    (spec,) = select_methods(method)
+    net, model = fresh_network(name, seed)
+    batch = BATCH[name]
+    x = inputs_for(net, batch, seed)
+    patterns = random_patterns(net, batch, seed) if spec.needs_patterns else None
+    targets = np.random.default_rng(seed).integers(0, net.n_classes, size=batch)
+    analyzer = build_analyzer(spec, model, net, lambda _net: patterns)
+    analyzer.analyze(x, neuron_selection=targets)  # builds the graph, warms up
+    inner = getattr(analyzer, "_subanalyzer", analyzer)
+    graph_model = inner._analyzer_model
+    feeds = [x, inner._get_neuron_selection_array(targets, batch)]
+    session = tf.compat.v1.keras.backend.get_session()
+    feed_dict = dict(zip(graph_model.inputs, feeds[:len(graph_model.inputs)]))
+    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+    metadata = tf.compat.v1.RunMetadata()
+    session.run(graph_model.outputs, feed_dict=feed_dict)
+    start = time.perf_counter()
+    session.run(graph_model.outputs, feed_dict=feed_dict, options=options,
+                run_metadata=metadata)
+    wall = time.perf_counter() - start
+    totals: dict = {}
+    for device in metadata.step_stats.dev_stats:
+        for node in device.node_stats:
+            # "name = OpType(inputs)"; grappler/oneDNN rewrites are not in the Python graph
+            label = node.timeline_label.split(" = ", 1)
+            op_type = label[1].split("(", 1)[0] if len(label) == 2 else node.node_name
+            micros = node.all_end_rel_micros
+            totals[op_type] = totals.get(op_type, 0) + micros / 1e6
+    table = pd.DataFrame(sorted(totals.items(), key=lambda kv: -kv[1]),
+                         columns=["op_type", "seconds"])
+    table["share"] = table["seconds"] / table["seconds"].sum()
+    print(f"{name}, {spec.name}, batch {batch}: traced step {wall:.2f} s wall, "
+          f"{table['seconds'].sum():.2f} s summed op time", flush=True)
+    return table.head(top)
+
+
 def write_table(rows: list, out: Path) -> None:
     """Write ``rows`` as the benchmark CSV, atomically (temporary file, rename)."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -234,6 +279,9 @@ def main(argv=None) -> int:
     parser.add_argument("--include-slow", action="store_true",
                         help="also time SmoothGrad and Integrated Gradients on VGG-16 "
                              "(minutes per batch on a CPU)")
+    parser.add_argument("--profile", default=None, metavar="METHOD",
+                        help="instead of the benchmark: trace one analysis of METHOD on the "
+                             "first of --networks and print the time per TF op type")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/benchmark.csv", help="CSV to write")
     args = parser.parse_args(argv)
@@ -245,6 +293,10 @@ def main(argv=None) -> int:
     unknown = [n for n in networks if n not in BATCH]
     if unknown:
         parser.error(f"--networks: unknown {unknown}; valid: {sorted(BATCH)}")
+    if args.profile:
+        table = op_profile(networks[0], args.profile, args.seed)
+        print(table.to_string(index=False, float_format="%.3f"))
+        return 0
     chosen = args.methods or (TINY_METHODS if args.tiny else "all,extra")
     methods = available_methods(select_methods(chosen))
     out = Path(args.out)
