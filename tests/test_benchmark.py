@@ -37,3 +37,25 @@ def test_tiny_benchmark_writes_every_column(tmp_path):
     np.testing.assert_allclose(table.loc[twin, "ratio_innvestigate"],
                                table.loc[twin, "median_s"] / table.loc[twin, "innvestigate_s"],
                                rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_time_methods_checks_and_writes_every_method(tmp_path):
+    out = tmp_path / "times.csv"
+    script = runpy.run_path(str(ROOT / "scripts" / "time_methods.py"))
+    names = "Gradient,PatternNet,LRP a1b0"
+    assert script["main"](["--network", "cifar-net", "--batch", "2", "--methods", names,
+                           "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert list(table["method"]) == names.split(",")
+    assert table.notna().all().all()
+    assert table["finite"].all() and table["nonzero"].all()
+    assert (table[["build_s", "median_batch_s", "s_per_image"]] > 0).all().all()
+    np.testing.assert_allclose(table["s_per_image"], table["median_batch_s"] / 2, rtol=1e-3)
+
+
+def test_time_methods_rejects_unknown_methods():
+    script = runpy.run_path(str(ROOT / "scripts" / "time_methods.py"))
+    with pytest.raises(SystemExit) as error:
+        script["main"](["--network", "cifar-net", "--methods", "LRP a9b8"])
+    assert error.value.code == 2

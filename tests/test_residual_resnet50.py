@@ -1,7 +1,7 @@
 """ResNet-50 (random weights, random BN statistics, one 224x224 image):
 BN folding is output-equal and leaves the model untouched; rule-based and
 gradient-type methods run. Seconds per image for every method:
-tests/residual_resnet50_timing.py."""
+scripts/time_methods.py --network resnet50 --batch 1."""
 import numpy as np
 import pytest
 from tensorflow import keras
