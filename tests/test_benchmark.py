@@ -59,3 +59,18 @@ def test_time_methods_rejects_unknown_methods():
     with pytest.raises(SystemExit) as error:
         script["main"](["--network", "cifar-net", "--methods", "LRP a9b8"])
     assert error.value.code == 2
+
+
+def test_benchmark_rejects_unknown_methods_before_timing(capsys):
+    script = runpy.run_path(str(ROOT / "scripts" / "benchmark.py"))
+    with pytest.raises(SystemExit) as error:
+        script["main"](["--tiny", "--methods", "LRP a9b8"])
+    assert error.value.code == 2
+    assert "LRP a9b8" in capsys.readouterr().err
+
+
+def test_benchmark_default_sets_are_registry_names():
+    script = runpy.run_path(str(ROOT / "scripts" / "benchmark.py"))
+    for network, names in script["DEFAULT_METHODS"].items():
+        assert network in script["BATCH"]
+        assert select_methods(names)
