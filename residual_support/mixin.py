@@ -28,6 +28,8 @@ and ``Deconvnet``'s rectification on separate ``ReLU`` layers.
 """
 from __future__ import annotations
 
+import warnings
+
 from . import _tf  # noqa: F401  (graph mode first)
 
 import innvestigate.backend.checks as ichecks
@@ -35,6 +37,7 @@ from innvestigate.analyzer.deeptaylor import BoundedDeepTaylor, DeepTaylor
 from innvestigate.analyzer.gradient_based import Deconvnet
 from innvestigate.analyzer.relevance_based.relevance_analyzer import LRP, LRP_RULES
 from innvestigate.analyzer.relevance_based.relevance_rule import BoundedRule
+import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 from tensorflow.keras import layers as klayers
@@ -73,6 +76,17 @@ def _pass_on(Xs, Ys, reversed_Ys, reverse_state):
     return reversed_Ys
 
 
+def _overflow_message(analyzer) -> str:
+    message = (f"{_method_name(analyzer)}: the relevance map has non-finite values "
+               "(float32 overflow or 0/0)")
+    if any(isinstance(layer, klayers.BatchNormalization) for layer in analyzer._model.layers):
+        message += ("; an alpha-beta rule with alpha > 1 multiplies the relevance of every "
+                    "BatchNormalization unit by alpha or -beta, so it grows exponentially "
+                    "with depth: create_analyzer(..., canonize=True) folds "
+                    "BatchNormalization into the convolutions first")
+    return message
+
+
 def _method_name(analyzer) -> str:
     return getattr(type(analyzer), "method_name", None) or type(analyzer).__name__
 
@@ -90,6 +104,14 @@ class ResidualRulesMixin:
             check_model(model, _method_name(self))
         self._residual_probes = {}
         super().__init__(model, *args, **kwargs)
+
+    def analyze(self, X, *args, **kwargs):
+        """innvestigate's ``analyze``; warns when the map is not finite."""
+        result = super().analyze(X, *args, **kwargs)
+        values = result.values() if isinstance(result, dict) else [result]
+        if not all(np.isfinite(np.asarray(v)).all() for v in values):
+            warnings.warn(_overflow_message(self), RuntimeWarning, stacklevel=2)
+        return result
 
     # -- model checks -------------------------------------------------------
     def _do_model_checks(self):

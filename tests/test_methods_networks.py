@@ -22,8 +22,10 @@ def ids(specs):
     return [spec.name for spec in specs]
 
 
-def run(spec, model, x, input_range, few_samples=False):
+def run(spec, model, x, input_range, few_samples=False, canonize=False):
     kwargs = spec.analyzer_kwargs(input_range)
+    if canonize:
+        kwargs["canonize"] = True
     if few_samples:
         kwargs.update({k: v for k, v in FEW_SAMPLES.items() if k in kwargs})
         if spec.analyzer == "integrated_gradients":
@@ -72,6 +74,12 @@ NETWORKS = {
 }
 
 
+# alpha5-beta4 multiplies the relevance of every BN unit by 5 or -4: through
+# ResNet-50's 53 BN layers it overflows float32 (README, "Residual networks");
+# with BN folded into the convolutions (canonize=True) the map is finite
+OVERFLOWS = {("resnet50", "LRP a5b4")}
+
+
 @pytest.fixture(scope="module", params=sorted(NETWORKS))
 def imagenet_net(request):
     keras.backend.clear_session()
@@ -89,4 +97,9 @@ def test_method_runs_on_imagenet_network(spec, imagenet_net):
     name, model, x = imagenet_net
     if not spec.runs_on(name):
         pytest.skip(f"{spec.name} is excluded from {name} in the registry")
+    if (name, spec.name) in OVERFLOWS:
+        with pytest.warns(RuntimeWarning, match="canonize=True"), pytest.raises(AssertionError):
+            run(spec, model, x, (-1.0, 1.0), few_samples=True)
+        run(spec, model, x, (-1.0, 1.0), few_samples=True, canonize=True)
+        return
     run(spec, model, x, (-1.0, 1.0), few_samples=True)

@@ -1,5 +1,7 @@
 """Rules through Add / BatchNormalization / pooling on a small ResNet, the
 BN canonizer, the model check and the fast alpha-beta rules."""
+import warnings
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -242,3 +244,29 @@ def test_unsupported_layer_error_names_layer(method, build):
         csc_analyzers.create_analyzer(method, model)
     message = str(info.value)
     assert repr(name) in message and kind in message and repr(method) in message
+
+
+def _bn_chain(depth):
+    """``depth`` BatchNormalization layers in a row (positive scales, zero
+    shifts: positive inputs stay positive), then Dense(3)."""
+    inputs = keras.Input((6,))
+    h = inputs
+    for _ in range(depth):
+        h = klayers.BatchNormalization()(h)
+    return keras.Model(inputs, klayers.Dense(3)(h))
+
+
+def test_relevance_overflow_warns_and_names_the_remedy():
+    """alpha-beta multiplies the relevance of a BN unit with positive input by
+    alpha: with alpha = 100 after 22 BN layers (1e44 > 3.4e38; alpha5-beta4
+    does the same on ResNet-50's 53) float32 overflows, and analyze says why
+    and what to do; LRP-z stays finite."""
+    model = _bn_chain(22)
+    x = np.random.default_rng(0).uniform(0.5, 1, (1, 6)).astype("float32")
+    analyzer = csc_analyzers.create_analyzer("lrp.alpha_beta", model, alpha=100, beta=99)
+    with pytest.warns(RuntimeWarning, match="canonize=True"):
+        result = analyzer.analyze(x)
+    assert not np.isfinite(result).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert np.isfinite(csc_analyzers.create_analyzer("lrp.z", model).analyze(x)).all()
