@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from csc_analyzers.models.training import (  # noqa: E402
-    BUILDERS, DATASETS, SCHEDULES, TrainConfig, cache_paths, cached_weights)
+    BUILDERS, DATASETS, TrainConfig, cache_paths, cached_weights)
 
 
 def parse_args(argv=None):
@@ -36,11 +36,9 @@ def parse_args(argv=None):
                         help="number of training images (default: the dataset's)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--learning-rate", type=float, default=None)
-    parser.add_argument("--schedule", choices=SCHEDULES, default=None,
-                        help="learning-rate schedule: constant; linear decay to zero; or "
-                             "warmup-linear (linear rise over the first tenth of the steps, "
-                             "then linear decay) (default: the network's setting in "
-                             "training.DEFAULTS)")
+    parser.add_argument("--schedule", choices=("constant", "linear"), default=None,
+                        help="learning-rate schedule: constant, or linear decay to zero "
+                             "(default: the network's setting in training.DEFAULTS)")
     parser.add_argument("--cache-dir", default=None,
                         help="weights cache (default: $CSC_CACHE_DIR or ~/.cache/csc_analyzers)")
     parser.add_argument("--force", action="store_true",

@@ -75,18 +75,3 @@ def test_linear_schedule_lowers_the_rate_to_zero_and_names_the_cache(tmp_path):
     assert keras.backend.get_value(model.optimizer.lr) == pytest.approx(2.5e-4, rel=1e-5)
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="cosine")
-
-
-def test_learning_rate_factors_of_each_schedule():
-    total = 100
-    factors = {name: [training.lr_factor(name, step, total) for step in range(total)]
-               for name in training.SCHEDULES}
-    assert factors["constant"] == [1.0] * total
-    assert factors["linear"][0] == 1.0 and factors["linear"][-1] == pytest.approx(0.01)
-    warm = factors["warmup-linear"]
-    assert warm[0] == pytest.approx(0.1) and warm[9] == 1.0  # rises over the first tenth
-    assert all(a > b for a, b in zip(warm[9:], warm[10:]))  # then falls to ~0
-    assert 0 < warm[-1] < 0.02
-    assert np.all(np.diff(warm[:10]) > 0)
-    with pytest.raises(ValueError, match="schedule"):
-        training.lr_factor("cosine", 0, total)

@@ -32,7 +32,7 @@ DATASETS = ("builtin", "cifar10")
 
 
 # Per network: epochs, batch size, Adam learning rate of the trained weights.
-SCHEDULES = ("constant", "linear", "warmup-linear")
+SCHEDULES = ("constant", "linear")
 DEFAULTS = {
     "cifar-net": {"epochs": 5, "batch_size": 32, "learning_rate": 1e-3, "schedule": "linear"},
     "small-resnet": {"epochs": 4, "batch_size": 32, "learning_rate": 1e-3,
@@ -120,23 +120,6 @@ def load_dataset(dataset: str, split: str, n=None, seed: int = 0, cache_dir=None
     return images, labels
 
 
-def lr_factor(schedule: str, step: int, total: int) -> float:
-    """The learning rate of ``step`` (0-based, of ``total``) relative to the
-    configured one: 1 ("constant"); ``1 - step / total`` ("linear"); a linear
-    rise over the first tenth of the steps, then a linear fall to zero
-    ("warmup-linear")."""
-    if schedule == "constant":
-        return 1.0
-    if schedule == "linear":
-        return 1.0 - step / total
-    if schedule == "warmup-linear":
-        warm = max(1, total // 10)
-        if step < warm:
-            return (step + 1) / warm
-        return (total - step) / (total - warm + 1)
-    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -182,10 +165,9 @@ def train(config: TrainConfig, *, progress: bool = True, cache_dir=None) -> tupl
                 if step >= total:
                     break
                 idx = order[start:start + bs]
-                if config.schedule != "constant":
+                if config.schedule == "linear":
                     keras.backend.set_value(model.optimizer.lr,
-                                            config.learning_rate * lr_factor(config.schedule,
-                                                                             step, total))
+                                            config.learning_rate * (1 - step / total))
                 loss, acc = model.train_on_batch(x_train[idx], y_train[idx])
                 step += 1
                 bar.update(1)
