@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from residual_support import _tf  # noqa: F401  (graph mode first)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from residual_support import _tf  # noqa: F401,E402  (graph mode first)
 
 from csc_analyzers import checks
 from csc_analyzers.errors import ImagesFileError, ModelFileError

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from csc_analyzers.convergence import DISTRIBUTIONS, SHAPES, simulate_theorem1
 from csc_analyzers.experiments.store import atomic_write_csv
 
