@@ -10,6 +10,7 @@ units across processes (``merge`` joins the shard directories).
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,9 +204,14 @@ def consolidate(out: Path) -> dict:
 
 
 def merge(shard_dirs: Sequence[Path], out: Path) -> None:
-    """Join shard result directories into ``out`` (same tables as one run)."""
+    """Join shard result directories into ``out`` (same tables as one run)
+    with the example maps the shards saved (for Figure 1)."""
     for experiment in EXPERIMENTS + ("csc_baseline",):
         merge_stores(shard_dirs, out, experiment)
+    for shard in shard_dirs:
+        maps = Path(shard) / "maps"
+        if maps.is_dir():
+            shutil.copytree(maps, Path(out) / "maps", dirs_exist_ok=True)
 
 
 def finish(settings: Settings, networks: dict, started: float) -> Path:

@@ -88,6 +88,12 @@ def test_two_shards_merged_equal_one_run(whole_run, tmp_path):
     merged = tmp_path / "merged"
     assert script.main(tiny_args(merged, "--merge", *[str(s / "results") for s in shards])) == 0
     assert_same_tables(merged, whole_run)
+    # the example maps (for Figure 1) come along, so the merged run has every figure
+    maps = {p.relative_to(merged / "results") for p in (merged / "results" / "maps").rglob("*.npz")}
+    assert maps == {p.relative_to(whole_run / "results")
+                    for p in (whole_run / "results" / "maps").rglob("*.npz")}
+    assert {p.name for p in (merged / "figures").glob("*.png")} == \
+        {p.name for p in (whole_run / "figures").glob("*.png")}
 
 
 def _unit_files(out: Path) -> int:
