@@ -148,11 +148,12 @@ def alpha_beta(view, xs, relevance, *, alpha, beta, bias, nonnegative=False):
             found.append((part_for_negative, negative, 1))
         return found
 
-    divide = _same_sign_divide
-    activator = redistribute(view, terms("pos", "neg"), relevance, bias=bias, divide=divide)
+    activator = redistribute(view, terms("pos", "neg"), relevance, bias=bias,
+                             divide=_same_sign_divide)
     if not beta:
         return activator if alpha == 1 else [alpha * a for a in activator]
-    inhibitor = redistribute(view, terms("neg", "pos"), relevance, bias=bias, divide=divide)
+    inhibitor = redistribute(view, terms("neg", "pos"), relevance, bias=bias,
+                             divide=_same_sign_divide)
     return [alpha * a - beta * b for a, b in zip(activator, inhibitor)]
 
 

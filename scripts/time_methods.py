@@ -4,10 +4,11 @@
 For each method (each in a fresh graph, the network with seeded random
 weights): the time to build the analyzer and run it once, then the median
 wall time of ``--repeats`` further analyses of one batch (each image's top
-logit explained), divided by the batch size. Every map is checked: the input's shape, finite, not all zero.
-PatternNet / PatternAttribution use linear patterns estimated from random
-inputs (their values do not change the cost). A CSV row is written after
-every method, so a killed run keeps what it measured.
+logit explained), divided by the batch size. Every map is checked: the
+input's shape, finite, not all zero. PatternNet / PatternAttribution use
+linear patterns estimated from random inputs (their values do not change
+the cost). A CSV row is written after every method, so a killed run keeps
+what it measured.
 
     python scripts/time_methods.py --network vgg16 --batch 8
     python scripts/time_methods.py --network resnet50 --batch 1 --out resnet50_times.csv
