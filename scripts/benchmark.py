@@ -3,9 +3,9 @@
 
 For each network (VGG-16 with random weights, batch 8; the CIFAR net, batch
 64) this measures in one process: the forward pass; for every method (by
-default every method of the registry on the CIFAR net and, to stay within 10
-minutes on 2 CPU cores, the seven methods with speed targets or reference
-numbers on VGG-16) the first-call build time and the median time per batch over
+default every method of the registry on the CIFAR net and, to keep the run
+short on a CPU, the seven methods with speed targets or reference numbers on
+VGG-16) the first-call build time and the median time per batch over
 ``--repeats`` runs after a warm-up, its ratio to the forward pass and, where
 innvestigate 2.1.2 has the same rule, innvestigate's own time and the ratio
 between the two; the cost of CSC (5 random vectors for one image injected at
@@ -53,9 +53,9 @@ TINY_BATCH = 16
 # minutes on a CPU, so the default run times them on the CIFAR net only (--include-slow)
 SLOW = {"vgg16": ("SmoothGrad", "Integrated Gradients")}
 # default method sets: every method on the CIFAR net; on VGG-16 (about 1.5 min per method
-# here with its innvestigate twin, CSC and a sanity level) the methods with targets and the
-# issue's innvestigate reference points (Gradient, LRP-z), so that the default run fits in
-# 10 minutes on 2 CPU cores; --methods all,extra times every method on both
+# on 2 CPU cores with its innvestigate twin, CSC and a sanity level) only the methods with
+# speed targets and the innvestigate reference points Gradient and LRP-z;
+# --methods all,extra times every method on both
 DEFAULT_METHODS = {"cifar-net": "all,extra",
                    "vgg16": "Gradient,LRP-z,LRP a1b0,LRP z+,Excitation BP,LRP a2b1,LRP a5b4"}
 # one method per family: gradient, LRP with and without an innvestigate twin, patterns, DeepLIFT
