@@ -19,7 +19,6 @@ CSC and sanity-check costs); this script answers "how long will a run take".
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -78,6 +77,7 @@ def main(argv=None) -> int:
         parser.error("--batch and --repeats must be at least 1")
 
     import pandas as pd
+    from csc_analyzers.experiments.store import atomic_write_csv
     from csc_analyzers.registry import available_methods, select_methods
 
     try:
@@ -105,11 +105,8 @@ def main(argv=None) -> int:
               f"{row['s_per_image']:8.3f} s/image  finite {row['finite']}  "
               f"nonzero {row['nonzero']}", flush=True)
         if args.out:
-            out = Path(args.out)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame(rows, columns=COLUMNS).to_csv(out.with_name(out.name + ".tmp"),
-                                                       index=False, float_format="%.4g")
-            os.replace(out.with_name(out.name + ".tmp"), out)
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_csv(Path(args.out), pd.DataFrame(rows, columns=COLUMNS))
     failed = [row["method"] for row in rows if not (row["finite"] and row["nonzero"])]
     if failed:
         print(f"maps not finite or all zero: {failed}", file=sys.stderr)
