@@ -7,6 +7,12 @@ Both packages import this module before anything else. It
 2. turns on memory growth on every GPU (several processes can share one),
    then switches TensorFlow to graph mode (``disable_eager_execution``) once, as
    innvestigate 2.1.2 requires, before any Keras model is built;
+   on a machine without a GPU it also turns Grappler, TensorFlow's graph
+   rewriter, off (``tf.config.optimizer``): on VGG-16 its rewriting of each
+   new graph cost 3-5 s at the first run and the runs after it were no faster
+   (``scripts/benchmark.py`` measures both). With a GPU, Grappler stays on
+   (its layout rewrite speeds up convolutions there); ``CSC_TF_GRAPPLER=1``
+   keeps it on everywhere;
 3. imports the ``deeplift`` package, whose modules are TF1 code that says
    ``import tensorflow as tf`` and then calls ``tf.placeholder`` and friends:
    during that import ``tensorflow.compat.v1`` stands in for ``tensorflow`` in
@@ -24,6 +30,7 @@ import warnings
 
 VERBOSE_ENV = "CSC_TF_VERBOSE"
 VERBOSE = os.environ.get(VERBOSE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+GRAPPLER_ENV = "CSC_TF_GRAPPLER"
 
 if not VERBOSE:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -37,8 +44,13 @@ if not VERBOSE:
     warnings.filterwarnings("ignore", message=r".*Model.state_updates.*")
     warnings.filterwarnings("ignore", message=r".*layer.updates.*")
 
-for _gpu in tf.config.list_physical_devices("GPU"):
+_GPUS = tf.config.list_physical_devices("GPU")
+for _gpu in _GPUS:
     tf.config.experimental.set_memory_growth(_gpu, True)
+GRAPPLER = bool(_GPUS) or (
+    os.environ.get(GRAPPLER_ENV, "").strip().lower() in {"1", "true", "yes", "on"})
+if not GRAPPLER:
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 if tf.executing_eagerly():
     tf.compat.v1.disable_eager_execution()
@@ -65,4 +77,4 @@ def _import_deeplift():
 
 deeplift = _import_deeplift()
 
-__all__ = ["tf", "deeplift", "VERBOSE", "VERBOSE_ENV"]
+__all__ = ["tf", "deeplift", "VERBOSE", "VERBOSE_ENV", "GRAPPLER", "GRAPPLER_ENV"]

@@ -31,6 +31,21 @@ def test_import_is_quiet_by_default():
     assert "state_updates" not in result.stderr
 
 
+@pytest.mark.parametrize("env, disabled", [("", "True"), ("1", "False")])
+def test_grappler_is_off_on_cpu_unless_asked(env, disabled):
+    """Without a GPU the Keras session is created with Grappler off, and
+    CSC_TF_GRAPPLER=1 turns it back on; the import must not create a session."""
+    import os
+    code = ("import csc_analyzers; import tensorflow as tf; from tensorflow import keras; "
+            "assert not tf.config.list_physical_devices('GPU'); "
+            "s = tf.compat.v1.keras.backend.get_session(); "
+            "print(s._config.graph_options.rewrite_options.disable_meta_optimizer)")
+    env_vars = dict(os.environ, CSC_TF_GRAPPLER=env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env_vars).stdout.split()
+    assert out == [disabled]
+
+
 def test_deeplift_through_shim_sums_to_delta():
     from residual_support._tf import deeplift
     import deeplift.layers as dl
