@@ -21,7 +21,8 @@ def test_tiny_benchmark_writes_every_column(tmp_path):
     specs = {spec.name: spec for spec in ALL_METHODS}
     expected = [spec.name for spec in select_methods(script["TINY_METHODS"])]
     assert list(table["method"]) == expected
-    always = ["network", "batch", "method", "analyzer", "build_s", "median_s", "forward_s",
+    always = ["network", "batch", "method", "analyzer", "build_s", "setup_s", "median_s",
+              "forward_s",
               "ratio_forward", "innvestigate_twin", "sanity_level_s", "sanity_ratio",
               "csc_peak_rss_mb"]
     assert table[always].notna().all().all(), table[always].isna().sum()
@@ -34,6 +35,8 @@ def test_tiny_benchmark_writes_every_column(tmp_path):
     assert (table[["build_s", "median_s", "forward_s", "csc_peak_rss_mb"]] > 0).all().all()
     np.testing.assert_allclose(table["ratio_forward"], table["median_s"] / table["forward_s"],
                                rtol=1e-3)
+    np.testing.assert_allclose(table["setup_s"], table["build_s"] - table["median_s"],
+                               rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(table.loc[twin, "ratio_innvestigate"],
                                table.loc[twin, "median_s"] / table.loc[twin, "innvestigate_s"],
                                rtol=1e-3)
@@ -74,3 +77,16 @@ def test_benchmark_default_sets_are_registry_names():
     for network, names in script["DEFAULT_METHODS"].items():
         assert network in script["BATCH"]
         assert select_methods(names)
+
+
+def test_timed_pair_alternates_and_runs_long_enough():
+    """Our analyzer and innvestigate's run in turn (same load for both), each
+    at least ``repeats`` times and until each has run ``min_seconds``."""
+    timed_pair = runpy.run_path(str(ROOT / "scripts" / "benchmark.py"))["timed_pair"]
+    calls = []
+    ours, theirs = (lambda: calls.append("a")), (lambda: calls.append("b"))
+    timed_pair(ours, theirs, repeats=3, min_seconds=0.0)
+    assert calls == ["a", "b"] * 4  # warm-up pair, then 3 timed pairs
+    calls.clear()
+    timed_pair(ours, theirs, repeats=3, min_seconds=10.0, max_repeats=7)
+    assert calls == ["a", "b"] * 8  # too fast to reach 10 s: stops at max_repeats
