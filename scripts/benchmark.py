@@ -10,8 +10,9 @@ first batch), the setup time (that minus one timed batch: what the first
 call costs beyond an analysis) and the median time per batch over
 ``--repeats`` runs after a warm-up, its ratio to the forward pass and, where
 innvestigate 2.1.2 has the same rule, innvestigate's own time and the ratio
-between the two (the two analyzers run alternately, each at least
-``--repeats`` times and at least 2 s in total); the cost of CSC (5 random vectors for one image injected at
+between the two (the analysis, the forward pass and innvestigate's analysis
+run in turn, each at least ``--repeats`` times and 2 s in total, so that a
+change of machine load during the run does not bias the ratios); the cost of CSC (5 random vectors for one image injected at
 the logits and read at every reported layer, relative to one analysis of that
 image); the cost of one level of a cascading sanity check (assigning random
 weights to the analyzer's variables and analysing again, relative to one
@@ -75,22 +76,22 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def timed_pair(fn, other, repeats: int, min_seconds: float = 2.0,
-               max_repeats: int = 50) -> tuple:
-    """Median wall times of ``fn()`` and ``other()``, run alternately (after
-    one warm-up of each) so that both see the same machine load: at least
-    ``repeats`` runs each, more (up to ``max_repeats``) until each has run
-    ``min_seconds`` in total, which steadies the ratio of fast analyses."""
-    fn()
-    other()
-    times, other_times = [], []
-    while len(times) < max_repeats and (
-            len(times) < repeats or min(sum(times), sum(other_times)) < min_seconds):
-        for run, store in ((fn, times), (other, other_times)):
+def timed_together(fns, repeats: int, min_seconds: float = 2.0,
+                   max_repeats: int = 50) -> list:
+    """Median wall time of each function in ``fns``, run in turn (after one
+    warm-up of each) so that all see the same machine load: at least
+    ``repeats`` rounds, more (up to ``max_repeats``) until each function has
+    run ``min_seconds`` in total, which steadies the ratios of fast calls."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    while len(times[0]) < max_repeats and (
+            len(times[0]) < repeats or min(sum(t) for t in times) < min_seconds):
+        for fn, store in zip(fns, times):
             start = time.perf_counter()
-            run()
+            fn()
             store.append(time.perf_counter() - start)
-    return statistics.median(times), statistics.median(other_times)
+    return [statistics.median(t) for t in times]
 
 
 def peak_rss_mb() -> float:
@@ -179,15 +180,16 @@ def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None
         twin = innvestigate_twin(spec, spec.analyzer_kwargs(net.input_range))
         row = {"network": name, "batch": batch, "method": spec.name, "analyzer": spec.analyzer,
                "innvestigate_twin": "none" if twin is None else twin[0].__name__}
-        if twin is None:
-            median_s = timed(lambda: analyzer.analyze(x, neuron_selection=targets), repeats)
-        else:
+        fns = [lambda: analyzer.analyze(x, neuron_selection=targets),
+               lambda: model.predict_on_batch(x)]
+        if twin is not None:
             cls, twin_kwargs = twin
             reference = cls(model, neuron_selection_mode="index", **twin_kwargs)
-            median_s, row["innvestigate_s"] = timed_pair(
-                lambda: analyzer.analyze(x, neuron_selection=targets),
-                lambda: reference.analyze(x, neuron_selection=targets), repeats)
-            row["ratio_innvestigate"] = median_s / row["innvestigate_s"]
+            fns.append(lambda: reference.analyze(x, neuron_selection=targets))
+        median_s, forward_s, *reference_s = timed_together(fns, repeats)
+        if reference_s:
+            row["innvestigate_s"] = reference_s[0]
+            row["ratio_innvestigate"] = median_s / reference_s[0]
         row.update({"build_s": build_s, "setup_s": build_s - median_s, "median_s": median_s,
                     "forward_s": forward_s, "ratio_forward": median_s / forward_s})
         one, target = x[:1], targets[:1]

@@ -79,14 +79,15 @@ def test_benchmark_default_sets_are_registry_names():
         assert select_methods(names)
 
 
-def test_timed_pair_alternates_and_runs_long_enough():
-    """Our analyzer and innvestigate's run in turn (same load for both), each
-    at least ``repeats`` times and until each has run ``min_seconds``."""
-    timed_pair = runpy.run_path(str(ROOT / "scripts" / "benchmark.py"))["timed_pair"]
+def test_timed_together_alternates_and_runs_long_enough():
+    """The analysis, the forward pass and innvestigate's analyzer run in turn
+    (same load for all), at least ``repeats`` rounds and until each has run
+    ``min_seconds``."""
+    timed_together = runpy.run_path(str(ROOT / "scripts" / "benchmark.py"))["timed_together"]
     calls = []
-    ours, theirs = (lambda: calls.append("a")), (lambda: calls.append("b"))
-    timed_pair(ours, theirs, repeats=3, min_seconds=0.0)
-    assert calls == ["a", "b"] * 4  # warm-up pair, then 3 timed pairs
+    fns = [lambda: calls.append("a"), lambda: calls.append("b"), lambda: calls.append("c")]
+    assert len(timed_together(fns, repeats=3, min_seconds=0.0)) == 3
+    assert calls == ["a", "b", "c"] * 4  # warm-up round, then 3 timed rounds
     calls.clear()
-    timed_pair(ours, theirs, repeats=3, min_seconds=10.0, max_repeats=7)
+    timed_together(fns[:2], repeats=3, min_seconds=10.0, max_repeats=7)
     assert calls == ["a", "b"] * 8  # too fast to reach 10 s: stops at max_repeats
