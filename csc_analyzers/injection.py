@@ -205,8 +205,11 @@ class InjectionMixin:
 
         Computes r_l(x | r_k := v) of the paper (section 3) for every vector v
         in ``relevance`` (shape ``(n,) + output shape of from_layer``) in one
-        session run. ``x`` has batch 1 (broadcast) or n. Returns a dict from
-        each requested name to an array of shape ``(n,) + output shape``.
+        session run. ``x`` has batch 1 (one image for every vector), n, or a
+        divisor b of n (image i for the n/b consecutive vectors from i*n/b).
+        With fewer images than vectors the forward pass runs once per image.
+        Returns a dict from each requested name to an array of shape
+        ``(n,) + output shape``.
         """
         self._ensure_graph()
         names = LayerNames(self._model, self.layer_aliases)
@@ -228,16 +231,39 @@ class InjectionMixin:
                 f"relevance for layer {from_layer!r} must have shape (n,) + {expected}, "
                 f"got {relevance.shape}"
             )
-        x = broadcast_inputs(x, relevance.shape[0])
         fetches = []
         for name in targets:
             if name == source:
                 fetches.append(reversed_source)
             else:
                 fetches.append(self._injection_points[name][1])
-        feed = {self._injection_input: x, reversed_source: relevance}
+        feed = self._forward_feed(x, relevance.shape[0])
+        feed[reversed_source] = relevance
         values = session().run(fetches, feed_dict=feed)
         return dict(zip(to_layers, values))
+
+    def _forward_feed(self, x: np.ndarray, n: int) -> dict:
+        """Feed dict of the forward pass for ``n`` relevance vectors.
+
+        With fewer images than vectors (CSC: one image, several vectors) the
+        forward pass runs once per image and every layer's output is fed,
+        each image's row repeated for its vectors, so the session computes
+        only the relevance-dependent part at batch ``n`` (the rules' own
+        forward terms, e.g. z+, still run at batch ``n``). With one image
+        per vector ``x`` itself is fed."""
+        x = np.asarray(x, dtype=np.float32)
+        b = x.shape[0]
+        if b == n:
+            return {self._injection_input: x}
+        if b < 1 or n % b:
+            raise ValueError(
+                f"x has batch size {b}, relevance has {n} vectors: give x with batch 1 "
+                f"(broadcast), {n}, or a divisor of {n} (each image for n/b vectors)")
+        tensors = list({id(t): t for t, _ in self._injection_points.values()}.values())
+        values = session().run(tensors, feed_dict={self._injection_input: x})
+        feed = {t: np.repeat(v, n // b, axis=0) for t, v in zip(tensors, values)}
+        feed[self._injection_input] = np.repeat(x, n // b, axis=0)
+        return feed
 
     def forward(self, x: np.ndarray, layers: Iterable[str]) -> dict:
         """Forward activations of ``layers`` for input ``x`` (one session run)."""

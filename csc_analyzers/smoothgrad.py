@@ -136,6 +136,7 @@ class GradientAverage(ABC):
         entry gets the same final step as :meth:`analyze`). Same signature
         and shapes as :meth:`csc_analyzers.injection.InjectionMixin.propagate`."""
         relevance = np.asarray(relevance, dtype=np.float32)
+        single_image = len(self._check_input(x)) == 1
         x = broadcast_inputs(self._check_input(x), relevance.shape[0])
         if isinstance(to_layers, str):
             to_layers = [to_layers]
@@ -148,8 +149,11 @@ class GradientAverage(ABC):
         totals = None
         for start in range(0, m, groups):
             k = min(groups, m - start)
-            rows = points[start * n:(start + k) * n]
             tiled = np.tile(relevance, (k,) + (1,) * (relevance.ndim - 1))
+            if single_image:  # one forward pass per averaged input, fed to its n vectors
+                rows = points[start * n:(start + k) * n:n]
+            else:
+                rows = points[start * n:(start + k) * n]
             values = self._gradient.propagate(rows, tiled, from_layer, to_layers)
             sums = {key: v.reshape((k, n) + v.shape[1:]).sum(axis=0, dtype=np.float64)
                     for key, v in values.items()}

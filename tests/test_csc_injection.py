@@ -148,3 +148,46 @@ def test_derivation_matrix_reproduces_propagate(cnn, images, rng):
         assert matrix.shape == (out[name][0].size, 6)
         np.testing.assert_allclose((matrix @ v.T).T, out[name].reshape(3, -1),
                                    rtol=1e-4, atol=1e-5 * np.abs(out[name]).max())
+
+
+def injection_specs():
+    """Registry methods whose analyzer uses :class:`InjectionMixin` directly
+    or averages gradients (SmoothGrad, Integrated Gradients) through it."""
+    from csc_analyzers.injection import InjectionMixin
+    from csc_analyzers.smoothgrad import GradientAverage
+    return [spec for spec in available_methods(ALL_METHODS)
+            if isinstance(csc_analyzers.analyzers.get(spec.analyzer), type)
+            and issubclass(csc_analyzers.analyzers[spec.analyzer],
+                           (InjectionMixin, GradientAverage))]
+
+
+# on the ResNet one method per rule family by default, every method with -m heavy
+RESNET_FAMILIES = {"Gradient", "GuidedBP", "LRP-z", "LRP a2b1", "DTD", "Integrated Gradients"}
+
+
+@pytest.mark.parametrize("network,methods", [
+    ("cnn", "all"), ("resnet", "families"),
+    pytest.param("resnet", "all", marks=pytest.mark.heavy)])
+def test_one_image_forward_once_equals_repeated_image(network, methods, rng):
+    """propagate with a batch-1 image (forward pass once, fed to every layer;
+    once per averaged input for SmoothGrad / Integrated Gradients) gives the
+    relevances of the image repeated once per vector, for every rule, on a
+    plain CNN and on a ResNet with BatchNorm, Add and dropout."""
+    from conftest import small_cnn
+    from residual_nets import small_resnet
+    model, top, below = ((small_cnn(), "fc2", ["input", "conv1", "fc1"]) if network == "cnn"
+                         else (small_resnet(seed=2), "logits", ["input", "stem_conv", "gap"]))
+    x = rng.normal(size=(1,) + tuple(model.input_shape[1:])).astype("float32")
+    vectors = rng.normal(size=(4,) + tuple(model.output_shape[1:])).astype("float32")
+    specs = injection_specs()
+    assert RESNET_FAMILIES <= {spec.name for spec in specs}
+    if methods == "families":
+        specs = [spec for spec in specs if spec.name in RESNET_FAMILIES]
+    for spec in specs:
+        analyzer = build(spec, model, rng)
+        once = analyzer.propagate(x, vectors, top, below)
+        repeated = analyzer.propagate(np.repeat(x, 4, axis=0), vectors, top, below)
+        for layer in below:
+            scale = max(np.abs(repeated[layer]).max(), 1e-30)
+            np.testing.assert_allclose(once[layer], repeated[layer], rtol=0, atol=1e-5 * scale,
+                                       err_msg=f"{spec.name} at {layer}")
