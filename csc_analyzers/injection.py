@@ -271,5 +271,6 @@ class InjectionMixin:
         names = LayerNames(self._model, self.layer_aliases)
         keys = list(layers)
         fetches = [self._injection_points[names.resolve(k)][0] for k in keys]
-        values = session().run(fetches, feed_dict={self._injection_input: np.asarray(x, np.float32)})
+        feed = {self._injection_input: np.asarray(x, np.float32)}
+        values = session().run(fetches, feed_dict=feed)
         return dict(zip(keys, values))

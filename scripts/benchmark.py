@@ -12,13 +12,14 @@ call costs beyond an analysis) and the median time per batch over
 innvestigate 2.1.2 has the same rule, innvestigate's own time and the ratio
 between the two (the analysis, the forward pass and innvestigate's analysis
 run in turn, each at least ``--repeats`` times and 2 s in total, so that a
-change of machine load during the run does not bias the ratios); the cost of CSC (5 random vectors for one image injected at
-the logits and read at every reported layer, relative to one analysis of that
-image); the cost of one level of a cascading sanity check (assigning random
-weights to the analyzer's variables and analysing again, relative to one
-analysis). Peak resident memory of CSC on each network is measured in a fresh
-subprocess. SmoothGrad and Integrated Gradients (50 and 64 gradient passes
-per image) are timed on VGG-16 only with --include-slow. Writes a CSV and
+change of machine load during the run does not bias the ratios); the cost of
+CSC (5 random vectors for one image injected at the logits and read at every
+reported layer) and of one level of a cascading sanity check (assigning
+random weights to the analyzer's variables and analysing again), both
+relative to one analysis of that image and timed in turn with it. Peak
+resident memory of CSC on each network is measured in a fresh subprocess.
+SmoothGrad and Integrated Gradients (50 and 64 gradient passes per image)
+are timed on VGG-16 only with --include-slow. Writes a CSV and
 prints a table.
 
     python scripts/benchmark.py                  # VGG-16 (7 methods) + CIFAR net (all)
@@ -193,13 +194,6 @@ def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None
         row.update({"build_s": build_s, "setup_s": build_s - median_s, "median_s": median_s,
                     "forward_s": forward_s, "ratio_forward": median_s / forward_s})
         one, target = x[:1], targets[:1]
-        single_s = timed(lambda: analyzer.analyze(one, neuron_selection=target), repeats)
-        if spec.runs_on(name, "csc") and hasattr(analyzer, "propagate"):
-            vectors = rng.standard_normal((5, net.n_classes)).astype(np.float32)
-            layers = [layer for layer in net.layers[:-1] if layer != net.csc_layers[0]]
-            csc_s = timed(lambda: analyzer.propagate(one, vectors, net.csc_layers[0], layers),
-                          repeats)
-            row["csc_s"], row["csc_ratio"] = csc_s, csc_s / single_s
         with Randomizer(model, seed=seed) as randomizer:
             sync = weight_sync(analyzer, spec.name, model)
 
@@ -209,7 +203,14 @@ def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None
                 analyzer.analyze(one, neuron_selection=target)
                 randomizer.set_randomized(())
                 sync()
-            level_s = timed(level, repeats)
+            fns = [lambda: analyzer.analyze(one, neuron_selection=target), level]
+            if spec.runs_on(name, "csc") and hasattr(analyzer, "propagate"):
+                vectors = rng.standard_normal((5, net.n_classes)).astype(np.float32)
+                layers = [layer for layer in net.layers[:-1] if layer != net.csc_layers[0]]
+                fns.append(lambda: analyzer.propagate(one, vectors, net.csc_layers[0], layers))
+            single_s, level_s, *csc_s = timed_together(fns, repeats)
+        if csc_s:
+            row["csc_s"], row["csc_ratio"] = csc_s[0], csc_s[0] / single_s
         row["sanity_level_s"], row["sanity_ratio"] = level_s, level_s / single_s
         rows.append(row)
         if on_row is not None:
