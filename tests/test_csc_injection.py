@@ -191,3 +191,10 @@ def test_one_image_forward_once_equals_repeated_image(network, methods, rng):
             scale = max(np.abs(repeated[layer]).max(), 1e-30)
             np.testing.assert_allclose(once[layer], repeated[layer], rtol=0, atol=1e-5 * scale,
                                        err_msg=f"{spec.name} at {layer}")
+
+
+def test_propagate_names_a_batch_that_does_not_divide_the_vectors(cnn, rng):
+    analyzer = build(next(s for s in injection_specs() if s.name == "LRP-z"), cnn, rng)
+    x = rng.normal(size=(3, 8, 8, 3)).astype("float32")
+    with pytest.raises(ValueError, match="batch size 3, relevance has 4 vectors"):
+        analyzer.propagate(x, np.ones((4, 3), np.float32), "fc2", "input")
