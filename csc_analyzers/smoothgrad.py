@@ -136,24 +136,23 @@ class GradientAverage(ABC):
         entry gets the same final step as :meth:`analyze`). Same signature
         and shapes as :meth:`csc_analyzers.injection.InjectionMixin.propagate`."""
         relevance = np.asarray(relevance, dtype=np.float32)
-        single_image = len(self._check_input(x)) == 1
-        x = broadcast_inputs(self._check_input(x), relevance.shape[0])
+        images = self._check_input(x)
+        x = broadcast_inputs(images, relevance.shape[0])
         if isinstance(to_layers, str):
             to_layers = [to_layers]
         names = LayerNames(self._model)
         n = len(x)
-        points = np.stack([self._points(sample) for sample in x], axis=1)  # (m, n) + shape
+        # b = 1 (one image for n vectors: each averaged input once, fed to all n) or n
+        b = len(images)
+        points = np.stack([self._points(sample) for sample in images], axis=1)  # (m, b) + shape
         m = len(points)
-        points = points.reshape((m * n,) + x.shape[1:])
+        points = points.reshape((m * b,) + x.shape[1:])
         groups = max(1, self._batch_size // n)  # whole groups of n vectors per chunk
         totals = None
         for start in range(0, m, groups):
             k = min(groups, m - start)
             tiled = np.tile(relevance, (k,) + (1,) * (relevance.ndim - 1))
-            if single_image:  # one forward pass per averaged input, fed to its n vectors
-                rows = points[start * n:(start + k) * n:n]
-            else:
-                rows = points[start * n:(start + k) * n]
+            rows = points[start * b:(start + k) * b]
             values = self._gradient.propagate(rows, tiled, from_layer, to_layers)
             sums = {key: v.reshape((k, n) + v.shape[1:]).sum(axis=0, dtype=np.float64)
                     for key, v in values.items()}
