@@ -88,18 +88,26 @@ class ConvertedModel:
         """Names of the Keras layers whose weights the graph holds, in order."""
         return list(dict.fromkeys(w.source.layer for w in self.graph_weights))
 
-    def sync(self, model, session) -> None:
-        """Re-load every graph weight from the current weights of ``model``
+    def sync(self, model, session, layers=None) -> None:
+        """Re-load the graph weights from the current weights of ``model``
         (the converted Keras model or one with the same layer names and
-        weight shapes): one session run reads the Keras weights, one assigns
-        them. No graph operation is added."""
+        weight shapes): those of every source layer, or only of the Keras
+        layers named in ``layers`` (the ones that changed). One session run
+        reads the Keras weights, one assigns them. No graph operation is added."""
         names = self.source_layers()
+        if layers is not None:
+            wanted = set(layers)
+            names = [name for name in names if name in wanted]
         present = {layer.name for layer in model.layers}
         missing = [name for name in names if name not in present]
         if missing:
             raise ValueError(f"model {model.name!r} has no layers {missing}; it is not the "
                              "model this DeepLIFT graph was converted from")
-        rl.GraphWeight.sync_all(self.graph_weights, layer_weights(model, names), session)
+        if not names:
+            return
+        keep = set(names)
+        chosen = [w for w in self.graph_weights if w.source is None or w.source.layer in keep]
+        rl.GraphWeight.sync_all(chosen, layer_weights(model, names), session)
 
 
 def _unsupported(spec: LayerSpec, why: str):

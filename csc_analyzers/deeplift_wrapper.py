@@ -149,15 +149,17 @@ class DeepLiftAnalyzer:
         self._n_out = n_out
         self._converted = converted
 
-    def sync_weights(self) -> None:
+    def sync_weights(self, layers=None) -> None:
         """Make the deeplift graph compute with the Keras model's current
         weights: every kernel, bias and BatchNormalization parameter held in
         the graph is re-loaded from its Keras layer (two session runs, no new
-        graph operations). Before the graph is built there is nothing to do:
-        it is built from the weights current at first use."""
+        graph operations); with ``layers`` (Keras layer names) only those
+        layers' parameters, e.g. the layers a randomisation step changed.
+        Before the graph is built there is nothing to do: it is built from the
+        weights current at first use."""
         if self._converted is None:
             return
-        self._converted.sync(self._model, session())
+        self._converted.sync(self._model, session(), layers)
 
     @property
     def graph_model(self):

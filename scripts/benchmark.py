@@ -199,11 +199,9 @@ def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None
             sync = weight_sync(analyzer, spec.name, model)
 
             def level():
-                randomizer.set_randomized([top])
-                sync()
+                sync(randomizer.set_randomized([top]))
                 analyzer.analyze(one, neuron_selection=target)
-                randomizer.set_randomized(())
-                sync()
+                sync(randomizer.set_randomized(()))
             fns = [lambda: analyzer.analyze(one, neuron_selection=target), level]
             if spec.runs_on(name, "csc") and hasattr(analyzer, "propagate"):
                 vectors = rng.standard_normal((5, net.n_classes)).astype(np.float32)

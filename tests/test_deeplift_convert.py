@@ -124,3 +124,28 @@ def test_paper_configurations_run_through_the_registry(cnn, images):
         assert out["input"].shape == (5,) + images.shape[1:]
         assert out["conv1"].shape == (5, 6, 6, 4)
     assert not np.allclose(results["DeepLIFT Resc."], results["DeepLIFT Abla."])
+
+
+@pytest.mark.parametrize("mode", ["rescale", "reveal_cancel"])
+def test_kernel_parts_are_built_once_per_dense_layer(mode):
+    """A run reading every layer computes W+ and W- of a Dense kernel once
+    (each would be a weight-sized temporary: 411 MB for VGG-16's fc1)."""
+    from residual_support.deeplift_layers import Dense
+
+    model = cifar_like_net(seed=8)
+    analyzer = DeepLiftAnalyzer(model, nonlinear_mode=mode, neuron_selection_mode="index")
+    x = _inputs(model, 1, seed=9)
+    v = np.random.default_rng(10).normal(size=(2, 10)).astype(np.float32)
+    layers = [name for name in analyzer.injection_layers() if name != "fc7"]
+    analyzer.propagate(x, v, "fc7", layers)
+    dense = [node for node in analyzer.graph_model.get_name_to_layer().values()
+             if isinstance(node, Dense)]
+    assert dense
+    ops = session().graph.get_operations()
+    for node in dense:
+        handle = node.kernel_weight.variable.handle
+        reads = [op.outputs[0] for op in ops
+                 if op.type == "ReadVariableOp" and op.inputs[0] is handle]
+        consumers = [c.type for read in reads for c in read.consumers()]
+        assert consumers.count("Relu") == 1 and consumers.count("Minimum") == 1, consumers
+        assert "Mul" not in consumers, consumers

@@ -165,3 +165,42 @@ def test_sync_of_batchnorm_without_scale_or_center():
     second = analyzer.predict(x)
     assert not np.allclose(first, second, rtol=1e-2)
     np.testing.assert_allclose(second, model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+
+def test_sync_of_named_layers_reloads_only_those_layers():
+    """A cascading level re-loads only the layers the randomisation changed:
+    after ``sync_weights([name])`` that layer's graph weights follow Keras,
+    the other changed layer's keep their old values, and syncing it too
+    gives the fresh analyzer's maps."""
+    model = cifar_like_net(seed=4, softmax=False)
+    x = _inputs(model, 2, seed=5)
+    target = np.array([3, 6])
+    analyzer = DeepLiftAnalyzer(model, neuron_selection_mode="index")
+    original = analyzer.analyze(x, target)
+    names = [layer.name for layer in weight_layers(model)]
+    top, below = names[-1], names[-2]
+
+    def graph_values(layer):
+        weights = [w for w in analyzer._converted.graph_weights if w.source.layer == layer]
+        return session().run([w.variable for w in weights])
+
+    stale_below = graph_values(below)
+    with Randomizer(model, seed=6) as randomizer:
+        changed = randomizer.set_randomized([top, below])
+        assert changed == [below, top]
+        analyzer.sync_weights([top])
+        for got, keras_value in zip(graph_values(top), model.get_layer(top).get_weights()):
+            np.testing.assert_array_equal(got, keras_value)
+        for got, old in zip(graph_values(below), stale_below):
+            np.testing.assert_array_equal(got, old)
+        analyzer.sync_weights([below])
+        fresh = DeepLiftAnalyzer(model, neuron_selection_mode="index").analyze(x, target)
+        np.testing.assert_allclose(analyzer.analyze(x, target), fresh, rtol=1e-5,
+                                   atol=1e-6 * np.abs(fresh).max())
+        restored = randomizer.set_randomized([top])
+        assert restored == [below]
+        analyzer.sync_weights(restored)
+        assert randomizer.set_randomized([top]) == []
+        analyzer.sync_weights(randomizer.set_randomized(()))
+    np.testing.assert_allclose(analyzer.analyze(x, target), original, rtol=1e-5,
+                               atol=1e-6 * np.abs(original).max())

@@ -177,19 +177,24 @@ class Randomizer:
             self._random[name] = fresh_layer_weights(self._layers[name], seed)
         return self._random[name]
 
-    def set_randomized(self, names: Iterable[str]) -> None:
-        """Make exactly the layers ``names`` random; only changed layers are assigned."""
+    def set_randomized(self, names: Iterable[str]) -> list:
+        """Make exactly the layers ``names`` random; only changed layers are
+        assigned. Returns the names of the layers whose weights changed."""
         if not self._active:
             raise RuntimeError("Randomizer.set_randomized used outside its `with` block")
         target = set(names)
         for name in target:
             self.random_weights(name)
+        changed = []
         for name in sorted(self._randomized - target, key=self._position.get):
             self._layers[name].set_weights(self._original[name])
             self._randomized.discard(name)
+            changed.append(name)
         for name in sorted(target - self._randomized, key=self._position.get):
             self._layers[name].set_weights(self._random[name])
             self._randomized.add(name)
+            changed.append(name)
+        return changed
 
     def restore(self) -> None:
         """Put the original weights of every layer back."""

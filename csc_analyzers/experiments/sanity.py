@@ -13,8 +13,9 @@ units, ``shard`` splits units across processes. The maps of the images in
 ``save_maps`` are written as ``.npz`` next to the table (Figure 1a).
 
 Analyzers whose graph does not read the model's variables (e.g. a wrapper
-holding its own copy of the weights) must offer ``sync_weights()``, which is
-called after every change of the weights; otherwise the run stops with an
+holding its own copy of the weights) must offer ``sync_weights(layers)``,
+which is called with the layers whose weights changed after every change;
+otherwise the run stops with an
 error naming the method before any row of it is written. Each method's
 analyzer stays in the TF1 graph for the rest of the process.
 """
@@ -73,7 +74,8 @@ def graph_reads(tensors, variables) -> set:
 
 
 def weight_sync(analyzer, method: str, model):
-    """A callable to run after the weights of ``model`` change, so that the
+    """A callable ``sync(layers)`` to run after the weights of the layers
+    named ``layers`` of ``model`` change (None: any layer), so that the
     analyzer sees them. An analyzer with ``sync_weights()`` gets it called; an
     innvestigate analyzer whose graph reads a variable of every weight layer of
     ``model`` needs nothing. Any other analyzer (e.g. one holding a copy of the
@@ -89,7 +91,7 @@ def weight_sync(analyzer, method: str, model):
             missing = [layer.name for layer in weight_layers(model)
                        if not any(id(w) in read for w in layer.weights)]
             if not missing:
-                return lambda: None
+                return lambda layers=None: None
             raise ValueError(
                 f"method {method!r}: the analyzer graph does not read the weights of layers "
                 f"{missing}; it cannot follow in-place randomisation")
@@ -159,19 +161,17 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
             sync = None
             for keys in _chunks(list(group), max(1, int(chunk))):
                 index = [position[key[2]] for key in keys]
-                randomizer.set_randomized(())
+                changed = randomizer.set_randomized(())
                 if sync is not None:
-                    sync()
+                    sync(changed)
                 maps = [[explain(analyzer, images[k], labels[k], spec)] for k in index]
                 if sync is None:
                     sync = weight_sync(analyzer, spec.name, model)
                 for level in levels:
-                    randomizer.set_randomized(level.randomized)
-                    sync()
+                    sync(randomizer.set_randomized(level.randomized))
                     for slot, k in enumerate(index):
                         maps[slot].append(explain(analyzer, images[k], labels[k], spec))
-                randomizer.set_randomized(())
-                sync()
+                sync(randomizer.set_randomized(()))
                 for key, stack in zip(keys, maps):
                     rows = []
                     for level in levels:
