@@ -14,10 +14,10 @@ units, ``shard`` splits units across processes. The maps of the images in
 
 Analyzers whose graph does not read the model's variables (e.g. a wrapper
 holding its own copy of the weights) must offer ``sync_weights(layers)``,
-which is called with the layers whose weights changed after every change;
-otherwise the run stops with an
-error naming the method before any row of it is written. Each method's
-analyzer stays in the TF1 graph for the rest of the process.
+which is called after every change of the weights with the layers that
+changed; otherwise the run stops with an error naming the method before any
+row of it is written. Each method's analyzer stays in the TF1 graph for the
+rest of the process.
 """
 from __future__ import annotations
 
