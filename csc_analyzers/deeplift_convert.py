@@ -105,8 +105,7 @@ class ConvertedModel:
                              "model this DeepLIFT graph was converted from")
         if not names:
             return
-        keep = set(names)
-        chosen = [w for w in self.graph_weights if w.source is None or w.source.layer in keep]
+        chosen = [w for w in self.graph_weights if w.source.layer in names]
         rl.GraphWeight.sync_all(chosen, layer_weights(model, names), session)
 
 
