@@ -265,6 +265,16 @@ class InjectionMixin:
         feed[self._injection_input] = np.repeat(x, n // b, axis=0)
         return feed
 
+    def forward_tensor(self, layer: str):
+        """The graph tensor of ``layer``'s forward output (the model input for
+        ``"input"``): the tensor the reversed tensor of that layer belongs to."""
+        self._ensure_graph()
+        name = LayerNames(self._model, self.layer_aliases).resolve(layer)
+        if name not in self._injection_points:
+            raise KeyError(f"layer {layer!r} has no relevance tensor in this analyzer "
+                           f"({type(self).__name__}); available: {list(self._injection_points)}")
+        return self._injection_points[name][0]
+
     def forward(self, x: np.ndarray, layers: Iterable[str]) -> dict:
         """Forward activations of ``layers`` for input ``x`` (one session run)."""
         self._ensure_graph()

@@ -33,9 +33,12 @@ import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
+import tensorflow as tf
 from innvestigate.analyzer.gradient_based import Gradient
 
-from .injection import INPUT, InjectionMixin, LayerNames, broadcast_inputs
+from .injection import INPUT, InjectionMixin, LayerNames, broadcast_inputs, session
+
+tf1 = tf.compat.v1
 
 
 class InjectedGradient(InjectionMixin, Gradient):
@@ -71,6 +74,7 @@ class GradientAverage(ABC):
         self._batch_size = int(batch_size)
         self._gradient = InjectedGradient(model, neuron_selection_mode="index",
                                           **gradient_kwargs)
+        self._one_image_graphs = {}
 
     @property
     def _subanalyzer(self):
@@ -134,7 +138,13 @@ class GradientAverage(ABC):
         """The gradient backprop of ``relevance`` injected at ``from_layer``,
         averaged over the same inputs as :meth:`analyze` (the ``"input"``
         entry gets the same final step as :meth:`analyze`). Same signature
-        and shapes as :meth:`csc_analyzers.injection.InjectionMixin.propagate`."""
+        and shapes as :meth:`csc_analyzers.injection.InjectionMixin.propagate`.
+
+        With one image for all vectors (CSC), each chunk of averaged inputs
+        runs the forward pass once and one backward pass per vector in the
+        same session run, summed over the chunk in the graph (see
+        :meth:`_one_image_sums`); otherwise every (input, vector) pair is a
+        row of the wrapped gradient analyzer's ``propagate``."""
         relevance = np.asarray(relevance, dtype=np.float32)
         images = self._check_input(x)
         x = broadcast_inputs(images, relevance.shape[0])
@@ -142,11 +152,29 @@ class GradientAverage(ABC):
             to_layers = [to_layers]
         names = LayerNames(self._model)
         n = len(x)
-        # b = 1 (one image for n vectors: each averaged input once, fed to all n) or n
+        # b = 1 (one image for n vectors) or n
         b = len(images)
         points = np.stack([self._points(sample) for sample in images], axis=1)  # (m, b) + shape
         m = len(points)
         points = points.reshape((m * b,) + x.shape[1:])
+        if b == 1:
+            totals = self._one_image_sums(points, relevance, from_layer, to_layers)
+        else:
+            totals = self._row_sums(points, b, relevance, from_layer, to_layers)
+        result = {}
+        for key, total in totals.items():
+            mean = (total / m).astype(np.float32)
+            if names.resolve(key) == INPUT:
+                mean = np.stack([self._finish(sample, g) for sample, g in zip(x, mean)])
+            result[key] = mean
+        return result
+
+    def _row_sums(self, points, b, relevance, from_layer, to_layers) -> dict:
+        """Per layer, the backprop of every vector summed over the averaged
+        inputs: ``points`` holds m inputs for each of the ``b`` images (b
+        divides the n vectors), run as rows of the wrapped analyzer."""
+        n = len(relevance)
+        m = len(points) // b
         groups = max(1, self._batch_size // n)  # whole groups of n vectors per chunk
         totals = None
         for start in range(0, m, groups):
@@ -156,18 +184,49 @@ class GradientAverage(ABC):
             values = self._gradient.propagate(rows, tiled, from_layer, to_layers)
             sums = {key: v.reshape((k, n) + v.shape[1:]).sum(axis=0, dtype=np.float64)
                     for key, v in values.items()}
-            if totals is None:
-                totals = sums
-            else:
-                for key, v in sums.items():
-                    totals[key] += v
-        result = {}
-        for key, total in totals.items():
-            mean = (total / m).astype(np.float32)
-            if names.resolve(key) == INPUT:
-                mean = np.stack([self._finish(sample, g) for sample, g in zip(x, mean)])
-            result[key] = mean
-        return result
+            totals = sums if totals is None else {key: totals[key] + sums[key] for key in sums}
+        return totals
+
+    def _one_image_sums(self, points, relevance, from_layer, to_layers) -> dict:
+        """As :meth:`_row_sums` for the m averaged inputs of ONE image: per
+        chunk of inputs, one session run computes the forward pass once and,
+        for each vector v_i, ``sum over the inputs of d(v_i . y_from)/d y_to``
+        (the gradient analyzer's relevance of ``to`` when v_i is injected at
+        ``from``). The graph is built once per (layers, number of vectors)."""
+        n = len(relevance)
+        key = (from_layer, tuple(to_layers), n)
+        if key not in self._one_image_graphs:
+            self._one_image_graphs[key] = self._build_one_image_sums(from_layer, to_layers, n)
+        vectors, sums = self._one_image_graphs[key]
+        model_input = self._gradient.forward_tensor(INPUT)
+        chunk = max(1, self._batch_size // n)  # inputs per run: n * chunk backward rows
+        totals = [0.0] * len(sums)
+        for start in range(0, len(points), chunk):
+            feed = {model_input: points[start:start + chunk], vectors: relevance}
+            values = session().run(sums, feed_dict=feed)
+            totals = [total + value.astype(np.float64) for total, value in zip(totals, values)]
+        return dict(zip(to_layers, totals))
+
+    def _build_one_image_sums(self, from_layer, to_layers, n):
+        """The placeholder for ``n`` vectors at ``from_layer`` and, for each
+        of ``to_layers``, the tensor (n,) + layer shape of the gradients of
+        ``v_i . y_from`` with respect to that layer's output, summed over
+        the fed inputs (zeros for a layer ``from_layer`` does not depend on)."""
+        gradient = self._gradient
+        source = gradient.forward_tensor(from_layer)
+        targets = [gradient.forward_tensor(name) for name in to_layers]
+        with session().graph.as_default():
+            vectors = tf1.placeholder(source.dtype, (n,) + tuple(source.shape[1:]),
+                                      name="gradient_average_vectors")
+            per_vector = []
+            for i in range(n):
+                grads = tf.gradients(source, targets,
+                                     grad_ys=tf.broadcast_to(vectors[i], tf.shape(source)))
+                per_vector.append([tf.zeros(tf.shape(t)[1:], t.dtype) if g is None
+                                   else tf.reduce_sum(g, axis=0)
+                                   for t, g in zip(targets, grads)])
+            sums = [tf.stack([grads[j] for grads in per_vector]) for j in range(len(targets))]
+        return vectors, sums
 
 
 class SeededSmoothGrad(GradientAverage):

@@ -108,6 +108,38 @@ def test_gradient_injection_is_a_vector_jacobian_product(cnn, images, rng):
     np.testing.assert_allclose(injected["conv1"], expected[1], rtol=1e-5, atol=1e-6)
 
 
+
+def test_integrated_gradients_of_one_image_average_vector_jacobian_products(cnn, rng):
+    """Integrated Gradients' propagate for one image and n vectors (one
+    forward pass per chunk of path points, one backward pass per vector)
+    equals the mean over the path points of the plain gradient's VJPs, times
+    x - x0 at the input; the chunking does not change it, and a second image
+    reuses the graph."""
+    steps, x0 = 6, 0.5
+    x = rng.normal(size=(1, 8, 8, 3)).astype("float32")
+    v = rng.normal(size=(3,) + tuple(cnn.output_shape[1:])).astype("float32")
+    layers = ["input", "conv1", "fc1"]
+    gradient = csc_analyzers.create_analyzer("gradient", cnn)
+    t = (np.arange(steps, dtype="float32") / steps).reshape(-1, 1, 1, 1)
+    points = x0 + t * (x - x0)
+    expected = {name: 0.0 for name in layers}
+    for point in points:
+        vjp = gradient.propagate(point[None], v, "fc2", layers)
+        for name in layers:
+            expected[name] = expected[name] + vjp[name] / steps
+    expected["input"] = (x - x0) * expected["input"]
+    for batch_size in (4, 256):  # one path point per session run; all in one run
+        ig = csc_analyzers.create_analyzer("integrated_gradients", cnn, steps=steps,
+                                           reference_inputs=x0, batch_size=batch_size)
+        got = ig.propagate(x, v, "fc2", layers)
+        for name in layers:
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-5,
+                                       atol=1e-6 * np.abs(expected[name]).max(), err_msg=name)
+    n_ops = len(session().graph.get_operations())
+    other = ig.propagate(x + 1.0, v, "fc2", layers)
+    assert len(session().graph.get_operations()) == n_ops
+    assert not np.allclose(other["input"], got["input"])
+
 def dense_relu_net(seed=0, width=128, depth=6, n_in=32, n_out=10):
     rng = np.random.default_rng(seed)
     inp = keras.Input((n_in,), name="x")
