@@ -212,17 +212,10 @@ class InjectionMixin:
         ``(n,) + output shape``.
         """
         self._ensure_graph()
-        names = LayerNames(self._model, self.layer_aliases)
         if isinstance(to_layers, str):
             to_layers = [to_layers]
-        source = names.resolve(from_layer)
-        targets = [names.resolve(t) for t in to_layers]
-        for name in [source] + targets:
-            if name not in self._injection_points:
-                raise KeyError(
-                    f"layer {name!r} has no relevance tensor in this analyzer "
-                    f"({type(self).__name__}); available: {list(self._injection_points)}"
-                )
+        source = self._injection_point(from_layer)
+        targets = [self._injection_point(t) for t in to_layers]
         forward, reversed_source = self._injection_points[source]
         relevance = np.asarray(relevance, dtype=np.float32)
         expected = tuple(forward.shape[1:])
@@ -269,11 +262,17 @@ class InjectionMixin:
         """The graph tensor of ``layer``'s forward output (the model input for
         ``"input"``): the tensor the reversed tensor of that layer belongs to."""
         self._ensure_graph()
+        return self._injection_points[self._injection_point(layer)][0]
+
+    def _injection_point(self, layer: str) -> str:
+        """The key of ``layer`` (a Keras name, alias or ``"input"``) in the
+        injection points; KeyError naming the layer if it has none."""
         name = LayerNames(self._model, self.layer_aliases).resolve(layer)
         if name not in self._injection_points:
-            raise KeyError(f"layer {layer!r} has no relevance tensor in this analyzer "
-                           f"({type(self).__name__}); available: {list(self._injection_points)}")
-        return self._injection_points[name][0]
+            raise KeyError(
+                f"layer {name!r} has no relevance tensor in this analyzer "
+                f"({type(self).__name__}); available: {list(self._injection_points)}")
+        return name
 
     def forward(self, x: np.ndarray, layers: Iterable[str]) -> dict:
         """Forward activations of ``layers`` for input ``x`` (one session run)."""

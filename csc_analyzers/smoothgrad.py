@@ -17,8 +17,9 @@ methods):
 
 The averaged inputs of all images of a call are evaluated in chunks of
 ``batch_size`` inputs (by default about 2**21 input values per chunk, at most
-256 inputs) instead of one batch of ``batch * steps`` images, which does not
-fit in memory for ImageNet networks.
+256 inputs; in ``propagate``, ``batch_size`` backward rows: inputs times
+vectors) instead of one batch of ``batch * steps`` images, which does not fit
+in memory for ImageNet networks.
 
 The class k is chosen on the clean input (``neuron_selection_mode``
 "max_activation") or given (``"index"``, ``analyze(x, neuron_selection=k)``),

@@ -221,8 +221,8 @@ def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None
 
 
 # the method whose CSC holds the most memory on VGG-16 (fresh process, 5 vectors, every layer
-# read: DeepLIFT Rev.C. 5.9 GB, Abla. 5.2 GB, Integrated Gradients 5.1 GB, DeepLIFT Resc.
-# 5.0 GB, LRP a5b4 4.4 GB, a2b1 4.2 GB, PatternAttr. 4.1 GB, PatternNet 3.5 GB, the other
+# read: DeepLIFT Rev.C. 5.9 GB, Abla. 5.2 GB, DeepLIFT Resc. 5.0 GB, LRP a5b4 4.4 GB, a2b1
+# 4.2 GB, PatternAttr. 4.1 GB, PatternNet 3.5 GB, Integrated Gradients 3.2 GB, the other
 # methods with relevance injection 2.1-3.2 GB)
 MEMORY_METHOD = "DeepLIFT Rev.C."
 
