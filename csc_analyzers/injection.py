@@ -276,10 +276,8 @@ class InjectionMixin:
 
     def forward(self, x: np.ndarray, layers: Iterable[str]) -> dict:
         """Forward activations of ``layers`` for input ``x`` (one session run)."""
-        self._ensure_graph()
-        names = LayerNames(self._model, self.layer_aliases)
         keys = list(layers)
-        fetches = [self._injection_points[names.resolve(k)][0] for k in keys]
+        fetches = [self.forward_tensor(k) for k in keys]
         feed = {self._injection_input: np.asarray(x, np.float32)}
         values = session().run(fetches, feed_dict=feed)
         return dict(zip(keys, values))
