@@ -42,6 +42,6 @@ def test_figures_from_a_tiny_run(tmp_path, rng):
     summary = level_summary(table, rng=np.random.default_rng(0), n_resamples=200)
     for _, entry in summary.iterrows():
         values = table[(table.method == entry.method) & (table.level == entry.level)
-                       & (table.metric == "ssim")].value
+                       & (table.metric == "ssim_paper")].value
         assert entry["median"] == np.median(values)
         assert entry.low <= entry["median"] <= entry.high
