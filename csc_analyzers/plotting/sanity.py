@@ -152,12 +152,18 @@ def level_summary(table: pd.DataFrame, *, rng: np.random.Generator, metric: str 
                   n_resamples: int = 10_000) -> pd.DataFrame:
     """Median of ``metric`` over images per (method, level) with the bootstrap
     interval of :func:`bootstrap_median` (columns method, level, layer,
-    median, low, high, n)."""
+    median, low, high, n). NaN values (e.g. the paper's SSIM of a constant
+    map) are left out; ``n`` counts the others, and a level without any gets
+    NaN (not drawn)."""
     check_metric_names(table, "the sanity-check table")
     data = table[table.metric == metric]
     out = []
     for (method, level), group in data.groupby(["method", "level"], sort=True):
-        median, low, high = bootstrap_median(group.value, rng=rng, n_resamples=n_resamples)
+        if group.value.notna().any():
+            median, low, high = bootstrap_median(group.value, rng=rng,
+                                                 n_resamples=n_resamples)
+        else:
+            median = low = high = np.nan
         out.append({"method": method, "level": int(level), "layer": group.layer.iloc[0],
                     "median": median, "low": low, "high": high,
                     "n": int(group.value.notna().sum())})
