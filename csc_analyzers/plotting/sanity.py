@@ -98,8 +98,9 @@ def plot_randomization_grid(results, network: str, methods: Sequence[str], path,
                 axes[r, c + offset].set_xlabel(f"{score:.2f}", fontsize=6, labelpad=1)
         axes[r, offset].set_ylabel(method, fontsize=7, rotation=0, ha="right", va="center",
                                    color=_spec(method).color)
-    if chosen is not None:
-        fig.text(0.5, 0.0, f"below each map: {ssim_label(chosen.metric)} to the original map",
+    if chosen is not None:  # a note just below the last row's labels
+        bottom = min(ax.get_position().y0 for ax in axes.flat) - 0.22 / fig.get_figheight()
+        fig.text(0.5, bottom, f"below each map: {ssim_label(chosen.metric)} to the original map",
                  ha="center", va="top", fontsize=7)
     return _save(fig, path)
 
