@@ -1,6 +1,11 @@
 """The audit's verdicts: one row per method from the experiment tables, the
 verdict rule, the terminal table, ``verdicts.csv``, ``AUDIT.md`` and the
-figures."""
+figures.
+
+The audit's SSIMs are those of the ``standard`` recipe (metric
+``ssim_standard``: maps normalised with their high end at 1, data_range 1;
+see :mod:`csc_analyzers.metrics.ssim`), the recipe its threshold was set
+with; the result tables also hold the paper's recipe (``ssim_paper``)."""
 from __future__ import annotations
 
 import math
@@ -10,10 +15,13 @@ import numpy as np
 import pandas as pd
 
 from .experiments.store import atomic_write_text
+from .metrics.ssim import RECIPES
 from .registry import ALL_METHODS, available_methods
 
 CSC_THRESHOLD = 0.99
 SSIM_THRESHOLD = 0.9
+SSIM_RECIPE = RECIPES["standard"]
+SSIM_METRIC = SSIM_RECIPE.metric  # "ssim_standard"
 # Below this many channels the CSC after the first convolution says little:
 # after ReLU and max pooling most locations keep one non-zero channel, whose
 # |cos| is 1 for any backward pass (the paper's networks have 64 and more).
@@ -25,7 +33,8 @@ METRIC_COLUMNS = ("csc_first_conv", "csc_input", "random_logit_ssim", "top_layer
                   "class_sensitivity_gap")
 VERDICT_COLUMNS = ("method",) + METRIC_COLUMNS + ("verdict", "evidence")
 HEADERS = {"method": "method", "csc_first_conv": "CSC 1st conv", "csc_input": "CSC input",
-           "random_logit_ssim": "rand.-logit SSIM", "top_layer_ssim": "top-layer SSIM",
+           "random_logit_ssim": "rand.-logit SSIM (std.)",
+           "top_layer_ssim": "top-layer SSIM (std.)",
            "class_sensitivity_gap": "class gap", "verdict": "verdict"}
 
 
@@ -100,7 +109,8 @@ def _median(table, method, **where) -> float:
 def summarize(methods, tables: dict, *, logits: str, first_conv) -> pd.DataFrame:
     """One row per method: pooled median CSC (injection at ``logits``) after
     ``first_conv`` and at the input, median random-logit SSIM, median SSIM
-    after randomising the top layer (level 1), median class-sensitivity gap."""
+    after randomising the top layer (level 1), both of :data:`SSIM_METRIC`
+    (the standard recipe), median class-sensitivity gap."""
     csc = tables.get("csc")
     if csc is not None and not csc.empty:
         csc = csc[(csc["statistic"] == "median") & (csc["injection_layer"] == logits)]
@@ -111,9 +121,10 @@ def summarize(methods, tables: dict, *, logits: str, first_conv) -> pd.DataFrame
             "csc_first_conv": (_median(csc, method, layer=first_conv)
                                if first_conv else np.nan),
             "csc_input": _median(csc, method, layer="input"),
-            "random_logit_ssim": _median(tables.get("random_logit"), method, metric="ssim"),
-            "top_layer_ssim": _median(tables.get("sanity_cascading"), method, metric="ssim",
-                                      level=1),
+            "random_logit_ssim": _median(tables.get("random_logit"), method,
+                                         metric=SSIM_METRIC),
+            "top_layer_ssim": _median(tables.get("sanity_cascading"), method,
+                                      metric=SSIM_METRIC, level=1),
             "class_sensitivity_gap": _median(tables.get("class_sensitivity"), method,
                                              metric="mask_gap"),
         })
@@ -177,7 +188,10 @@ def guidance(table: pd.DataFrame) -> list:
         "convolution and at the input (1: all collapse onto one direction, rank 1). *Random-"
         "logit SSIM* compares the map of the predicted class with the map of a random other "
         "class; *top-layer SSIM* compares the map before and after randomising the weights "
-        "of the top layer (1: identical maps). The *class gap* (built-in two-object images) "
+        "of the top layer (1: identical maps); both SSIMs use the standard recipe "
+        "(std.: each map's 0.5 and 99.5 percentiles, 100 for RectGrad, mapped to 0 and 1, "
+        "data_range 1; the result tables also hold the paper's recipe, ssim_paper). "
+        "The *class gap* (built-in two-object images) "
         "is the share of positive relevance on object A when explaining A minus the share "
         "when explaining B: near 0 means the map does not follow the explained class. "
         f"Thresholds: CSC >= {CSC_THRESHOLD}, SSIM >= {SSIM_THRESHOLD}. With few images the "
@@ -258,13 +272,13 @@ def make_figures(plan, tables: dict, figures_dir: Path) -> list:
         if methods:
             paths.append(splot.plot_randomization_grid(
                 results, name, methods, figures_dir / f"sanity_top_layer_grid_{name}.png",
-                image=plan.data.raw[0].squeeze()))
+                image=plan.data.raw[0].squeeze(), recipe=SSIM_RECIPE.name))
         paths.append(splot.plot_ssim_vs_level(sanity, figures_dir / f"sanity_ssim_{name}.png",
-                                              rng=rng, n_resamples=2000))
+                                              rng=rng, n_resamples=2000, metric=SSIM_METRIC))
     logit = tables.get("random_logit")
     if logit is not None and not logit.empty:
         paths.append(splot.plot_random_logit(logit, figures_dir / f"random_logit_{name}.png",
-                                             network=name))
+                                             network=name, metric=SSIM_METRIC))
     sensitivity = tables.get("class_sensitivity")
     if sensitivity is not None and not sensitivity.empty and plan.data.composites:
         image = plan.data.composites[0][0]

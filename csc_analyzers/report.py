@@ -5,6 +5,8 @@ Every number of the report is read from the result tables of the run
 ``class_sensitivity.csv``, ``theorem1.csv``, ``pattern_spectra.csv``), so the
 report and the tables cannot disagree. Medians over images come with the
 paper's bootstrap interval (10,000 resamples, 0.5 and 99.5 percentiles).
+SSIMs are those of the paper's recipe (metric ``ssim_paper``, see
+:mod:`csc_analyzers.metrics.ssim`); the tables also hold ``ssim_standard``.
 
 Per method the verdict is *converges* when the median CSC after the first
 convolution, with random relevance injected at the top layer, is at least
@@ -19,13 +21,23 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .experiments.store import atomic_write_text
+from .experiments.store import atomic_write_text, check_metric_names
 from .metrics.bootstrap import bootstrap_median
+from .metrics.ssim import RECIPES
 from .registry import ALL_METHODS, get_method
 
 CONVERGED = 0.99
 PAPER_NON_CONVERGING = ("LRP-z", "DeepLIFT Rev.C.", "DeepLIFT Resc.", "Gradient", "SmoothGrad")
 NEEDS_TRAINED = "needs trained weights"
+SSIM_RECIPE = RECIPES["paper"]
+SSIM_METRIC = SSIM_RECIPE.metric  # "ssim_paper"
+SSIM_NOTE = ("SSIM: the paper's recipe (metric ssim_paper): each map is normalised by its "
+             "percentiles p = 99.5 (100 for RectGrad) as "
+             "clip((x - P_p) / (P_(100-p) - P_p), 0, 1), so its high end maps to 0, then SSIM "
+             "with a 5-pixel window and data_range 2, the maximum over the second map and its "
+             "negation (sanity check: randomised vs original map; random logit: true vs "
+             "random class). A constant map has no SSIM (NaN, counted in NaN/Inf rows). The "
+             "result tables also hold ssim_standard (high end -> 1, data_range 1).")
 
 
 @dataclass
@@ -57,6 +69,7 @@ def _read(results: Path, name: str) -> pd.DataFrame:
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame()
     table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    check_metric_names(table, path)
     if "injection_layer" in table:  # the random baseline has no injection layer
         table["injection_layer"] = table["injection_layer"].fillna("")
     return table
@@ -134,8 +147,8 @@ def method_table(results: Path, network, *, seed: int) -> pd.DataFrame:
     first_conv = first_conv_layer(network)
     at_conv = csc_at(csc, network.name, first_conv)
     at_input = csc_at(csc, network.name, "input")
-    logit_ssim = per_image(logit, network.name, "ssim")
-    top_ssim = per_image(sanity, network.name, "ssim", level=1)
+    logit_ssim = per_image(logit, network.name, SSIM_METRIC)
+    top_ssim = per_image(sanity, network.name, SSIM_METRIC, level=1)
     gap = per_image(sensitivity, network.name, "mask_gap")
     l1 = per_image(sensitivity, network.name, "l1_mean")
     bad = nonfinite_counts([csc, sanity, logit, sensitivity])
@@ -205,8 +218,9 @@ def claims(results: Path, network, methods: pd.DataFrame, *, trained: bool,
     by_method = methods.set_index("method")
     converged = [m for m in methods.method if by_method.loc[m, "verdict"] == "converges"]
     others = [m for m in methods.method if by_method.loc[m, "verdict"] == "does not converge"]
-    logit = per_image(_read(results, "random_logit.csv"), network.name, "ssim")
-    top = per_image(_read(results, "sanity_cascading.csv"), network.name, "ssim", level=1)
+    logit = per_image(_read(results, "random_logit.csv"), network.name, SSIM_METRIC)
+    top = per_image(_read(results, "sanity_cascading.csv"), network.name, SSIM_METRIC,
+                    level=1)
     if converged and logit:
         a, b = _pooled(logit, converged, seed), _pooled(logit, others, seed)
         out.append(("Random logit: converging methods give almost the same map for any "
@@ -269,8 +283,8 @@ def pattern_claim(results: Path) -> Optional[tuple]:
 
 
 def _method_markdown(methods: pd.DataFrame) -> list:
-    lines = ["| method | CSC after first conv | CSC at input | random-logit SSIM | "
-             "top-layer SSIM | class mask gap | NaN/Inf rows | verdict |",
+    lines = ["| method | CSC after first conv | CSC at input | random-logit SSIM (paper) | "
+             "top-layer SSIM (paper) | class mask gap | NaN/Inf rows | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for row in methods.itertuples():
         lines.append(f"| {row.method} | {row.csc_first_conv:.6f} | {row.csc_input:.6f} | "
@@ -325,7 +339,8 @@ def write_report(results, *, settings, networks: dict, figures: Sequence, wall_t
         lines += ["## Figures", ""] + [f"- `{Path(p)}`" for p in figures] + [""]
     lines += ["Verdict: *converges* when the median CSC after the first convolution "
               f"(relevance randomised at the top layer) is >= {CONVERGED}. Intervals: median "
-              "over images [0.5, 99.5 percentile of 10,000 bootstrap medians] (n images).", ""]
+              "over images [0.5, 99.5 percentile of 10,000 bootstrap medians] (n images).", "",
+              SSIM_NOTE, ""]
     if verdict_frames:
         verdicts = pd.concat(verdict_frames, ignore_index=True)
         atomic_write_text(results / "verdicts.csv", verdicts.to_csv(index=False))

@@ -85,7 +85,7 @@ def test_keras_file_on_builtin_images(models, tmp_path, capsys):
         at_input = csc[(csc.method == method) & (csc.injection_layer == "fc")
                        & (csc.layer == "input") & (csc.statistic == "median")]
         assert row.csc_input == pytest.approx(float(at_input.value.iloc[0]), abs=1e-6)
-        ssim = logit[(logit.method == method) & (logit.metric == "ssim")].value
+        ssim = logit[(logit.method == method) & (logit.metric == "ssim_standard")].value
         assert len(ssim) == 2
         assert row.random_logit_ssim == pytest.approx(np.median(ssim), abs=1e-6)
         assert np.isfinite(row.top_layer_ssim)

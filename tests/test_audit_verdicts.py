@@ -71,10 +71,12 @@ def test_summarize_takes_the_right_rows_of_each_experiment():
     ], columns=["method", "injection_layer", "layer", "statistic", "value"])
     rows = []
     for method, values in (("A", [0.1, 0.5, 0.9]), ("B", [0.2, 0.4])):
-        rows += [(method, "ssim", 0, v) for v in values]
+        rows += [(method, "ssim_standard", 0, v) for v in values]
+        rows += [(method, "ssim_paper", 0, 1.0 - v) for v in values]  # not the audit's
     rows.append(("A", "spearman", 0, 0.99))
     logit = pd.DataFrame(rows, columns=["method", "metric", "level", "value"])
-    sanity = pd.DataFrame([("A", "ssim", 1, 0.8), ("A", "ssim", 1, 0.6), ("A", "ssim", 2, 0.0)],
+    sanity = pd.DataFrame([("A", "ssim_standard", 1, 0.8), ("A", "ssim_standard", 1, 0.6),
+                           ("A", "ssim_paper", 1, 0.1), ("A", "ssim_standard", 2, 0.0)],
                           columns=["method", "metric", "level", "value"])
     gap = pd.DataFrame([("B", "mask_gap", 0, 0.25), ("B", "mask_gap", 0, np.nan)],
                        columns=["method", "metric", "level", "value"])

@@ -123,7 +123,7 @@ def test_sanity_run_with_the_deeplift_methods(tmp_path):
     table = store.table()
     n_levels = len(network.sanity_layers)
     assert set(table["method"]) == {s.name for s in specs}
-    assert len(table) == len(specs) * 2 * n_levels * 3
+    assert len(table) == len(specs) * 2 * n_levels * 4
     assert table["value"].notna().all()
     # the maps of the run equal a freshly converted model at the same level
     model = analysis_model(network)

@@ -7,7 +7,8 @@ from csc_analyzers.experiments.class_sensitivity import class_sensitivity_scores
 from csc_analyzers.experiments.common import random_class
 from csc_analyzers.metrics.bootstrap import bootstrap_median
 from csc_analyzers.metrics.heatmaps import normalize_abs, normalize_signed, postprocess
-from csc_analyzers.metrics.ssim import normalize_percentile, spearman, ssim
+from csc_analyzers.metrics.ssim import (RECIPES, normalize_percentile, similarity_scores,
+                                        spearman, ssim, ssim_label)
 
 
 @pytest.fixture
@@ -16,15 +17,89 @@ def smooth_map(rng):
     return np.sin(x / 4.0) * np.cos(y / 5.0) + 0.1 * rng.normal(size=(32, 32))
 
 
-def test_ssim_identity_and_flip(smooth_map):
-    assert ssim(smooth_map, smooth_map) == pytest.approx(1.0, abs=1e-12)
-    assert ssim(smooth_map, -smooth_map) == pytest.approx(1.0, abs=1e-12)
-    assert ssim(smooth_map, -smooth_map, flip=False) < 0.5
-    assert ssim(smooth_map, 3.0 * smooth_map) == pytest.approx(1.0, abs=1e-12)
+@pytest.mark.parametrize("recipe", ["paper", "standard"])
+def test_ssim_identity_and_flip(smooth_map, recipe):
+    assert ssim(smooth_map, smooth_map, recipe=recipe) == pytest.approx(1.0, abs=1e-12)
+    assert ssim(smooth_map, -smooth_map, recipe=recipe) == pytest.approx(1.0, abs=1e-12)
+    assert ssim(smooth_map, -smooth_map, recipe=recipe, flip=False) < 0.5
+    assert ssim(smooth_map, 3.0 * smooth_map, recipe=recipe) == pytest.approx(1.0, abs=1e-12)
+    assert ssim(np.abs(smooth_map), np.abs(smooth_map), recipe=recipe, percentile=100) == \
+        pytest.approx(1.0, abs=1e-12)
 
 
-def test_ssim_of_unrelated_maps_is_low(smooth_map, rng):
-    assert ssim(smooth_map, rng.normal(size=smooth_map.shape)) < 0.3
+@pytest.mark.parametrize("recipe", ["paper", "standard"])
+def test_ssim_of_unrelated_maps_is_low(smooth_map, rng, recipe):
+    assert ssim(smooth_map, rng.normal(size=smooth_map.shape), recipe=recipe) < 0.3
+
+
+def paper_formula(x, y, percentile):
+    """The paper's code (normalize_sanity, ssim_flipped) written out; old
+    compare_ssim without data_range took 2 (the float range -1..1)."""
+    from skimage.metrics import structural_similarity
+
+    def normalise(m):
+        vmin = np.percentile(m, percentile)
+        vmax = np.percentile(m, 100 - percentile)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.clip((m - vmin) / (vmax - vmin), 0, 1)
+
+    nx = normalise(x)
+    plain = structural_similarity(nx, normalise(y), win_size=5, data_range=2)
+    flipped = structural_similarity(nx, normalise(-y), win_size=5, data_range=2)
+    return plain, flipped
+
+
+def standard_formula(x, y, percentile):
+    from skimage.metrics import structural_similarity
+
+    def normalise(m):
+        low, high = np.percentile(m, 100 - percentile), np.percentile(m, percentile)
+        return np.clip((m - low) / (high - low), 0, 1)
+
+    nx = normalise(x)
+    return (structural_similarity(nx, normalise(y), win_size=5, data_range=1),
+            structural_similarity(nx, normalise(-y), win_size=5, data_range=1))
+
+
+def fixed_pairs():
+    """Fixed maps: a smooth signed field, a perturbed copy, its negation, a
+    non-negative (abs.max-like) pair and a heavy-tailed pair (the 0.5
+    percentile far from the minimum)."""
+    rng = np.random.default_rng(20200712)
+    y, x = np.mgrid[0:24, 0:28]
+    base = np.sin(x / 3.0) * np.cos(y / 4.0) + 0.3 * np.cos((x + y) / 5.0)
+    perturbed = base + 0.4 * rng.normal(size=base.shape)
+    cauchy = rng.standard_cauchy(size=base.shape)
+    return {"signed": (base, perturbed), "flipped": (base, -perturbed),
+            "non-negative": (np.abs(base), np.abs(perturbed) + 0.2 * np.abs(cauchy)),
+            "heavy tails": (cauchy, cauchy + rng.standard_cauchy(size=base.shape))}
+
+
+@pytest.mark.parametrize("percentile", [99.5, 100.0])
+@pytest.mark.parametrize("pair", ["signed", "flipped", "non-negative", "heavy tails"])
+def test_paper_recipe_equals_the_papers_formula(pair, percentile):
+    a, b = fixed_pairs()[pair]
+    plain, flipped = paper_formula(a, b, percentile)
+    assert ssim(a, b, recipe="paper", percentile=percentile) == \
+        pytest.approx(max(plain, flipped), abs=1e-12)
+    assert ssim(a, b, recipe="paper", percentile=percentile, flip=False) == \
+        pytest.approx(plain, abs=1e-12)
+    assert ssim(a, b, percentile=percentile) == ssim(a, b, recipe="paper", percentile=percentile)
+    if pair == "flipped":  # the negated map is the one that matches
+        assert flipped > plain + 0.5
+    standard = max(standard_formula(a, b, percentile))
+    assert abs(ssim(a, b, recipe="paper", percentile=percentile) - standard) > 1e-4
+
+
+@pytest.mark.parametrize("percentile", [99.5, 100.0])
+@pytest.mark.parametrize("pair", ["signed", "flipped", "non-negative", "heavy tails"])
+def test_standard_recipe_equals_its_formula(pair, percentile):
+    a, b = fixed_pairs()[pair]
+    plain, flipped = standard_formula(a, b, percentile)
+    assert ssim(a, b, recipe="standard", percentile=percentile) == \
+        pytest.approx(max(plain, flipped), abs=1e-12)
+    assert ssim(a, b, recipe="standard", percentile=percentile, flip=False) == \
+        pytest.approx(plain, abs=1e-12)
 
 
 def test_ssim_matches_skimage_on_normalised_maps(smooth_map, rng):
@@ -33,7 +108,52 @@ def test_ssim_matches_skimage_on_normalised_maps(smooth_map, rng):
     a = normalize_percentile(smooth_map, percentile=99.5)
     b = normalize_percentile(other, percentile=99.5)
     expected = structural_similarity(a, b, win_size=5, data_range=1.0)
-    assert ssim(smooth_map, other, flip=False) == pytest.approx(expected)
+    assert ssim(smooth_map, other, recipe="standard", flip=False) == pytest.approx(expected)
+
+
+def test_paper_normalisation_inverts_the_map(rng):
+    x = rng.standard_cauchy(size=(12, 12))
+    np.testing.assert_allclose(RECIPES["paper"].normalize(x, percentile=100),
+                               (x.max() - x) / (x.max() - x.min()))
+    np.testing.assert_allclose(RECIPES["standard"].normalize(x, percentile=100),
+                               (x - x.min()) / (x.max() - x.min()))
+
+
+def test_constant_map(rng):
+    constant, other = np.full((10, 10), 0.25), rng.normal(size=(10, 10))
+    # the paper's code divides by zero: NaN, for either map and after the flip
+    assert np.isnan(max(paper_formula(constant, other, 99.5)))
+    for a, b in ((constant, other), (other, constant), (constant, constant)):
+        assert np.isnan(ssim(a, b, recipe="paper"))
+        assert np.isnan(similarity_scores(a, b)["ssim_paper"])
+    # fewer than 0.5 % of the pixels off the common value: the percentiles coincide
+    almost = np.zeros((20, 20))
+    almost[3, 4] = 5.0
+    assert np.isnan(ssim(almost, rng.normal(size=(20, 20)), recipe="paper"))
+    assert np.isfinite(ssim(almost[:10, :10], other, recipe="paper"))  # 1 % off: finite
+    # the standard recipe maps a constant map to zeros and scores it
+    assert ssim(constant, constant, recipe="standard") == pytest.approx(1.0)
+    from skimage.metrics import structural_similarity
+    expected = max(structural_similarity(np.zeros((10, 10)), normalize_percentile(m),
+                                         win_size=5, data_range=1) for m in (other, -other))
+    assert ssim(constant, other, recipe="standard") == pytest.approx(expected, abs=1e-12)
+    assert np.all(normalize_percentile(constant) == 0)
+
+
+def test_recipe_choice_and_scores(smooth_map, rng):
+    other = smooth_map + rng.normal(size=smooth_map.shape)
+    scores = similarity_scores(smooth_map, other, percentile=100)
+    assert list(scores) == ["ssim_paper", "ssim_standard", "spearman_abs", "spearman"]
+    assert scores["ssim_paper"] == ssim(smooth_map, other, recipe="paper", percentile=100)
+    assert scores["ssim_standard"] == ssim(smooth_map, other, recipe="standard", percentile=100)
+    assert list(similarity_scores(smooth_map, other, recipe="standard")) == \
+        ["ssim_standard", "spearman_abs", "spearman"]
+    with pytest.raises(ValueError, match="valid recipes: paper, standard"):
+        ssim(smooth_map, other, recipe="wang")
+    with pytest.raises(ValueError, match="'wang'"):
+        similarity_scores(smooth_map, other, recipe=("paper", "wang"))
+    assert ssim_label("ssim_paper") == "SSIM (paper recipe)"
+    assert [r.metric for r in RECIPES.values()] == ["ssim_paper", "ssim_standard"]
 
 
 @pytest.mark.parametrize("percentile", [99.5, 100.0])

@@ -42,6 +42,34 @@ def test_figures_from_a_tiny_run(tmp_path, rng):
     summary = level_summary(table, rng=np.random.default_rng(0), n_resamples=200)
     for _, entry in summary.iterrows():
         values = table[(table.method == entry.method) & (table.level == entry.level)
-                       & (table.metric == "ssim")].value
+                       & (table.metric == "ssim_paper")].value
         assert entry["median"] == np.median(values)
         assert entry.low <= entry["median"] <= entry.high
+
+
+def test_sanity_figures_take_nan_ssims_and_name_the_metric(tmp_path):
+    import pytest
+    from csc_analyzers.errors import ArgumentError
+    from csc_analyzers.plotting.sanity import plot_random_logit, plot_ssim_vs_level
+
+    rows = [("tiny", m, i, "sanity_cascading", lv, f"l{lv}", metric, v)
+            for m, v in (("Gradient", 0.5), ("LRP a1b0", np.nan))
+            for i in range(3) for lv in (1, 2)
+            for metric in ("ssim_paper", "ssim_standard")]
+    table = pd.DataFrame(rows, columns=["network", "method", "image_id", "experiment", "level",
+                                        "layer", "metric", "value"])
+    table.loc[(table.method == "LRP a1b0") & (table.metric == "ssim_standard"), "value"] = 0.9
+    summary = level_summary(table, rng=np.random.default_rng(0), n_resamples=50)
+    lrp = summary[summary.method == "LRP a1b0"]
+    assert lrp["median"].isna().all() and (lrp.n == 0).all()
+    standard = level_summary(table, rng=np.random.default_rng(0), n_resamples=50,
+                             metric="ssim_standard")
+    assert (standard[standard.method == "LRP a1b0"]["median"] == 0.9).all()
+    assert plot_ssim_vs_level(table, tmp_path / "b.png", rng=np.random.default_rng(0),
+                              n_resamples=50).stat().st_size > 1000
+    logit = table.assign(experiment="random_logit")
+    assert plot_random_logit(logit, tmp_path / "a.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="'ssim_other'"):
+        plot_random_logit(logit, tmp_path / "c.png", metric="ssim_other")
+    with pytest.raises(ArgumentError, match="'ssim'"):
+        plot_random_logit(logit.assign(metric="ssim"), tmp_path / "d.png")

@@ -1,4 +1,5 @@
 """In-place layer randomisation: levels, reuse of one analyzer graph, restore."""
+import itertools
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -111,9 +112,16 @@ def test_weights_restored_after_run(tmp_path, rng):
     store = run_sanity(network, images, labels, [0, 1, 2], specs, tmp_path, seed=1, chunk=2)
     assert_bit_identical(original, weights_of(user_model))
     table = store.table()
-    assert len(table) == 2 * 3 * 3 * 3  # methods x images x levels x metrics
+    assert len(table) == 2 * 3 * 3 * 4  # methods x images x levels x metrics
+    assert set(table.metric) == {"ssim_paper", "ssim_standard", "spearman_abs", "spearman"}
     assert set(table.level) == {1, 2, 3} and table.value.dropna().between(-1, 1).all()
-    assert table[table.metric == "ssim"].value.notna().all()
+    assert table[table.metric == "ssim_standard"].value.notna().all()
+    # a constant map (here: LRP a1b0 once the top layers are random) has no
+    # paper SSIM (nor a Spearman correlation); such rows are NaN and flagged
+    keyed = table.set_index(["method", "image_id", "level", "metric"])
+    paper_nan = keyed.xs("ssim_paper", level="metric").value.isna()
+    assert paper_nan.any() and paper_nan.equals(keyed.xs("spearman", level="metric").value.isna())
+    assert table[table.value.isna()].nonfinite.all()
 
 
 @pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
@@ -144,3 +152,56 @@ def test_weight_sync_refuses_an_analyzer_on_copied_weights(images):
     other.analyze(images, neuron_selection=[0, 1])
     with pytest.raises(ValueError, match="LRP-z.*conv1"):
         weight_sync(other, "LRP-z", model)
+
+
+def test_stored_ssims_are_the_recipes_on_the_saved_maps(tmp_path, rng):
+    """Both experiments score with the method's own percentile (RectGrad: 100)
+    and in the paper's order (sanity: randomised map first; random logit:
+    true-class map first)."""
+    from csc_analyzers.experiments.random_logit import run_random_logit
+    from csc_analyzers.experiments.sanity import maps_path
+    from csc_analyzers.metrics.ssim import ssim
+
+    _user_model, network, images, labels, _specs = tiny_run_inputs(rng)
+    specs = select_methods("RectGrad,Gradient")
+    assert [s.ssim_percentile for s in specs] == [100.0, 99.5]
+    sanity = run_sanity(network, images, labels, [0, 1, 2], specs, tmp_path, seed=1,
+                        save_maps_for=[0, 1]).table()
+    logit = run_random_logit(network, images, labels, [0, 1, 2], specs, tmp_path, seed=1,
+                             save_maps_for=[0, 1]).table()
+    checked, percentile_matters = 0, 0
+    for spec, image in itertools.product(specs, (0, 1)):
+        key = ("tiny", spec.name, image)
+        maps = np.load(maps_path(tmp_path, "sanity_cascading", key))["maps"]
+        pairs = [(level, maps[level], maps[0]) for level in range(1, len(maps))]
+        true_map, other_map = np.load(maps_path(tmp_path, "random_logit", key))["maps"]
+        pairs.append((0, true_map, other_map))
+        for level, a, b in pairs:
+            table = sanity if level else logit
+            rows = table[(table.method == spec.name) & (table.image_id == image)
+                         & (table.level == level)].set_index("metric").value
+            for recipe in ("paper", "standard"):
+                expected = ssim(a, b, recipe=recipe, percentile=spec.ssim_percentile)
+                if np.isnan(expected):  # a constant map: NaN (paper recipe only)
+                    assert recipe == "paper" and np.isnan(rows[f"ssim_{recipe}"])
+                    continue
+                assert rows[f"ssim_{recipe}"] == pytest.approx(expected, rel=1e-8, abs=1e-9)
+                checked += 1
+            other_percentile = 99.5 if spec.ssim_percentile == 100 else 100.0
+            percentile_matters += abs(ssim(a, b, percentile=other_percentile)
+                                      - rows["ssim_paper"]) > 1e-6
+    assert checked >= 28  # of methods x images x (3 levels + random logit) x recipes = 32
+    assert percentile_matters >= 8
+
+
+def test_resuming_a_store_with_the_old_ssim_metric_fails(tmp_path, rng):
+    from csc_analyzers.errors import ArgumentError
+    from csc_analyzers.experiments.store import ResultStore
+
+    _user_model, network, images, labels, specs = tiny_run_inputs(rng)
+    old = ResultStore(tmp_path, "sanity_cascading")
+    old.write(("tiny", "Gradient", 0), [{"network": "tiny", "method": "Gradient",
+                                         "metric": "ssim", "value": 0.9}])
+    with pytest.raises(ArgumentError, match=r"sanity_cascading.*'ssim'.*new --out"):
+        run_sanity(network, images, labels, [0, 1, 2], specs, tmp_path, seed=1)
+    assert len(list(old.units_dir.glob("*.csv"))) == 1  # nothing was added

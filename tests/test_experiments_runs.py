@@ -70,7 +70,7 @@ def test_killed_run_resumed_equals_uninterrupted_run(tiny_files, tmp_path):
     whole = (tmp_path / "whole" / "sanity_cascading.csv").read_bytes()
     assert (killed / "sanity_cascading.csv").read_bytes() == whole
     table = pd.read_csv(tmp_path / "whole" / "sanity_cascading.csv")
-    assert len(table) == 3 * N_IMAGES * 3 * 3
+    assert len(table) == 3 * N_IMAGES * 3 * 4  # methods x images x levels x metrics
     assert not table.duplicated(["method", "image_id", "level", "metric"]).any()
 
 

@@ -14,7 +14,7 @@ def test_gradient_averages_read_the_models_variables(images, tmp_path):
     specs = [get_method("SmoothGrad"), get_method("Integrated Gradients")]
     before = [w.copy() for w in network.model.get_weights()]
     store = run_sanity(network, images, np.array([0, 1]), [0, 1], specs, tmp_path)
-    assert len(store.table()) == 2 * 2 * len(network.sanity_layers) * 3
+    assert len(store.table()) == 2 * 2 * len(network.sanity_layers) * 4
     assert all(np.array_equal(a, b) for a, b in zip(before, network.model.get_weights()))
     model = analysis_model(network)
     analyzer = build_analyzer(specs[0], model, network)

@@ -57,6 +57,8 @@ def test_tiny_reproduction_writes_tables_figures_and_a_report_that_matches(whole
     assert any(name.startswith("fig4b_sanity") for name in pngs)
     assert "theorem1.png" in pngs
     report = (out / "REPORT.md").read_text()
+    assert "SSIM: the paper's recipe (metric ssim_paper)" in report
+    assert "random-logit SSIM (paper)" in report
     csc = pd.read_csv(out / "csc.csv", keep_default_na=False, na_values=[""])
     verdicts = pd.read_csv(out / "verdicts.csv")
     for method in ("LRP a1b0", "Gradient"):
@@ -69,7 +71,7 @@ def test_tiny_reproduction_writes_tables_figures_and_a_report_that_matches(whole
         assert float(verdicts.set_index("method").loc[method, "csc_input"]) == \
             pytest.approx(value)
     logit = pd.read_csv(out / "random_logit.csv")
-    median = logit[(logit.method == "Gradient") & (logit.metric == "ssim")].value.median()
+    median = logit[(logit.method == "Gradient") & (logit.metric == "ssim_paper")].value.median()
     line = next(l for l in report.splitlines() if l.startswith("| Gradient |"))
     assert re.search(rf"{median:.3f} \[", line)
     # a rerun finds every unit done and writes the same tables

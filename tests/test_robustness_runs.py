@@ -65,7 +65,7 @@ def test_experiments_leave_model_and_file_unchanged(user_model, tmp_path, rng):
         run_csc(tiny, select_methods("Gradient,LRP a1b0"), images, out_dir=tmp_path / "c",
                 n_vectors=2, exact_max_dim=4)
     assert model_fingerprint(model) == before
-    assert len(store.table()) == 3 * 2 * 3 * 3  # methods x images x levels x metrics
+    assert len(store.table()) == 3 * 2 * 3 * 4  # methods x images x levels x metrics
 
 
 @pytest.mark.parametrize("interrupt", [RuntimeError, KeyboardInterrupt])
@@ -135,7 +135,7 @@ def test_nonfinite_maps_flag_rows_and_the_run_goes_on(tmp_path, rng):
     store = run_random_logit(network, images, [0, 1], [0, 1], select_methods("Gradient"),
                              tmp_path, seed=0)
     table = store.table()
-    assert len(table) == 2 * 4
+    assert len(table) == 2 * 5  # 4 scores and random_class
     metrics = table[table["metric"] != "random_class"]
     assert metrics["nonfinite"].all()
     assert not table.loc[table["metric"] == "random_class", "nonfinite"].any()
@@ -183,8 +183,8 @@ def kill_at_points(command, units_dir, points, total):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script, experiment, points, rows_per_unit", [
-    ("run_sanity_checks.py", "sanity_cascading", (0, 1, 3), 3 * 3),
-    ("run_random_logit.py", "random_logit", (2,), 4),
+    ("run_sanity_checks.py", "sanity_cascading", (0, 1, 3), 3 * 4),
+    ("run_random_logit.py", "random_logit", (2,), 5),
 ])
 def test_killed_at_several_points_resumes_to_the_same_table(tmp_path, rng, script, experiment,
                                                              points, rows_per_unit):

@@ -57,3 +57,29 @@ def test_bad_shard_specs(spec):
 
 def test_unit_filenames_distinct():
     assert unit_filename(("a/b", 1)) != unit_filename(("a_b", 1))
+
+
+def test_a_store_with_old_metric_names_is_refused(tmp_path):
+    from csc_analyzers.errors import ArgumentError
+    from csc_analyzers.experiments.store import check_metric_names
+    from csc_analyzers.report import _read
+
+    old = ResultStore(tmp_path / "old", "random_logit")
+    old.write(("tiny", "Gradient", 0), [{"method": "Gradient", "metric": "ssim", "value": 0.5},
+                                        {"method": "Gradient", "metric": "spearman", "value": 0.1}])
+    unit = old.path(("tiny", "Gradient", 0))
+    with pytest.raises(ArgumentError, match=rf"{unit.name}.*'ssim'.*new --out"):
+        old.pending([("tiny", "Gradient", 0), ("tiny", "Gradient", 1)])
+    with pytest.raises(ArgumentError, match=unit.name):
+        merge_stores([tmp_path / "old"], tmp_path / "merged", "random_logit")
+    assert not (tmp_path / "merged" / "random_logit" / "units").exists() or \
+        not list((tmp_path / "merged" / "random_logit" / "units").glob("*.csv"))
+    old.consolidate()
+    with pytest.raises(ArgumentError, match="random_logit.csv"):
+        _read(tmp_path / "old", "random_logit.csv")
+    new = ResultStore(tmp_path / "new", "random_logit")
+    new.write(("tiny", "Gradient", 0), [{"metric": "ssim_paper", "value": 0.5},
+                                        {"metric": "ssim_standard", "value": 0.4}])
+    assert new.pending([("tiny", "Gradient", 0), ("tiny", "Gradient", 1)]) == \
+        [("tiny", "Gradient", 1)]
+    check_metric_names(pd.DataFrame({"value": [1.0]}), "a table without metrics")

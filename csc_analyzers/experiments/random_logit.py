@@ -23,8 +23,10 @@ EXPERIMENT = "random_logit"
 def run_random_logit(network, images, labels, image_ids, specs, out, *, seed: int = 0,
                      shard: Shard = Shard(), patterns: PatternsProvider | None = None,
                      save_maps_for: Iterable[int] = (), progress=None) -> ResultStore:
-    """Store, per method and image, the rows ``ssim``, ``spearman_abs``,
-    ``spearman`` (true-class map vs random-class map) and ``random_class``."""
+    """Store, per method and image, the rows ``ssim_paper``, ``ssim_standard``,
+    ``spearman_abs``, ``spearman`` (true-class map vs random-class map, the
+    flip negating the random-class map as in the paper's code; SSIM at the
+    method's ``ssim_percentile``) and ``random_class``."""
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels).astype(int)
     image_ids = [int(i) for i in image_ids]

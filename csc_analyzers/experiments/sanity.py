@@ -4,8 +4,10 @@ For every method the analyzer graph is built once on the network's logit
 model; :class:`~csc_analyzers.experiments.randomization.Randomizer` then
 assigns random weights to the variables that graph reads, level by level
 (cascading from the top, or independent). Each image's map at every level is
-compared with its map under the original weights by the paper's SSIM (with
-the sign flip) and by Spearman rank correlations of absolute and signed maps.
+compared with its map under the original weights by SSIM with the sign flip
+(both recipes of :mod:`csc_analyzers.metrics.ssim`; as in the paper's code the
+randomised map comes first, so the flip negates the original map) and by
+Spearman rank correlations of absolute and signed maps.
 
 Work is done in (network, method, image) units stored atomically in a
 :class:`~csc_analyzers.experiments.store.ResultStore`: a rerun skips finished
@@ -131,8 +133,9 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
     """Run the sanity check of ``specs`` on ``images`` (preprocessed, N x H x W x C,
     explained for their true ``labels``) and store the rows in ``out``.
 
-    Rows per image and level: metrics ``ssim``, ``spearman_abs``, ``spearman``
-    between the map at that level and the original map; ``level`` 1..L counts
+    Rows per image and level: metrics ``ssim_paper``, ``ssim_standard``,
+    ``spearman_abs``, ``spearman`` between the map at that level and the
+    original map (SSIM at the method's ``ssim_percentile``); ``level`` 1..L counts
     from the top, ``layer`` is the scored layer of that level. ``chunk`` images
     are processed per pass over the levels (fewer weight assignments); a unit's
     rows are written when its chunk is done. ``progress`` is an optional
@@ -175,7 +178,7 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
                 for key, stack in zip(keys, maps):
                     rows = []
                     for level in levels:
-                        scores = similarity_scores(stack[0], stack[level.index],
+                        scores = similarity_scores(stack[level.index], stack[0],
                                                    percentile=spec.ssim_percentile)
                         bad = is_nonfinite(stack[0]) or is_nonfinite(stack[level.index])
                         rows.extend(row(network.name, method, key[2], experiment, level.index,

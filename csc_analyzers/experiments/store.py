@@ -8,6 +8,11 @@ exists. The tidy table of an experiment is the concatenation of its unit
 files in a deterministic order; :meth:`ResultStore.consolidate` writes it as
 one CSV, also atomically.
 
+A store written by an older version whose metric names have changed since
+(:data:`RENAMED_METRICS`) is refused with an error naming a unit file, when a
+run resumes it (:meth:`ResultStore.pending`) or a merge reads it, so old and
+new rows are never mixed.
+
 Shards: ``--shard i/N`` gives unit ``k`` (in the experiment's fixed unit
 order) to shard ``k mod N``; every shard writes into its own store directory
 or the same one (unit files never collide), and :func:`merge_stores` joins
@@ -25,7 +30,26 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from ..errors import ArgumentError
+
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+# metric names of older versions -> what replaced them
+RENAMED_METRICS = {"ssim": "'ssim_paper' and 'ssim_standard' (two SSIM recipes)"}
+
+
+def check_metric_names(table: pd.DataFrame, source) -> None:
+    """Raise :class:`~csc_analyzers.errors.ArgumentError` naming ``source``
+    if ``table`` holds rows of a metric renamed since (an older version wrote
+    them)."""
+    if table is None or "metric" not in getattr(table, "columns", ()):
+        return
+    old = sorted(set(table["metric"].astype(str)) & set(RENAMED_METRICS))
+    if old:
+        raise ArgumentError(
+            f"{source} holds rows of metric {old[0]!r} written by an older version "
+            f"(now {RENAMED_METRICS[old[0]]}); they cannot be mixed with new rows: "
+            "write the run into a new --out directory")
 
 
 @dataclass(frozen=True)
@@ -106,8 +130,20 @@ class ResultStore:
         return self.path(key).exists()
 
     def pending(self, keys: Iterable[Sequence]) -> list:
-        """The keys whose unit file does not exist yet, in the given order."""
+        """The keys whose unit file does not exist yet, in the given order.
+        Raises ArgumentError if the store was written with old metric names
+        (:meth:`check_metric_names`)."""
+        self.check_metric_names()
         return [key for key in keys if not self.done(key)]
+
+    def check_metric_names(self) -> None:
+        """Raise ArgumentError naming a unit file if the store's units hold a
+        renamed metric (:data:`RENAMED_METRICS`). One unit file is read: a
+        store's units come from one version."""
+        first = next(iter(self.units_dir.glob("*.csv")), None) if self.units_dir.exists() \
+            else None
+        if first is not None and first.stat().st_size:
+            check_metric_names(pd.read_csv(first), first)
 
     def write(self, key: Sequence, rows: pd.DataFrame | list) -> None:
         """Store the rows of one finished unit (atomically)."""
@@ -145,12 +181,14 @@ class ResultStore:
 def merge_stores(shard_roots: Iterable[str | os.PathLike], target_root: str | os.PathLike,
                  experiment: str) -> ResultStore:
     """Copy every unit file of ``experiment`` from the shard stores into
-    ``target_root`` (identical units are written once) and return the merged store."""
+    ``target_root`` (identical units are written once) and return the merged
+    store. A shard store with old metric names raises ArgumentError."""
     target = ResultStore(target_root, experiment)
     for root in shard_roots:
         source = ResultStore(root, experiment)
         if not source.units_dir.exists():
             continue
+        source.check_metric_names()
         for path in sorted(source.units_dir.glob("*.csv")):
             destination = target.units_dir / path.name
             if Path(root).resolve() == Path(target_root).resolve() or destination.exists():

@@ -1,5 +1,9 @@
 """Figures of the sanity checks, random logit and class sensitivity
-(Figures 1a, 1b-e, 4a, 4b, 6a-b), styled from the method registry."""
+(Figures 1a, 1b-e, 4a, 4b, 6a-b), styled from the method registry.
+
+SSIMs are those of the paper's recipe by default (metric ``ssim_paper``, see
+:mod:`csc_analyzers.metrics.ssim`); ``metric=`` / ``recipe=`` choose another,
+and the labels name the recipe."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,11 +18,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..experiments.sanity import maps_path  # noqa: E402
+from ..experiments.store import check_metric_names  # noqa: E402
 from ..metrics.bootstrap import bootstrap_median  # noqa: E402
 from ..metrics.heatmaps import normalize_abs, normalize_signed  # noqa: E402
+from ..metrics.ssim import get_recipe, ssim, ssim_label  # noqa: E402
 from ..registry import ALL_METHODS, MethodSpec  # noqa: E402
 
 HEATMAP = {"cmap": "seismic", "vmin": -1.0, "vmax": 1.0}
+SSIM_METRIC = "ssim_paper"
 LRP_CMP = ("LRP CMP a1b0", "LRP CMP a2b1")
 
 
@@ -62,9 +69,14 @@ def load_maps(results, experiment: str, network: str, method: str, image_id: int
 
 
 def plot_randomization_grid(results, network: str, methods: Sequence[str], path, *,
-                            image_id: int = 0, mode: str = "cascading", image=None) -> Path:
+                            image_id: int = 0, mode: str = "cascading", image=None,
+                            recipe: str | None = "paper") -> Path:
     """Figure 1a / 6a-b: per method (rows), the original map and the map at each
-    cascading randomisation level (columns, top layer first)."""
+    cascading randomisation level (columns, top layer first). With ``recipe``,
+    each randomised map is labelled with its SSIM to the original map by that
+    recipe (randomised map first, the method's ``ssim_percentile``), as the
+    sanity check scores it."""
+    chosen = get_recipe(recipe) if recipe is not None else None
     experiment = f"sanity_{mode}"
     rows = [(m, load_maps(results, experiment, network, m, image_id)) for m in methods]
     if not rows:
@@ -80,8 +92,16 @@ def plot_randomization_grid(results, network: str, methods: Sequence[str], path,
             axes[r, 0].set_yticks([])
         for c, heatmap in enumerate(data["maps"]):
             _show(axes[r, c + offset], heatmap, layers[c] if r == 0 else None)
+            if chosen is not None and c > 0:
+                score = ssim(heatmap, data["maps"][0], recipe=chosen,
+                             percentile=_spec(method).ssim_percentile)
+                axes[r, c + offset].set_xlabel(f"{score:.2f}", fontsize=6, labelpad=1)
         axes[r, offset].set_ylabel(method, fontsize=7, rotation=0, ha="right", va="center",
                                    color=_spec(method).color)
+    if chosen is not None:  # a note just below the last row's labels
+        bottom = min(ax.get_position().y0 for ax in axes.flat) - 0.22 / fig.get_figheight()
+        fig.text(0.5, bottom, f"below each map: {ssim_label(chosen.metric)} to the original map",
+                 ha="center", va="top", fontsize=7)
     return _save(fig, path)
 
 
@@ -105,14 +125,16 @@ def plot_class_insensitivity(image, map_a, map_b, names: Sequence[str], path, *,
     return _save(fig, path)
 
 
-def plot_random_logit(table: pd.DataFrame, path, *, network: str | None = None) -> Path:
-    """Figure 4a: box plots of the random-logit SSIM per method."""
-    data = table[(table.metric == "ssim") & (table.experiment == "random_logit")]
+def plot_random_logit(table: pd.DataFrame, path, *, network: str | None = None,
+                      metric: str = SSIM_METRIC) -> Path:
+    """Figure 4a: box plots of the random-logit SSIM (``metric``) per method."""
+    check_metric_names(table, "the random-logit table")
+    data = table[(table.metric == metric) & (table.experiment == "random_logit")]
     if network is not None:
         data = data[data.network == network]
     methods = _ordered(data.method)
     if not methods:
-        raise ValueError("plot_random_logit: the table has no random-logit SSIM rows")
+        raise ValueError(f"plot_random_logit: the table has no random-logit {metric!r} rows")
     fig, ax = plt.subplots(figsize=(0.35 * len(methods) + 1.5, 2.6))
     values = [data[data.method == m].value.dropna().to_numpy() for m in methods]
     boxes = ax.boxplot(values, patch_artist=True, widths=0.6)
@@ -121,21 +143,28 @@ def plot_random_logit(table: pd.DataFrame, path, *, network: str | None = None) 
         patch.set_alpha(0.6)
     ax.set_xticks(np.arange(1, len(methods) + 1))
     ax.set_xticklabels(methods, rotation=90, fontsize=7)
-    ax.set_ylabel("SSIM")
+    ax.set_ylabel(ssim_label(metric))
     ax.set_ylim(-0.05, 1.05)
     ax.grid(True, alpha=0.3)
     return _save(fig, path)
 
 
-def level_summary(table: pd.DataFrame, *, rng: np.random.Generator, metric: str = "ssim",
+def level_summary(table: pd.DataFrame, *, rng: np.random.Generator, metric: str = SSIM_METRIC,
                   n_resamples: int = 10_000) -> pd.DataFrame:
     """Median of ``metric`` over images per (method, level) with the bootstrap
     interval of :func:`bootstrap_median` (columns method, level, layer,
-    median, low, high, n)."""
+    median, low, high, n). NaN values (e.g. the paper's SSIM of a constant
+    map) are left out; ``n`` counts the others, and a level without any gets
+    NaN (not drawn)."""
+    check_metric_names(table, "the sanity-check table")
     data = table[table.metric == metric]
     out = []
     for (method, level), group in data.groupby(["method", "level"], sort=True):
-        median, low, high = bootstrap_median(group.value, rng=rng, n_resamples=n_resamples)
+        if group.value.notna().any():
+            median, low, high = bootstrap_median(group.value, rng=rng,
+                                                 n_resamples=n_resamples)
+        else:
+            median = low = high = np.nan
         out.append({"method": method, "level": int(level), "layer": group.layer.iloc[0],
                     "median": median, "low": low, "high": high,
                     "n": int(group.value.notna().sum())})
@@ -143,7 +172,7 @@ def level_summary(table: pd.DataFrame, *, rng: np.random.Generator, metric: str 
 
 
 def plot_ssim_vs_level(table: pd.DataFrame, path, *, rng: np.random.Generator,
-                       methods: Sequence[str] | None = None, metric: str = "ssim",
+                       methods: Sequence[str] | None = None, metric: str = SSIM_METRIC,
                        n_resamples: int = 10_000) -> Path:
     """Figure 4b / 6: median SSIM to the original map against the cascading
     randomisation level (top layer first) with 99 % bootstrap bands."""
@@ -162,7 +191,7 @@ def plot_ssim_vs_level(table: pd.DataFrame, path, *, rng: np.random.Generator,
         ax.fill_between(part.level, part.low, part.high, color=style["color"], alpha=0.25)
     ax.set_xticks(levels)
     ax.set_xticklabels(labels, rotation=90)
-    ax.set_ylabel(metric.upper() if metric == "ssim" else metric)
+    ax.set_ylabel(ssim_label(metric))
     ax.set_ylim(0, 1.05)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=6, bbox_to_anchor=(1.02, 1), loc="upper left")
@@ -170,15 +199,19 @@ def plot_ssim_vs_level(table: pd.DataFrame, path, *, rng: np.random.Generator,
 
 
 def make_sanity_figures(results, network: str, out_dir, *, rng: np.random.Generator,
-                        image_id: int = 0, image=None, n_resamples: int = 10_000) -> list:
+                        image_id: int = 0, image=None, n_resamples: int = 10_000,
+                        recipe: str = "paper") -> list:
     """Write every figure whose inputs exist under ``results`` for ``network``:
     Figure 1a grid, Figure 4a, Figure 4b, Figure 6 (LRP CMP) and Figure 1b-e
-    for the first saved class-sensitivity unit of each method. Returns the paths."""
+    for the first saved class-sensitivity unit of each method; SSIMs of
+    ``recipe`` (metric ``ssim_<recipe>``). Returns the paths."""
     results, out_dir = Path(results), Path(out_dir)
+    metric = get_recipe(recipe).metric
     written = []
     cascading = results / "sanity_cascading.csv"
     if cascading.exists():
         table = pd.read_csv(cascading)
+        check_metric_names(table, cascading)
         table = table[table.network == network]
         methods = _ordered(table.method)
         saved = [m for m in methods if maps_path(results, "sanity_cascading",
@@ -186,24 +219,24 @@ def make_sanity_figures(results, network: str, out_dir, *, rng: np.random.Genera
         if saved:
             written.append(plot_randomization_grid(
                 results, network, saved, out_dir / f"fig1a_sanity_grid_{network}.png",
-                image_id=image_id, image=image))
+                image_id=image_id, image=image, recipe=recipe))
         written.append(plot_ssim_vs_level(table, out_dir / f"fig4b_sanity_ssim_{network}.png",
-                                          rng=rng, n_resamples=n_resamples))
+                                          rng=rng, n_resamples=n_resamples, metric=metric))
         cmp_methods = [m for m in LRP_CMP if m in methods]
         if cmp_methods:
             written.append(plot_ssim_vs_level(
                 table, out_dir / f"fig6_lrp_cmp_ssim_{network}.png", rng=rng,
-                methods=cmp_methods, n_resamples=n_resamples))
+                methods=cmp_methods, n_resamples=n_resamples, metric=metric))
             cmp_saved = [m for m in cmp_methods if m in saved]
             if cmp_saved:
                 written.append(plot_randomization_grid(
                     results, network, cmp_saved, out_dir / f"fig6_lrp_cmp_grid_{network}.png",
-                    image_id=image_id, image=image))
+                    image_id=image_id, image=image, recipe=recipe))
     logit = results / "random_logit.csv"
     if logit.exists():
         written.append(plot_random_logit(pd.read_csv(logit),
                                          out_dir / f"fig4a_random_logit_{network}.png",
-                                         network=network))
+                                         network=network, metric=metric))
     sensitivity = results / "class_sensitivity.csv"
     if sensitivity.exists():
         table = pd.read_csv(sensitivity)
