@@ -45,7 +45,8 @@ def test_csc_rows_and_histograms_equal_an_explicit_pairwise_cosine(tmp_path):
     images = np.random.default_rng(5).normal(size=(2, 8, 8, 3)).astype("float32")
     result = run_csc(network, [get_method("Gradient")], images, out_dir=tmp_path,
                      seed=SEED, n_vectors=N_VECTORS, exact_max_dim=0)
-    table = result["table"].set_index(["method", "injection_layer", "layer", "statistic"]).sort_index()
+    keys = ["method", "injection_layer", "layer", "statistic"]
+    table = result["table"].set_index(keys).sort_index()
     histograms = result["histograms"]
     analyzer = csc_analyzers.create_analyzer("gradient", network.model)
     injection_keras = {"fc2": "d2", "fc1": "d1"}

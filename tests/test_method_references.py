@@ -8,13 +8,13 @@ convolutional network. innvestigate's Deconv cannot run on separate Keras
 ``ReLU`` layers (the project maps them itself): there the reference is
 innvestigate on the same network written with ``Activation("relu")`` layers.
 """
-import innvestigate
 import numpy as np
 import pytest
-from tensorflow import keras
 
-import csc_analyzers
+import csc_analyzers  # (graph mode before innvestigate builds anything)
+import innvestigate
 from csc_analyzers.logits import logit_model
+from tensorflow import keras
 from numpy_nets import Linear, MaxPool, ReLU, forward, layers_of, random_weights
 
 L = keras.layers
