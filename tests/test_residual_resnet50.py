@@ -1,7 +1,10 @@
 """ResNet-50 (random weights, random BN statistics, one 224x224 image):
 BN folding is output-equal and leaves the model untouched; rule-based and
 gradient-type methods run. Seconds per image for every method:
-scripts/time_methods.py --network resnet50 --batch 1."""
+scripts/time_methods.py --network resnet50 --batch 1.
+
+The BN fold (an equality) is part of the default run; the methods that only
+run (smoke tests) need ``-m heavy``."""
 import numpy as np
 import pytest
 from tensorflow import keras
@@ -10,7 +13,7 @@ import csc_analyzers
 from residual_support import fold_batchnorm
 from residual_nets import randomize_bn
 
-pytestmark = [pytest.mark.slow, pytest.mark.heavy]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +47,7 @@ def test_fold_batchnorm_resnet50(resnet50, image):
     assert all(np.array_equal(u, v) for u, v in zip(before, resnet50.get_weights()))
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name,kwargs", [
     ("lrp.alpha_2_beta_1", {}),
     ("guided_backprop", {}),

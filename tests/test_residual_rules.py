@@ -202,9 +202,11 @@ def _vgg16():
 
 
 PAPER_NETS = {"cifar-net": _cifar_net, "vgg16": _vgg16}
-# on VGG-16 alpha1-beta0 runs by default; the other rules (about a minute each) are heavy
+# on VGG-16 alpha1-beta0, z+ and Deep Taylor (10-25 s each) run by default; alpha2-beta1
+# and alpha5-beta4 (about a minute each on a loaded 2-core machine) are heavy
+DEFAULT_ON_VGG16 = {"lrp.alpha_1_beta_0", "lrp.z_plus", "deep_taylor"}
 PAPER_CASES = [pytest.param(*case, network, id=f"{case[0]}-{network}",
-                            marks=() if network == "cifar-net" or case[0] == "lrp.alpha_1_beta_0"
+                            marks=() if network == "cifar-net" or case[0] in DEFAULT_ON_VGG16
                             else pytest.mark.heavy)
                for network in PAPER_NETS for case in FAST]
 

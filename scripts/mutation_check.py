@@ -1,0 +1,248 @@
+#!/usr/bin/env python
+"""Mutation check: plausible one-line bugs must fail the tests that guard them.
+
+Each entry of :data:`MUTATIONS` names a file, an exact snippet of it (found
+exactly once), its replacement and the tests expected to catch the change.
+The script copies the repository (the files git knows about, tracked or
+untracked and not ignored, as they are in the working tree) into a temporary
+directory, and for each mutation writes the mutated file there, runs its
+tests in that copy (one process, ``-x``, the working directory and
+``PYTHONPATH`` set to the copy so its packages win over an installed
+checkout), and restores the file. The working tree is never written to.
+
+A mutation is *caught* when pytest reports failing tests, *survived* when the
+tests pass; a usage error, no tests collected or a timeout is an *error*. The
+exit status is 0 only if every selected mutation is caught.
+
+    python scripts/mutation_check.py                 # every mutation
+    python scripts/mutation_check.py --list
+    python scripts/mutation_check.py --only random_logit_explains_true_class_twice
+    python scripts/mutation_check.py --baseline      # first check the tests pass unmutated
+
+Run it with the project's environment (e.g. ``.venv/bin/python
+scripts/mutation_check.py``) or name one with ``--python``. To add a
+mutation, append a :class:`Mutation` to :data:`MUTATIONS`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """``original`` (exact text, once in ``file``) becomes ``replacement``;
+    ``tests`` are pytest node ids or files, relative to the repository root."""
+
+    name: str
+    file: str
+    original: str
+    replacement: str
+    tests: tuple
+    effect: str
+
+
+MUTATIONS: list = [
+    Mutation("deeplift_reveal_cancel_as_rescale", "csc_analyzers/deeplift_convert.py",
+             '"reveal_cancel": dl.NonlinearMxtsMode.RevealCancel,',
+             '"reveal_cancel": dl.NonlinearMxtsMode.Rescale,',
+             ("tests/test_deeplift_reference.py",),
+             "every DeepLIFT Rev.C. number is DeepLIFT Resc.'s"),
+    Mutation("deeplift_cross_mxts_ignored", "csc_analyzers/deeplift_wrapper.py",
+             "self._cross_mxts = bool(cross_mxts)", "self._cross_mxts = True",
+             ("tests/test_deeplift_reference.py::test_deeplift_equals_numpy",),
+             "DeepLIFT Abla. is DeepLIFT Resc."),
+    Mutation("deeplift_conv_ablation_keeps_cross_terms", "residual_support/deeplift_layers.py",
+             "            return super()._get_mxts_increments_for_inputs()\n"
+             "        return self._linear_mxts_increments()",
+             "            return super()._get_mxts_increments_for_inputs()\n"
+             "        return super()._get_mxts_increments_for_inputs()",
+             ("tests/test_deeplift_reference.py::test_deeplift_equals_numpy[conv-ablation]",),
+             "the ablation's convolutions keep the terms through negative weights"),
+    Mutation("deeplift_reveal_cancel_negative_split", "residual_support/deeplift_layers.py",
+             "neg_contribs = self._linear(d_neg, k_pos) + self._linear(d_pos, k_neg)",
+             "neg_contribs = self._linear(d_neg, k_pos) + self._linear(d_neg, k_neg)",
+             ("tests/test_deeplift_reference.py::test_deeplift_equals_numpy",),
+             "RevealCancel's negative part dz- of the pre-activation delta is wrong"),
+    Mutation("deeplift_maxpool_not_interpolated", "residual_support/deeplift_layers.py",
+             "self._mix = tf.where(total > 0.0, rise / safe_total, tf.ones_like(total))",
+             "self._mix = tf.ones_like(total)",
+             ("tests/test_deeplift_reference.py::test_deeplift_equals_numpy",),
+             "DeepLIFT max pooling routes everything to the arg max of x"),
+    Mutation("injection_ignores_rule_mappings", "csc_analyzers/injection.py",
+             "meta = self._reverse_mapping(layer)", "meta = None",
+             ("tests/test_method_references.py::test_equals_innvestigate",),
+             "GuidedBP's (and Deconv's) rectification is dropped: they become the gradient"),
+    Mutation("deconv_relu_layer_rectification_dropped", "residual_support/mixin.py",
+             "return [tf.nn.relu(r) for r in reversed_Ys]", "return list(reversed_Ys)",
+             ("tests/test_method_references.py::"
+              "test_separate_relu_layers_equal_innvestigate_on_activation_layers",),
+             "Deconv on networks with separate ReLU layers (ResNets) is not Deconv"),
+    Mutation("rectgrad_percentile_ignored", "csc_analyzers/rectgrad.py",
+             "rectify(y, r, self._percentile)", "rectify(y, r, 98.0)",
+             ("tests/test_method_references.py::test_rectgrad_on_a_conv_net_equals_numpy",),
+             "RectGrad's q has no effect"),
+    Mutation("rectgrad_starts_from_the_logit", "csc_analyzers/rectgrad.py",
+             "        return tf.ones_like(X)", "        return X",
+             ("tests/test_propagate_analyze.py",),
+             "RectGrad's map starts from y_k, its CSC (propagate) from 1"),
+    Mutation("propagate_start_sign_dropped", "csc_analyzers/injection.py",
+             "feed[reversed_source] = relevance", "feed[reversed_source] = np.abs(relevance)",
+             ("tests/test_propagate_analyze.py",),
+             "the injected relevance loses its sign (GuidedBP/Deconv CSC from |v|)"),
+    Mutation("csc_histogram_abs_dropped", "csc_analyzers/metrics/csc.py",
+             "    finite = np.abs(values[np.isfinite(values)])\n"
+             "    counts, _ = np.histogram(finite, bins=edges)",
+             "    finite = values[np.isfinite(values)]\n"
+             "    counts, _ = np.histogram(finite, bins=edges)",
+             ("tests/test_experiment_values.py::"
+              "test_csc_rows_and_histograms_equal_an_explicit_pairwise_cosine",),
+             "negative cosines vanish from the pooled histogram; the medians move"),
+    Mutation("csc_min_max_abs_dropped", "csc_analyzers/experiments/csc.py",
+             "finite = np.abs(cos[np.isfinite(cos)])", "finite = cos[np.isfinite(cos)]",
+             ("tests/test_experiment_values.py::"
+              "test_csc_rows_and_histograms_equal_an_explicit_pairwise_cosine",),
+             "the CSC p0 / p100 rows are signed"),
+    Mutation("random_logit_explains_true_class_twice",
+             "csc_analyzers/experiments/random_logit.py",
+             "other_map = explain(analyzer, images[k], other, spec)",
+             "other_map = explain(analyzer, images[k], labels[k], spec)",
+             ("tests/test_experiment_values.py::test_random_logit_maps_explain_the_drawn_class",),
+             "every random-logit score compares a map with itself"),
+    Mutation("bootstrap_interval_of_the_data", "csc_analyzers/metrics/bootstrap.py",
+             "lower, upper = np.percentile(medians, [low, high])",
+             "lower, upper = np.percentile(x, [low, high])",
+             ("tests/test_experiment_values.py::test_bootstrap_interval_covers_the_true_median",),
+             "the median's interval is the spread of the data"),
+    Mutation("report_converged_threshold", "csc_analyzers/report.py",
+             "CONVERGED = 0.99", "CONVERGED = 0.9",
+             ("tests/test_experiment_values.py::test_report_verdict_uses_the_papers_threshold",),
+             "methods with median CSC 0.9-0.99 are reported as converging"),
+]
+
+
+def scratch_copy(destination: Path) -> Path:
+    """Copy the files git knows about (tracked, or untracked and not ignored)
+    from the working tree into ``destination``."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], cwd=ROOT, check=True,
+                            capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if not source.is_file():
+            continue  # deleted in the working tree
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    return destination
+
+
+def check(mutations) -> None:
+    """Every original snippet occurs exactly once and differs from its replacement."""
+    names = [m.name for m in mutations]
+    if len(set(names)) != len(names):
+        raise SystemExit("mutation names must be unique")
+    for m in mutations:
+        text = (ROOT / m.file).read_text()
+        count = text.count(m.original)
+        if count != 1:
+            raise SystemExit(f"mutation {m.name!r}: the original snippet occurs {count} times "
+                             f"in {m.file} (must be exactly once): {m.original!r}")
+        if m.original == m.replacement:
+            raise SystemExit(f"mutation {m.name!r}: replacement equals the original")
+
+
+def run_tests(python: str, copy: Path, tests, timeout: float) -> tuple:
+    """(status, first failing test or message, seconds) of pytest in ``copy``."""
+    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    command = [python, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-x", "-q",
+               "-o", "addopts=", *tests]
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "error", f"timeout after {timeout:.0f} s", time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    output = done.stdout + done.stderr
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", output, flags=re.M)
+    if done.returncode == 0:
+        return "passed", "", seconds
+    if done.returncode == 1 and failed:
+        return "failed", failed[0], seconds
+    tail = " | ".join(output.strip().splitlines()[-3:])
+    return "error", f"pytest exit code {done.returncode}: {tail}", seconds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Apply one-line mutations to a scratch copy of the repository and check "
+                    "that the tests expected to catch each one fail.")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="run only this mutation (repeat, or give a comma list)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="first run every selected mutation's tests unmutated; they must pass")
+    parser.add_argument("--python", default=sys.executable,
+                        help="Python of the environment with the project's dependencies "
+                             "(default: this one)")
+    parser.add_argument("--timeout", type=float, default=1200.0,
+                        help="seconds per pytest run (default 1200)")
+    args = parser.parse_args(argv)
+
+    selected = list(MUTATIONS)
+    if args.only:
+        wanted = [n.strip() for item in args.only for n in item.split(",") if n.strip()]
+        unknown = sorted(set(wanted) - {m.name for m in MUTATIONS})
+        if unknown:
+            parser.error(f"unknown mutation(s) {unknown}; --list shows the names")
+        selected = [m for m in MUTATIONS if m.name in wanted]
+    if args.list:
+        for m in selected:
+            print(f"{m.name}\n    {m.file}: {m.original!r} -> {m.replacement!r}\n"
+                  f"    effect: {m.effect}\n    tests: {' '.join(m.tests)}")
+        return 0
+    check(selected)
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="mutation_check_") as tmp:
+        copy = scratch_copy(Path(tmp) / "repo")
+        if args.baseline:
+            tests = sorted({t for m in selected for t in m.tests})
+            status, detail, seconds = run_tests(args.python, copy, tests, args.timeout)
+            print(f"baseline: {status} in {seconds:.0f} s {detail}", flush=True)
+            if status != "passed":
+                print("the tests fail without a mutation: nothing to check", file=sys.stderr)
+                return 2
+        for m in selected:
+            path = copy / m.file
+            original_text = path.read_text()
+            path.write_text(original_text.replace(m.original, m.replacement, 1))
+            try:
+                status, detail, seconds = run_tests(args.python, copy, m.tests, args.timeout)
+            finally:
+                path.write_text(original_text)
+            verdict = {"failed": "caught", "passed": "SURVIVED"}.get(status, "ERROR")
+            results.append((m.name, verdict))
+            print(f"{verdict:8s} {m.name} ({seconds:.0f} s){': ' + detail if detail else ''}",
+                  flush=True)
+    caught = sum(v == "caught" for _, v in results)
+    print(f"\n{caught} of {len(results)} mutations caught")
+    for name, verdict in results:
+        if verdict != "caught":
+            print(f"  {verdict}: {name}")
+    return 0 if caught == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
