@@ -150,3 +150,32 @@ def test_explain_passes_the_image_id_to_smoothgrad_only(images):
     np.testing.assert_array_equal(explain(gradient, images[0], 1, get_method("Gradient"),
                                           image_id=12),
                                   explain(gradient, images[0], 1, get_method("Gradient")))
+
+
+def test_experiments_draw_smoothgrad_noise_from_the_image_id(images, tmp_path):
+    """The random-logit and sanity-check maps of an image are SmoothGrad's
+    maps for that image's id: the same image under ids 4 and 9 gets two
+    different maps, each equal to analyze(..., image_ids=[id])."""
+    from csc_analyzers.experiments.common import build_analyzer
+    from csc_analyzers.experiments.random_logit import run_random_logit
+    from csc_analyzers.experiments.sanity import maps_path, run_sanity
+    network = ModelNetwork(name="tiny", model=small_cnn(softmax=True), input_range=(-3.0, 3.0),
+                           sanity_layers=("fc2",))
+    spec = get_method("SmoothGrad")
+    same = np.repeat(images[:1], 2, axis=0)
+    ids, labels = [4, 9], np.array([1, 1])
+    run_random_logit(network, same, labels, ids, [spec], tmp_path, save_maps_for=ids)
+    run_sanity(network, same, labels, ids, [spec], tmp_path, save_maps_for=ids)
+    analyzer = network.analyzer_cache[spec.name]
+    assert analyzer is build_analyzer(spec, None, network)
+    found = {}
+    for experiment in ("random_logit", "sanity_cascading"):
+        for image_id in ids:
+            path = maps_path(tmp_path, experiment, ("tiny", spec.name, image_id))
+            found[experiment, image_id] = np.load(path)["maps"][0]  # the true-class map
+    for image_id in ids:
+        direct = analyzer.analyze(same[:1], neuron_selection=[1], image_ids=[image_id])
+        for experiment in ("random_logit", "sanity_cascading"):
+            np.testing.assert_allclose(found[experiment, image_id],
+                                       np.abs(direct[0]).max(axis=-1), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(found["random_logit", 4], found["random_logit", 9])
