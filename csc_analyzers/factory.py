@@ -1,6 +1,9 @@
 """``create_analyzer`` and the ``analyzers`` table of analyzer names.
 
-The table is a superset of innvestigate 2.1.2's ``innvestigate.analyzer.analyzers``.
+The table is a superset of innvestigate 2.1.2's ``innvestigate.analyzer.analyzers``;
+``deep_taylor`` and ``deep_taylor.bounded`` are the project's subclasses without
+innvestigate's ReLU on the model output, so they explain negative logits
+(:mod:`csc_analyzers.deep_taylor`; ``relu_output=True`` gives innvestigate's maps).
 Every entry, innvestigate's and the project's own, goes through one function,
 :func:`compose`: a reverse analyzer gets relevance injection
 (:class:`csc_analyzers.injection.InjectionMixin`) and residual-network support
@@ -23,6 +26,7 @@ from residual_support import GradientResidualMixin, ResidualRulesMixin, fold_bat
 from residual_support.wrappers import AugmentInNumpyMixin
 
 from .contrastive import ContrastiveLRP
+from .deep_taylor import SignedBoundedDeepTaylor, SignedDeepTaylor
 from .deeplift_wrapper import DeepLiftAnalyzer
 from .excitation import ContrastiveExcitationBackprop, ExcitationBackprop
 from .injection import InjectionMixin
@@ -95,6 +99,8 @@ analyzers: dict = AnalyzerTable()
 analyzers.update(ianalyzer.analyzers)
 
 # -- project analyzers: one line per name, analyzers["name"] = Class ---------
+analyzers["deep_taylor"] = SignedDeepTaylor  # explains negative logits (no output ReLU)
+analyzers["deep_taylor.bounded"] = SignedBoundedDeepTaylor
 analyzers["rectgrad"] = RectGrad
 analyzers["excitation_backprop"] = ExcitationBackprop
 analyzers["excitation_backprop.contrastive"] = ContrastiveExcitationBackprop

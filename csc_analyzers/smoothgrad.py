@@ -5,12 +5,15 @@ from the image ``x`` (section 5 of the paper: they are not modified-backprop
 methods):
 
 * SmoothGrad (Smilkov et al., 2017): ``mean_i grad f_k(x + e_i)`` with
-  ``e_i ~ N(0, noise_scale^2 I)``, ``i = 1..augment_by_n``. The noise is drawn
-  once with ``np.random.default_rng(seed)`` (shape ``(augment_by_n,) + input
-  shape``) and used for every image and every call, so results are
-  reproducible and :meth:`GradientAverage.propagate` averages over exactly the
-  noisy inputs of :meth:`GradientAverage.analyze`. ``noise_scale`` is an
-  absolute standard deviation (the registry passes 0.15 x input width).
+  ``e_i ~ N(0, noise_scale^2 I)``, ``i = 1..augment_by_n``. Each image gets
+  its own noise, drawn from a generator seeded by ``(seed, image key)``
+  (:meth:`SeededSmoothGrad.noise`): the key is the image id the caller gives
+  (``image_ids=``), else :func:`image_key` of the image's content. The same
+  image (id) gets the same noise in any call, process or shard, different
+  images get independent noise, and :meth:`GradientAverage.propagate`
+  averages over exactly the noisy inputs of :meth:`GradientAverage.analyze`.
+  ``noise_scale`` is an absolute standard deviation (the registry passes
+  0.15 x input width).
 * Integrated Gradients (Sundararajan et al., 2017): ``(x - x0) * mean_t grad
   f_k(x0 + t (x - x0))`` with ``t = i / steps``, ``i = 0..steps-1``
   (the left Riemann sum of innvestigate's ``IntegratedGradients``).
@@ -27,6 +30,8 @@ and kept for every averaged input.
 """
 from __future__ import annotations
 
+import operator
+import zlib
 from abc import ABC, abstractmethod
 from typing import Sequence
 
@@ -42,6 +47,13 @@ from .injection import INPUT, InjectionMixin, LayerNames, broadcast_inputs, sess
 tf1 = tf.compat.v1
 
 
+def image_key(image) -> int:
+    """The noise key of an image without an id: ``zlib.crc32`` of its float32
+    values in C order (``np.ascontiguousarray(image, np.float32).tobytes()``),
+    the same in every process."""
+    return zlib.crc32(np.ascontiguousarray(image, dtype=np.float32).tobytes())
+
+
 class InjectedGradient(InjectionMixin, Gradient):
     """innvestigate's Gradient with relevance injection."""
 
@@ -50,10 +62,14 @@ class GradientAverage(ABC):
     """Average of the gradient over inputs derived from each image.
 
     Subclasses define :meth:`_points` (the inputs for one image) and may
-    define :meth:`_finish` (applied to the averaged input gradient).
-    Extra keyword arguments go to innvestigate's ``Gradient``
-    (e.g. ``postprocess``).
+    define :meth:`_finish` (applied to the averaged input gradient). A
+    subclass whose inputs depend on an image id sets ``takes_image_ids`` and
+    defines :meth:`_image_keys`. Extra keyword arguments go to innvestigate's
+    ``Gradient`` (e.g. ``postprocess``).
     """
+
+    #: True if ``analyze`` / ``propagate`` use ``image_ids`` (one per image).
+    takes_image_ids = False
 
     def __init__(self, model, neuron_selection_mode: str = "max_activation",
                  batch_size: int | None = None, **gradient_kwargs):
@@ -84,8 +100,16 @@ class GradientAverage(ABC):
         return self._gradient
 
     @abstractmethod
-    def _points(self, x: np.ndarray) -> np.ndarray:
-        """The inputs, shape ``(m,) + x.shape``, whose gradients are averaged."""
+    def _points(self, x: np.ndarray, key) -> np.ndarray:
+        """The inputs, shape ``(m,) + x.shape``, whose gradients are averaged
+        for image ``x`` with key ``key`` (from :meth:`_image_keys`)."""
+
+    def _image_keys(self, X: np.ndarray, image_ids) -> list:
+        """One key per image of ``X`` for :meth:`_points` (None: not used)."""
+        if image_ids is not None:
+            raise TypeError(f"{type(self).__name__} takes no image_ids: its averaged "
+                            "inputs depend on the image only")
+        return [None] * len(X)
 
     def _finish(self, x: np.ndarray, mean_gradient: np.ndarray) -> np.ndarray:
         return mean_gradient
@@ -108,11 +132,13 @@ class GradientAverage(ABC):
             raise ValueError("neuron_selection is only used with neuron_selection_mode 'index'")
         return np.argmax(self._model.predict_on_batch(X), axis=1)
 
-    def analyze(self, X, neuron_selection=None) -> np.ndarray:
-        """The averaged-gradient map of each image in ``X``."""
+    def analyze(self, X, neuron_selection=None, image_ids=None) -> np.ndarray:
+        """The averaged-gradient map of each image in ``X`` (``image_ids``:
+        one per image, for subclasses with ``takes_image_ids``)."""
         X = self._check_input(X)
+        keys = self._image_keys(X, image_ids)
         classes = self._classes(X, neuron_selection)
-        points = np.concatenate([self._points(x) for x in X])
+        points = np.concatenate([self._points(x, key) for x, key in zip(X, keys)])
         m = len(points) // len(X)  # averaged inputs per image
         owners = np.repeat(np.arange(len(X)), m)
         totals = np.zeros(X.shape, dtype=np.float64)
@@ -135,11 +161,13 @@ class GradientAverage(ABC):
         return self._gradient.forward(x, layers)
 
     def propagate(self, x: np.ndarray, relevance: np.ndarray, from_layer: str,
-                  to_layers: Sequence[str] | str = (INPUT,)) -> dict:
+                  to_layers: Sequence[str] | str = (INPUT,), image_ids=None) -> dict:
         """The gradient backprop of ``relevance`` injected at ``from_layer``,
         averaged over the same inputs as :meth:`analyze` (the ``"input"``
         entry gets the same final step as :meth:`analyze`). Same signature
-        and shapes as :meth:`csc_analyzers.injection.InjectionMixin.propagate`.
+        and shapes as :meth:`csc_analyzers.injection.InjectionMixin.propagate`;
+        ``image_ids`` as in :meth:`analyze`, one per image of ``x`` (not per
+        vector).
 
         With one image for all vectors (CSC), each chunk of averaged inputs
         runs the forward pass once and one backward pass per vector in the
@@ -148,6 +176,7 @@ class GradientAverage(ABC):
         row of the wrapped gradient analyzer's ``propagate``."""
         relevance = np.asarray(relevance, dtype=np.float32)
         images = self._check_input(x)
+        keys = self._image_keys(images, image_ids)
         x = broadcast_inputs(images, relevance.shape[0])
         if isinstance(to_layers, str):
             to_layers = [to_layers]
@@ -155,7 +184,8 @@ class GradientAverage(ABC):
         n = len(x)
         # b = 1 (one image for n vectors) or n
         b = len(images)
-        points = np.stack([self._points(sample) for sample in images], axis=1)  # (m, b) + shape
+        points = np.stack([self._points(sample, key) for sample, key in zip(images, keys)],
+                          axis=1)  # (m, b) + shape
         m = len(points)
         points = points.reshape((m * b,) + x.shape[1:])
         if b == 1:
@@ -230,9 +260,31 @@ class GradientAverage(ABC):
         return vectors, sums
 
 
+def _key(value, what: str) -> int:
+    """A non-negative integer (a seed or image id), or ValueError naming ``what``."""
+    try:
+        key = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{what} must be a non-negative integer, got {value!r}") from None
+    if key < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
+    return int(key)
+
+
 class SeededSmoothGrad(GradientAverage):
-    """SmoothGrad with seeded noise: ``augment_by_n`` samples of absolute
-    standard deviation ``noise_scale`` drawn from ``np.random.default_rng(seed)``."""
+    """SmoothGrad with per-image seeded noise: for the image with key ``key``
+    the ``augment_by_n`` noisy inputs are ``x + e`` with
+
+        e = np.random.default_rng([seed, key]).normal(
+                0.0, noise_scale, size=(augment_by_n,) + input_shape).astype(np.float32)
+
+    (:meth:`noise`). ``key`` is the image's id from ``image_ids=`` of
+    :meth:`analyze` / :meth:`propagate` (one non-negative integer per image),
+    else :func:`image_key` of the image; a call without ids equals a call
+    with ``image_ids=[image_key(x) for x in X]``. ``noise_scale`` is the
+    absolute standard deviation."""
+
+    takes_image_ids = True
 
     def __init__(self, model, augment_by_n: int = 50, noise_scale: float = 1.0,
                  seed: int = 0, **kwargs):
@@ -240,13 +292,28 @@ class SeededSmoothGrad(GradientAverage):
             raise ValueError(f"augment_by_n must be >= 1, got {augment_by_n!r}")
         if float(noise_scale) < 0:
             raise ValueError(f"noise_scale must be >= 0, got {noise_scale!r}")
+        self._seed = _key(seed, "seed")
         super().__init__(model, **kwargs)
-        rng = np.random.default_rng(seed)
-        self._noise = rng.normal(0.0, float(noise_scale),
-                                 (int(augment_by_n),) + self._input_shape).astype(np.float32)
+        self._augment_by_n = int(augment_by_n)
+        self._noise_scale = float(noise_scale)
 
-    def _points(self, x):
-        return x[None] + self._noise
+    def noise(self, key: int) -> np.ndarray:
+        """The noise added to the image with key ``key`` (see the class docstring)."""
+        rng = np.random.default_rng([self._seed, _key(key, "image id")])
+        shape = (self._augment_by_n,) + self._input_shape
+        return rng.normal(0.0, self._noise_scale, size=shape).astype(np.float32)
+
+    def _image_keys(self, X, image_ids) -> list:
+        if image_ids is None:
+            return [image_key(x) for x in X]
+        ids = list(np.asarray(image_ids, dtype=object).ravel())
+        if len(ids) != len(X):
+            raise ValueError(f"got {len(ids)} image_ids for {len(X)} images; "
+                             "give one id per image")
+        return [_key(i, "image id") for i in ids]
+
+    def _points(self, x, key):
+        return x[None] + self.noise(key)
 
 
 class IntegratedGradients(GradientAverage):
@@ -261,7 +328,7 @@ class IntegratedGradients(GradientAverage):
         self._reference = np.broadcast_to(
             np.asarray(reference_inputs, dtype=np.float32), self._input_shape)
 
-    def _points(self, x):
+    def _points(self, x, key):
         t = np.arange(self._steps, dtype=np.float32) / self._steps
         t = t.reshape((-1,) + (1,) * x.ndim)
         return self._reference[None] + t * (x - self._reference)[None]

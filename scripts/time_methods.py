@@ -87,8 +87,7 @@ def main(argv=None) -> int:
         parser.error(f"--methods: {error}")
     net, model = fresh_network(args.network, args.seed)
     x = inputs_for(net, args.batch, args.seed)
-    # the top logit of each image: rules that explain positive evidence only (DTD, z+)
-    # give all-zero maps for a negative logit, which a random class often has
+    # the top logit of each image, the class the experiments explain first
     targets = np.argmax(model.predict_on_batch(x), axis=1)
     forward_s = timed(lambda: model.predict_on_batch(x), 3) / args.batch
     patterns = None

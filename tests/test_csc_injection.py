@@ -57,9 +57,7 @@ def test_injecting_one_hot_logit_reproduces_analyze(name, cnn, images):
         start = np.zeros_like(logits)
         if name == "gradient":
             start[:, index] = 1.0
-        elif name == "deep_taylor.bounded":  # DTD explains relu(logit)
-            start[:, index] = np.maximum(logits[:, index], 0.0)
-        else:
+        else:  # LRP and DTD start from the logit (DTD also from a negative one)
             start[:, index] = logits[:, index]
         injected = analyzer.propagate(images, start, "fc2", ["input"])["input"]
         scale = np.abs(reference).max()

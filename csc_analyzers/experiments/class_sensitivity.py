@@ -85,8 +85,8 @@ def run_class_sensitivity(network, images, masks, labels, image_ids, specs, out,
         analyzer = build_analyzer(spec, model, network, patterns)
         for key in group:
             k = position[key[2]]
-            map_a = explain(analyzer, images[k], labels[k, 0], spec)
-            map_b = explain(analyzer, images[k], labels[k, 1], spec)
+            map_a = explain(analyzer, images[k], labels[k, 0], spec, image_id=key[2])
+            map_b = explain(analyzer, images[k], labels[k, 1], spec, image_id=key[2])
             scores = class_sensitivity_scores(map_a, map_b, masks[k, 0])
             bad = is_nonfinite(map_a) or is_nonfinite(map_b)
             rows = [row(network.name, method, key[2], EXPERIMENT, 0, "logits", metric, value, seed,

@@ -115,14 +115,27 @@ def build_analyzer(spec: MethodSpec, model, network,
     return analyzer
 
 
-def explain(analyzer, image, target: int, spec: MethodSpec) -> np.ndarray:
+def image_id_options(analyzer, image_ids) -> dict:
+    """``{"image_ids": image_ids}`` for an analyzer whose results depend on
+    the image id (``takes_image_ids``, e.g. SmoothGrad's per-image noise),
+    else ``{}``; None gives ``{}`` (such an analyzer then keys on the image)."""
+    if image_ids is None or not getattr(analyzer, "takes_image_ids", False):
+        return {}
+    return {"image_ids": [int(i) for i in np.ravel(image_ids)]}
+
+
+def explain(analyzer, image, target: int, spec: MethodSpec, *,
+            image_id: int | None = None) -> np.ndarray:
     """The 2-D saliency map (H, W) of one image (H, W, C) for class ``target``,
     post-processed as ``spec`` says. Images are analysed one at a time, so a
-    map does not depend on which other images share a batch."""
+    map does not depend on which other images share a batch. ``image_id``
+    goes to analyzers that take image ids (SmoothGrad draws the image's
+    noise from it), so a map is the same in every run, shard and process."""
     x = np.asarray(image, dtype=np.float32)
     if x.ndim != 3:
         raise ValueError(f"image has shape {x.shape}; expected one image (H, W, C)")
-    out = analyzer.analyze(x[None], neuron_selection=[int(target)])
+    out = analyzer.analyze(x[None], neuron_selection=[int(target)],
+                           **image_id_options(analyzer, image_id))
     if isinstance(out, dict):
         if len(out) != 1:
             raise ValueError(f"analyzer of {spec.name!r} returned {len(out)} outputs")
@@ -158,4 +171,4 @@ def row(network, method, image_id, experiment, level, layer, metric, value, seed
 
 
 __all__ = ["ModelNetwork", "PatternsProvider", "ROW_COLUMNS", "select_for", "analysis_model",
-           "build_analyzer", "explain", "random_class", "unit_keys", "row"]
+           "build_analyzer", "image_id_options", "explain", "random_class", "unit_keys", "row"]

@@ -125,6 +125,7 @@ def create_method_analyzer(spec: MethodSpec, network, patterns=None):
 def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,
               method: str, n_vectors: int, seed: int, exact_max_dim: int) -> list:
     """The stored rows of one (method, image) unit."""
+    from .common import image_id_options
     layer_index = {name: i for i, name in enumerate(network.layers)}
     rows = []
 
@@ -142,7 +143,8 @@ def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,
         lower = list(plan.lower_layers[injection])
         shape = tuple(analyzer.relevance_shape(injection))
         vectors = vectors_rng(seed, image_id, position).standard_normal((n_vectors,) + shape)
-        relevances = analyzer.propagate(x, vectors.astype(np.float32), injection, lower)
+        relevances = analyzer.propagate(x, vectors.astype(np.float32), injection, lower,
+                                        **image_id_options(analyzer, [image_id]))
         for layer in lower:
             if not np.isfinite(relevances[layer]).all():
                 bad_maps.add((injection, layer))

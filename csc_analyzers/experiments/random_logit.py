@@ -47,8 +47,8 @@ def run_random_logit(network, images, labels, image_ids, specs, out, *, seed: in
         for key in group:
             k = position[key[2]]
             other = random_class(labels[k], n_classes, seed=seed, image_id=key[2])
-            true_map = explain(analyzer, images[k], labels[k], spec)
-            other_map = explain(analyzer, images[k], other, spec)
+            true_map = explain(analyzer, images[k], labels[k], spec, image_id=key[2])
+            other_map = explain(analyzer, images[k], other, spec, image_id=key[2])
             scores = similarity_scores(true_map, other_map, percentile=spec.ssim_percentile)
             scores["random_class"] = other
             bad = is_nonfinite(true_map) or is_nonfinite(other_map)

@@ -167,13 +167,15 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
                 changed = randomizer.set_randomized(())
                 if sync is not None:
                     sync(changed)
-                maps = [[explain(analyzer, images[k], labels[k], spec)] for k in index]
+                maps = [[explain(analyzer, images[k], labels[k], spec, image_id=image_ids[k])]
+                        for k in index]
                 if sync is None:
                     sync = weight_sync(analyzer, spec.name, model)
                 for level in levels:
                     sync(randomizer.set_randomized(level.randomized))
                     for slot, k in enumerate(index):
-                        maps[slot].append(explain(analyzer, images[k], labels[k], spec))
+                        maps[slot].append(explain(analyzer, images[k], labels[k], spec,
+                                                   image_id=image_ids[k]))
                 sync(randomizer.set_randomized(()))
                 for key, stack in zip(keys, maps):
                     rows = []
