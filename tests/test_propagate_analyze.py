@@ -9,10 +9,10 @@ pass starts from at the explained logit k (its head mapping):
 * ``1`` (a one-hot gradient / multiplier / probability): Gradient, RectGrad,
   Integrated Gradients, DeepLIFT, Excitation BP and its contrastive form;
 * ``y_k`` (the logit itself, innvestigate's identity head): GuidedBP, Deconv,
-  LRP, PatternNet, PatternAttribution. GuidedBP and Deconv rectify the
-  backward signal, so the sign of the start matters: a negative logit
-  starts them from a negative one-hot vector;
-* ``max(y_k, 0)``: DTD (innvestigate's ReLU on the output).
+  LRP, PatternNet, PatternAttribution and DTD (the project's DTD has no ReLU
+  on the output, so a negative logit starts it negative). GuidedBP and
+  Deconv rectify the backward signal, so the sign of the start matters: a
+  negative logit starts them from a negative one-hot vector.
 
 Contrastive LRP has no class to contrast with once relevance is injected:
 its ``propagate`` is the z+ chain, equal to LRP z+'s ``analyze``.
@@ -34,7 +34,7 @@ START = {
     "lrp.alpha_2_beta_1": "logit", "lrp.alpha_beta": "logit", "lrp.z": "logit",
     "lrp.z_plus": "logit", "lrp.cmp_alpha_1_beta_0": "logit",
     "lrp.cmp_alpha_2_beta_1": "logit", "lrp.contrastive": "logit",
-    "deep_taylor.bounded": "relu(logit)",
+    "deep_taylor.bounded": "logit",
 }
 SAME_CHAIN_AS = {"lrp.contrastive": ("lrp.z_plus", {})}
 SPECS = [spec for spec in available_methods(ALL_METHODS) if spec.name != "SmoothGrad"]
@@ -48,8 +48,7 @@ def random_patterns(model, rng):
 
 def _start(kind, logits, classes):
     rows = np.arange(len(classes))
-    value = {"one": np.ones(len(classes)), "logit": logits[rows, classes],
-             "relu(logit)": np.maximum(logits[rows, classes], 0.0)}[kind]
+    value = {"one": np.ones(len(classes)), "logit": logits[rows, classes]}[kind]
     start = np.zeros_like(logits)
     start[rows, classes] = value
     return start
