@@ -21,7 +21,7 @@ import pandas as pd
 
 from .experiments.store import atomic_write_text
 from .metrics.bootstrap import bootstrap_median
-from .registry import ALL_METHODS, get_method
+from .registry import ALL_METHODS, RECIPES, get_method
 
 CONVERGED = 0.99
 PAPER_NON_CONVERGING = ("LRP-z", "DeepLIFT Rev.C.", "DeepLIFT Resc.", "Gradient", "SmoothGrad")
@@ -289,6 +289,8 @@ def write_report(results, *, settings, networks: dict, figures: Sequence, wall_t
               f"{settings.n_images} images per network (the paper used 200"
               + ("; this sample was chosen to fit the time budget of the default run"
                  if settings.n_images < 200 else "") + ").", ""]
+    recipe = getattr(settings, "recipe", "plain")
+    lines += [f"Method recipe: {recipe} ({RECIPES.get(recipe, 'unknown recipe')}).", ""]
     verdict_frames = []
     for name, info in networks.items():
         network = info["network"]
