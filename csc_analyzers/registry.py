@@ -4,14 +4,15 @@
 order, with its display names (section 3 and the paper's code): the analyzer
 key for :func:`csc_analyzers.create_analyzer`, its keyword arguments, the
 heatmap post-processing (``sum`` over channels or ``abs.max``), the SSIM
-normalisation percentile, the experiments and networks it is left out of, and
-a plot style shared by every figure. ``EXTRA_METHODS`` holds the methods of
-the paper's discussion (section 5) and Integrated Gradients.
+normalisation percentile, the experiments and networks it is left out of,
+what each *recipe* changes on which network, and a plot style shared by every
+figure. ``EXTRA_METHODS`` holds the methods of the paper's discussion
+(section 5) and Integrated Gradients.
 
 CLI choices, test parametrisation, figure labels and result tables all read
 from here.
 
-Exclusions (each spec's ``note`` says why):
+Exclusions in every recipe (each spec's ``note`` says why):
 
 * SmoothGrad is left out of the CSC experiment, as in the paper's code
   (``exclude_cos_sim``): it averages gradients of 50 noisy inputs, so there is
@@ -22,8 +23,24 @@ Exclusions (each spec's ``note`` says why):
   (``exclude_resnet50``): innvestigate shipped patterns only for VGG-16. The
   project keeps that exclusion for ``resnet50`` only; the small ResNet runs
   them with patterns trained by this project.
-* The paper ran every LRP variant, DTD and DeepLIFT on ResNet-50 with its own
-  residual support; so does this project (no exclusion).
+
+Recipes (:data:`RECIPES`): how the methods run on a network, beyond the
+configuration above.
+
+* ``plain``: the configuration above and nothing else. On ResNet-50 every
+  rule passes relevance through ``Add`` unclipped (conserving it) and DTD
+  runs (with this project's residual rules).
+* ``paper``: what the paper's code did. Its ResNet-50 support
+  (``monkey_patch_lrp_resnet.py``, used through ``get_custom_rule`` for
+  ``lrp.alpha_beta`` and the sequential presets A/B) passed the relevance
+  through ``Add`` with the method's alpha-beta rule and clipped the relevance
+  leaving every ``Add`` to [0, 1000]; its method list marks DTD (and the
+  pattern methods) ``exclude_resnet50``, so the paper did *not* run DTD on
+  ResNet-50. So on ``resnet50`` the ``paper`` recipe gives LRP a1b0, LRP
+  a2b1, LRP a5b4, LRP CMP a1b0 and LRP CMP a2b1 ``add_relevance_clip=(0,
+  1000)`` (see :class:`residual_support.ResidualRulesMixin`; the clip breaks
+  relevance conservation) and leaves DTD out. On every other network, and
+  for every other method, ``paper`` is the same as ``plain``.
 """
 from __future__ import annotations
 
@@ -50,6 +67,35 @@ class InputRange:
 INPUT_LOW = InputRange("low")
 INPUT_HIGH = InputRange("high")
 
+PLAIN = "plain"
+PAPER = "paper"
+#: The recipes and what each does (the ``--recipe`` help text reads these).
+RECIPES = {
+    PAPER: "the paper's code: on resnet50, LRP a1b0/a2b1/a5b4 and LRP CMP a1b0/a2b1 clip "
+           "the relevance leaving every Add to [0, 1000] (add_relevance_clip; breaks "
+           "relevance conservation) and DTD is left out; elsewhere the same as plain",
+    PLAIN: "no recipe changes: relevance passes Add unclipped and DTD runs on resnet50",
+}
+#: The clip the paper's code applied at every ``Add`` (``K.clip(x, 0, 1000)``).
+PAPER_ADD_CLIP = (0.0, 1000.0)
+
+
+def check_recipe(recipe: str) -> str:
+    """``recipe`` if it is a name of :data:`RECIPES`; ValueError listing them otherwise."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(RECIPES)}")
+    return recipe
+
+
+@dataclass(frozen=True)
+class RecipeChange:
+    """What a recipe changes for one method on one network: extra analyzer
+    keyword arguments, or leaving the method out (``exclude``)."""
+
+    kwargs: Mapping = field(default_factory=dict)
+    exclude: bool = False
+    note: str = ""
+
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -67,16 +113,41 @@ class MethodSpec:
     marker: str = "o"
     linestyle: str = "-"
     note: str = ""  # why the method is excluded somewhere, or how it is configured
+    #: (recipe, network) -> :class:`RecipeChange`; absent pairs change nothing
+    recipes: Mapping = field(default_factory=dict)
 
-    def analyzer_kwargs(self, input_range: tuple = (0.0, 1.0)) -> dict:
-        """Keyword arguments with input-range dependent values resolved."""
+    def recipe_change(self, network: str | None, recipe: str = PLAIN) -> RecipeChange | None:
+        """What ``recipe`` changes for this method on ``network`` (None: nothing).
+        ValueError for an unknown recipe, or for a recipe other than ``plain``
+        without a network (recipes change methods per network)."""
+        check_recipe(recipe)
+        if recipe == PLAIN:
+            return None
+        if network is None:
+            raise ValueError(f"{self.name}: recipe {recipe!r} changes methods per network; "
+                             "pass network=")
+        return self.recipes.get((recipe, network))
+
+    def analyzer_kwargs(self, input_range: tuple = (0.0, 1.0), *, network: str | None = None,
+                        recipe: str = PLAIN) -> dict:
+        """Keyword arguments with input-range dependent values resolved, plus
+        those ``recipe`` adds on ``network``."""
         low, high = input_range
-        return {key: value.resolve(low, high) if isinstance(value, InputRange) else value
-                for key, value in self.kwargs.items()}
+        kwargs = {key: value.resolve(low, high) if isinstance(value, InputRange) else value
+                  for key, value in self.kwargs.items()}
+        change = self.recipe_change(network, recipe)
+        if change is not None:
+            kwargs.update(change.kwargs)
+        return kwargs
 
-    def runs_on(self, network: str, experiment: str | None = None) -> bool:
-        """False if the method is left out of this network or experiment."""
+    def runs_on(self, network: str, experiment: str | None = None, *,
+                recipe: str = PLAIN) -> bool:
+        """False if the method is left out of this network or experiment
+        (under ``recipe``)."""
         if network in self.exclude_networks:
+            return False
+        change = self.recipe_change(network, recipe)
+        if change is not None and change.exclude:
             return False
         return experiment is None or experiment not in self.exclude_experiments
 
@@ -88,6 +159,13 @@ class MethodSpec:
 
 
 _Z_FAMILY = "#d62728"
+_PAPER_CLIP = {(PAPER, "resnet50"): RecipeChange(
+    {"add_relevance_clip": PAPER_ADD_CLIP},
+    note="paper recipe on ResNet-50: relevance leaving every Add clipped to [0, 1000] "
+         "as in the paper's code")}
+_PAPER_NO_DTD = {(PAPER, "resnet50"): RecipeChange(
+    exclude=True, note="paper recipe: left out on ResNet-50 as in the paper's code "
+                       "(exclude_resnet50)")}
 _NO_RESNET50_PATTERNS = ("left out on ResNet-50 as in the paper (no ImageNet ResNet-50 "
                          "patterns); runs on the small ResNet")
 
@@ -107,20 +185,24 @@ PAPER_METHODS: tuple = (
                note="left out of CSC as in the paper: an average over noisy inputs, "
                     "not one relevance chain"),
     MethodSpec("DTD", "deep_taylor.bounded", {"low": INPUT_LOW, "high": INPUT_HIGH},
-               color="#ff7f0e", marker="s"),
+               color="#ff7f0e", marker="s", recipes=_PAPER_NO_DTD),
     MethodSpec("PatternAttr.", "pattern.attribution", needs_patterns=True,
                exclude_networks=frozenset({"resnet50"}), color="#2ca02c", marker="D",
                note=_NO_RESNET50_PATTERNS),
     MethodSpec("PatternNet", "pattern.net", needs_patterns=True,
                exclude_networks=frozenset({"resnet50"}), color="#98df8a", marker="d",
                note=_NO_RESNET50_PATTERNS),
-    MethodSpec("LRP a1b0", "lrp.alpha_1_beta_0", color=_Z_FAMILY, marker="P"),
-    MethodSpec("LRP a2b1", "lrp.alpha_2_beta_1", color="#ff9896", marker="X"),
+    MethodSpec("LRP a1b0", "lrp.alpha_1_beta_0", color=_Z_FAMILY, marker="P",
+               recipes=_PAPER_CLIP),
+    MethodSpec("LRP a2b1", "lrp.alpha_2_beta_1", color="#ff9896", marker="X",
+               recipes=_PAPER_CLIP),
     MethodSpec("LRP a5b4", "lrp.alpha_beta", {"alpha": 5, "beta": 4},
-               color="#e377c2", marker="*"),
+               color="#e377c2", marker="*", recipes=_PAPER_CLIP),
     MethodSpec("LRP-z", "lrp.z", color="#8c564b", marker="h", linestyle="--"),
-    MethodSpec("LRP CMP a1b0", "lrp.cmp_alpha_1_beta_0", color="#9467bd", marker="p"),
-    MethodSpec("LRP CMP a2b1", "lrp.cmp_alpha_2_beta_1", color="#c5b0d5", marker="H"),
+    MethodSpec("LRP CMP a1b0", "lrp.cmp_alpha_1_beta_0", color="#9467bd", marker="p",
+               recipes=_PAPER_CLIP),
+    MethodSpec("LRP CMP a2b1", "lrp.cmp_alpha_2_beta_1", color="#c5b0d5", marker="H",
+               recipes=_PAPER_CLIP),
     MethodSpec("DeepLIFT Rev.C.", "deep_lift.wrapper", {"nonlinear_mode": "reveal_cancel"},
                color="#bcbd22", marker="8", linestyle="--"),
     MethodSpec("DeepLIFT Resc.", "deep_lift.wrapper", {"nonlinear_mode": "rescale"},
@@ -146,6 +228,21 @@ EXTRA_METHODS: tuple = (
 )
 
 ALL_METHODS: tuple = PAPER_METHODS + EXTRA_METHODS
+
+
+def effective_recipe(network: str, recipe: str, specs=ALL_METHODS) -> str:
+    """``recipe`` if it changes any of ``specs`` on ``network``, else ``plain``
+    (the same runs): what a result store records for that network."""
+    check_recipe(recipe)
+    if recipe == PLAIN:
+        return PLAIN
+    changed = any(spec.recipe_change(network, recipe) is not None for spec in specs)
+    return recipe if changed else PLAIN
+
+
+def recipe_help() -> str:
+    """The ``--recipe`` help text: every recipe and what it does."""
+    return "; ".join(f"'{name}': {text}" for name, text in RECIPES.items())
 
 
 def get_method(name: str) -> MethodSpec:
@@ -188,4 +285,5 @@ def select_methods(names, specs=ALL_METHODS) -> list:
 
 __all__ = ["MethodSpec", "InputRange", "INPUT_LOW", "INPUT_HIGH", "PAPER_METHODS",
            "EXTRA_METHODS", "ALL_METHODS", "get_method", "available_methods",
-           "select_methods"]
+           "select_methods", "RecipeChange", "RECIPES", "PLAIN", "PAPER", "PAPER_ADD_CLIP",
+           "check_recipe", "effective_recipe", "recipe_help"]

@@ -23,13 +23,13 @@ import pandas as pd
 
 from .experiments.store import atomic_write_text, check_metric_names
 from .metrics.bootstrap import bootstrap_median
-from .metrics.ssim import RECIPES
-from .registry import ALL_METHODS, get_method
+from .metrics.ssim import RECIPES as SSIM_RECIPES
+from .registry import ALL_METHODS, RECIPES, get_method
 
 CONVERGED = 0.99
 PAPER_NON_CONVERGING = ("LRP-z", "DeepLIFT Rev.C.", "DeepLIFT Resc.", "Gradient", "SmoothGrad")
 NEEDS_TRAINED = "needs trained weights"
-SSIM_RECIPE = RECIPES["paper"]
+SSIM_RECIPE = SSIM_RECIPES["paper"]
 SSIM_METRIC = SSIM_RECIPE.metric  # "ssim_paper"
 SSIM_NOTE = ("SSIM: the paper's recipe (metric ssim_paper): each map is normalised by its "
              "percentiles p = 99.5 (100 for RectGrad) as "
@@ -303,6 +303,8 @@ def write_report(results, *, settings, networks: dict, figures: Sequence, wall_t
               f"{settings.n_images} images per network (the paper used 200"
               + ("; this sample was chosen to fit the time budget of the default run"
                  if settings.n_images < 200 else "") + ").", ""]
+    recipe = getattr(settings, "recipe", "plain")
+    lines += [f"Method recipe: {recipe} ({RECIPES.get(recipe, 'unknown recipe')}).", ""]
     verdict_frames = []
     for name, info in networks.items():
         network = info["network"]

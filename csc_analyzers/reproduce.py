@@ -27,7 +27,7 @@ from .experiments.csc import run_csc, write_tables
 from .experiments.random_logit import run_random_logit
 from .experiments.sanity import run_sanity
 from .experiments.store import ResultStore, Shard, atomic_write_csv, merge_stores
-from .registry import MethodSpec
+from .registry import PAPER, MethodSpec, check_recipe
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ EXPERIMENTS = ("csc", "sanity_cascading", "random_logit", "class_sensitivity")
 
 @dataclass
 class Settings:
-    """What one reproduction run does (the CLI of ``scripts/reproduce.py``)."""
+    """What one reproduction run does (the CLI of ``scripts/reproduce.py``).
+    ``recipe``: :data:`~csc_analyzers.registry.RECIPES` (default ``paper``)."""
 
     networks: Sequence[str] = ("cifar-net",)
     weights: object = "default"
@@ -52,6 +53,10 @@ class Settings:
     figures: Path = Path("figures")
     shard: Shard = field(default_factory=Shard)
     progress: bool = True
+    recipe: str = PAPER
+
+    def __post_init__(self):
+        check_recipe(self.recipe)
 
 
 def _stage(message: str) -> None:
@@ -132,7 +137,8 @@ def run_network(name: str, settings: Settings) -> dict:
                            seed=settings.seed)
     images, labels = load_images(network, settings)
     ids = list(range(len(images)))
-    specs = [spec for spec in settings.methods if spec.runs_on(name)]
+    recipe = settings.recipe
+    specs = [spec for spec in settings.methods if spec.runs_on(name, recipe=recipe)]
     patterns = None
     if any(spec.needs_patterns for spec in specs):
         _stage(f"{name}: patterns for PatternNet / PatternAttribution")
@@ -142,16 +148,18 @@ def run_network(name: str, settings: Settings) -> dict:
     _stage(f"{name}: cosine similarity convergence ({len(images)} images, "
            f"{settings.n_vectors} vectors)")
     result = run_csc(network, specs, images, out_dir=out, n_vectors=settings.n_vectors,
-                     seed=seed, patterns=patterns, shard=shard, progress=settings.progress)
+                     seed=seed, patterns=patterns, shard=shard, progress=settings.progress,
+                     recipe=recipe)
     _stage(f"{name}: cascading parameter randomization")
     with bar(len(specs) * len(ids), "sanity") as progress:
         run_sanity(network, images, labels, ids, specs, out, mode="cascading", seed=seed,
                    shard=shard, patterns=patterns, save_maps_for=ids[:1],
-                   progress=progress.update)
+                   progress=progress.update, recipe=recipe)
     _stage(f"{name}: random logit")
     with bar(len(specs) * len(ids), "random logit") as progress:
         run_random_logit(network, images, labels, ids, specs, out, seed=seed, shard=shard,
-                         patterns=patterns, save_maps_for=ids[:1], progress=progress.update)
+                         patterns=patterns, save_maps_for=ids[:1], progress=progress.update,
+                         recipe=recipe)
     if settings.data == "builtin" and settings.n_composites > 0:
         _stage(f"{name}: class sensitivity on two-object images")
         raw, masks, pair_labels = builtin.composites(settings.n_composites, seed=seed)
@@ -160,7 +168,7 @@ def run_network(name: str, settings: Settings) -> dict:
             run_class_sensitivity(network, network.preprocess(raw), masks, pair_labels,
                                   comp_ids, specs, out, seed=seed, shard=shard,
                                   patterns=patterns, save_maps_for=comp_ids[:1],
-                                  progress=progress.update)
+                                  progress=progress.update, recipe=recipe)
     spectra = None
     if patterns is not None:
         spectra = pattern_spectra(network, patterns(network) if callable(patterns) else patterns)

@@ -20,7 +20,10 @@
    negative inputs after a ReLU and the beta pass when beta = 0 (same numbers
    as innvestigate's rules);
 4. for bounded Deep Taylor, applies the z^B rule to the first kernel layer
-   also when padding sits between it and the input (ResNet-50's ``conv1``).
+   also when padding sits between it and the input (ResNet-50's ``conv1``);
+5. with ``add_relevance_clip=(low, high)``, clips the relevance leaving every
+   ``Add`` layer (the relevance of each of its inputs) to [low, high], as the
+   paper's code did on ResNet-50 with (0, 1000) (:func:`check_add_relevance_clip`).
 
 :class:`GradientResidualMixin` is the counterpart for gradient-type analyzers
 (Gradient, Guided Backprop, Deconvnet and their subclasses): the model check,
@@ -87,6 +90,34 @@ def _overflow_message(analyzer) -> str:
     return message
 
 
+def check_add_relevance_clip(value, method: str = "analyzer"):
+    """``None`` or ``(low, high)`` as two floats with ``low < high``; a
+    ValueError naming ``method`` and the value otherwise."""
+    if value is None:
+        return None
+    problem = None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        problem = "expected None or a pair (low, high)"
+    elif not all(isinstance(v, (int, float, np.integer, np.floating))
+                 and not isinstance(v, (bool, np.bool_)) for v in value):
+        problem = "low and high must be numbers"
+    elif not all(np.isfinite(float(v)) for v in value):
+        problem = "low and high must be finite"
+    elif not float(value[0]) < float(value[1]):
+        problem = "low must be smaller than high"
+    if problem:
+        raise ValueError(f"{method}: add_relevance_clip={value!r}: {problem}, "
+                         "e.g. (0, 1000) as in the paper's code")
+    return float(value[0]), float(value[1])
+
+
+def _clipped(apply, low: float, high: float):
+    """A reverse mapping that clips each relevance ``apply`` returns to [low, high]."""
+    def mapping(Xs, Ys, Rs, reverse_state):
+        return [tf.clip_by_value(r, low, high) for r in apply(Xs, Ys, Rs, reverse_state)]
+    return mapping
+
+
 def _method_name(analyzer) -> str:
     return getattr(type(analyzer), "method_name", None) or type(analyzer).__name__
 
@@ -94,16 +125,46 @@ def _method_name(analyzer) -> str:
 class ResidualRulesMixin:
     """Rule-aware Add / BatchNormalization / pooling support for LRP and
     Deep Taylor analyzers (see the module docstring). Subclasses with
-    per-layer rules override :meth:`_rule_for_residual_layer`."""
+    per-layer rules override :meth:`_rule_for_residual_layer`.
 
-    def __init__(self, model, *args, **kwargs):
+    ``add_relevance_clip``: None (default) or ``(low, high)``. With a pair,
+    the relevance the rule hands from an ``Add`` layer to each of its inputs
+    is clipped elementwise to [low, high] (``analyze`` and ``propagate``
+    alike). This breaks relevance conservation on purpose: every value is
+    replaced by ``min(max(r, low), high)``, so relevance above ``high`` is
+    dropped and, with ``low = 0``, all negative relevance is dropped at
+    every ``Add`` (no negative relevance passes a skip connection or a
+    residual branch); the map no longer sums to the explained output. It
+    exists to reproduce the paper's code, which clipped to (0, 1000) on
+    ResNet-50 for the alpha-beta rules and the CMP composites (the ``paper``
+    recipe of :mod:`csc_analyzers.registry`). Only the ``Add``'s share is
+    clipped: an input that also feeds other layers (an identity shortcut)
+    adds the unclipped relevance from those layers. Default None: the maps
+    are those of the analyzer without this option, bit for bit.
+    """
+
+    def __init__(self, model, *args, add_relevance_clip=None, **kwargs):
         if not isinstance(self, (LRP, DeepTaylor)):
             raise TypeError(f"{type(self).__name__}: ResidualRulesMixin needs an "
                             "innvestigate LRP or DeepTaylor class after it in the bases")
+        self._add_relevance_clip = check_add_relevance_clip(add_relevance_clip,
+                                                            _method_name(self))
         if not kwargs.get("disable_model_checks", False):
             check_model(model, _method_name(self))
         self._residual_probes = {}
         super().__init__(model, *args, **kwargs)
+
+    def _get_state(self):
+        state = super()._get_state()
+        state["add_relevance_clip"] = self._add_relevance_clip
+        return state
+
+    @classmethod
+    def _state_to_kwargs(cls, state):
+        clip = state.pop("add_relevance_clip", None)
+        kwargs = super()._state_to_kwargs(state)
+        kwargs["add_relevance_clip"] = clip
+        return kwargs
 
     def analyze(self, X, *args, **kwargs):
         """innvestigate's ``analyze``; warns when the map is not finite."""
@@ -169,11 +230,11 @@ class ResidualRulesMixin:
         return self._describe(self._rule_for_residual_layer(layer))
 
     # -- mappings -------------------------------------------------------------
-    def _residual_mapping(self, make_view):
+    def _residual_mapping(self, make_view, clip=None):
         def mapping(layer, _reverse_state):
             rule = ResidualRule(make_view(layer), self._residual_spec(layer),
                                 nonnegative=nonnegative_inputs(layer))
-            return rule.apply
+            return rule.apply if clip is None else _clipped(rule.apply, *clip)
         return mapping
 
     def _fast_kernel_mapping(self, layer, spec: RuleSpec):
@@ -185,7 +246,8 @@ class ResidualRulesMixin:
 
     def _create_analysis(self, *args, **kwargs):
         add = self._add_conditional_reverse_mapping
-        add(ichecks.is_add_layer, self._residual_mapping(lambda layer: AddView()),
+        add(ichecks.is_add_layer,
+            self._residual_mapping(lambda layer: AddView(), clip=self._add_relevance_clip),
             PRIORITY, name="residual_add")
         add(ichecks.is_batch_normalization_layer, self._residual_mapping(BatchNormView),
             PRIORITY, name="residual_batch_norm")
@@ -257,4 +319,5 @@ class GradientResidualMixin:
         return super()._create_analysis(*args, **kwargs)
 
 
-__all__ = ["ResidualRulesMixin", "GradientResidualMixin", "PRIORITY"]
+__all__ = ["ResidualRulesMixin", "GradientResidualMixin", "PRIORITY",
+           "check_add_relevance_clip"]

@@ -68,6 +68,8 @@ def parse_args(argv=None):
                         help="join these shard result directories into --out, then write the "
                              "tables, figures and report")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from csc_analyzers.experiments.cli import add_recipe_argument
+    add_recipe_argument(parser, default="paper")
     return parser.parse_args(argv)
 
 
@@ -106,7 +108,7 @@ def settings_from(args, network_names):
                     methods=methods, n_images=n_images, n_vectors=args.n_vectors,
                     n_composites=args.n_composites, n_pattern_images=args.n_pattern_images,
                     seed=args.seed, out=Path(args.out), figures=Path(args.figures),
-                    shard=shard, progress=not args.no_progress)
+                    shard=shard, progress=not args.no_progress, recipe=args.recipe)
 
 
 def main(argv=None) -> int:

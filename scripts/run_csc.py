@@ -7,8 +7,13 @@ Explanations Lie"). Results go to OUT/csc.csv (tidy table) and
 OUT/csc_histograms.csv; finished (method, image) units are kept in OUT/csc/
 and skipped when the command is run again.
 
-Example:
+Examples:
     python scripts/run_csc.py --network cifar-net --methods all --n-images 200 --out results
+    python scripts/run_csc.py --network resnet50 --recipe plain --out results_plain
+
+--recipe paper (the default) runs the methods as the paper's code did: on
+resnet50 the alpha-beta and CMP methods clip the relevance at every Add to
+[0, 1000] and DTD is left out; --recipe plain runs them unclipped, with DTD.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from residual_support import _tf  # noqa: F401,E402  (graph mode first)
 from csc_analyzers import checks
 from csc_analyzers.errors import ImagesFileError, ModelFileError
 from csc_analyzers.experiments.csc import plan_methods, run_csc
+from csc_analyzers.experiments.cli import add_recipe_argument
 from csc_analyzers.registry import ALL_METHODS
 
 
@@ -55,6 +61,7 @@ def parse_args(argv=None):
     parser.add_argument("--exact-max-dim", type=int, default=64,
                         help="compute the exact derivation matrix (sigma1/sigma2) for "
                              "injection layers with at most this many units")
+    add_recipe_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -107,7 +114,8 @@ def _run(args) -> int:
     except FileNotFoundError as error:
         raise ModelFileError(f"--weights {args.weights}: {error}") from None
     images = load_images(network, args)
-    runnable, _skipped = plan_methods(network, methods, patterns=args.patterns)
+    runnable, _skipped = plan_methods(network, methods, patterns=args.patterns,
+                                      recipe=args.recipe)
     if args.patterns:
         checks.check_patterns_file(args.patterns, network.model)
     for warning in checks.preflight(network.model, runnable, images=images,
@@ -115,7 +123,7 @@ def _run(args) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     result = run_csc(network, methods, images, out_dir=args.out, n_vectors=args.n_vectors,
                      seed=args.seed, patterns=args.patterns, shard=shard, progress=True,
-                     exact_max_dim=args.exact_max_dim)
+                     exact_max_dim=args.exact_max_dim, recipe=args.recipe)
     table = result["table"]
     top = network.csc_layers[0]
     medians = table[(table["network"] == network.name) & (table["statistic"] == "median")

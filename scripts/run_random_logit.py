@@ -39,7 +39,7 @@ def _run(args):
     network = cli.load_network_arg(args)
     images, labels, ids = cli.load_images_arg(args, network)
     patterns = cli.patterns_provider(args)
-    runnable, skipped = select_for(network, specs, EXPERIMENT, patterns)
+    runnable, skipped = select_for(network, specs, EXPERIMENT, patterns, recipe=args.recipe)
     for spec, reason in skipped:
         print(f"skipping {spec.name}: {reason}", file=sys.stderr)
     for warning in cli.preflight(args, network, runnable, images):
@@ -49,7 +49,7 @@ def _run(args):
     with cli.progress_bar(total, f"random logit {network.name}", args.no_progress) as bar:
         run_random_logit(network, images, labels, ids, runnable, args.out, seed=args.seed,
                          shard=shard, patterns=patterns, save_maps_for=ids[:args.save_maps],
-                         progress=bar.update)
+                         progress=bar.update, recipe=args.recipe)
     path = cli.consolidate(store, args.shard)
     if path is not None:
         print(f"table: {path}")
@@ -66,7 +66,7 @@ def _run(args):
             run_class_sensitivity(network, network.preprocess(raw), masks, pair_labels, comp_ids,
                                   runnable, args.out, seed=args.seed, shard=shard,
                                   patterns=patterns, save_maps_for=comp_ids[:args.save_maps],
-                                  progress=bar.update)
+                                  progress=bar.update, recipe=args.recipe)
         path = cli.consolidate(comp_store, args.shard)
         if path is not None:
             print(f"table: {path}")

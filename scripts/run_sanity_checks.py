@@ -40,7 +40,7 @@ def _run(args):
     network = cli.load_network_arg(args)
     images, labels, ids = cli.load_images_arg(args, network)
     patterns = cli.patterns_provider(args)
-    runnable, skipped = select_for(network, specs, "sanity", patterns)
+    runnable, skipped = select_for(network, specs, "sanity", patterns, recipe=args.recipe)
     for spec, reason in skipped:
         print(f"skipping {spec.name}: {reason}", file=sys.stderr)
     for warning in cli.preflight(args, network, runnable, images):
@@ -50,7 +50,8 @@ def _run(args):
     with cli.progress_bar(total, f"sanity {args.mode} {network.name}", args.no_progress) as bar:
         run_sanity(network, images, labels, ids, runnable, args.out, mode=args.mode,
                    seed=args.seed, shard=shard, patterns=patterns, chunk=args.chunk,
-                   save_maps_for=ids[:args.save_maps], progress=bar.update)
+                   save_maps_for=ids[:args.save_maps], progress=bar.update,
+                   recipe=args.recipe)
     path = cli.consolidate(store, args.shard)
     if path is not None:
         print(f"table: {path}")

@@ -22,8 +22,9 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 
 from ..integrity import is_nonfinite
 from ..metrics.heatmaps import normalize_abs
-from .common import (PatternsProvider, analysis_model, build_analyzer, explain, row,
-                     select_for, unit_keys)
+from ..registry import PLAIN
+from .common import (PatternsProvider, analysis_model, build_analyzer, explain, record_recipe,
+                     row, select_for, unit_keys)
 from .sanity import maps_path, save_maps
 from .store import ResultStore, Shard
 
@@ -60,10 +61,12 @@ def class_sensitivity_scores(map_a, map_b, mask_a, *, percentile: float = 99.5) 
 def run_class_sensitivity(network, images, masks, labels, image_ids, specs, out, *,
                           seed: int = 0, shard: Shard = Shard(),
                           patterns: PatternsProvider | None = None,
-                          save_maps_for: Iterable[int] = (), progress=None) -> ResultStore:
+                          save_maps_for: Iterable[int] = (), progress=None,
+                          recipe: str = PLAIN) -> ResultStore:
     """``images`` N x H x W x C (preprocessed), ``masks`` N x 2 x H x W (objects A, B),
     ``labels`` N x 2 (classes of A and B). Stores ``l1``, ``l1_mean``, ``mask_gap``
-    per method and image."""
+    per method and image; ``recipe`` (:data:`~csc_analyzers.registry.RECIPES`) is
+    recorded with them."""
     images = np.asarray(images, dtype=np.float32)
     masks = np.asarray(masks).astype(bool)
     labels = np.asarray(labels).astype(int)
@@ -74,15 +77,16 @@ def run_class_sensitivity(network, images, masks, labels, image_ids, specs, out,
     if labels.shape != (len(images), 2) or len(image_ids) != len(images):
         raise ValueError(f"labels {labels.shape} must be (N, 2) and image_ids N={len(images)}")
     store = ResultStore(out, EXPERIMENT)
+    record_recipe(store, network, recipe)
     model = analysis_model(network)
-    runnable, _skipped = select_for(network, specs, EXPERIMENT, patterns)
+    runnable, _skipped = select_for(network, specs, EXPERIMENT, patterns, recipe=recipe)
     position = {i: k for k, i in enumerate(image_ids)}
     pending = store.pending(shard.select(unit_keys(network.name, runnable, image_ids)))
     keep_maps = set(int(i) for i in save_maps_for)
     by_name = {spec.name: spec for spec in runnable}
     for method, group in itertools.groupby(pending, key=lambda key: key[1]):
         spec = by_name[method]
-        analyzer = build_analyzer(spec, model, network, patterns)
+        analyzer = build_analyzer(spec, model, network, patterns, recipe=recipe)
         for key in group:
             k = position[key[2]]
             map_a = explain(analyzer, images[k], labels[k, 0], spec, image_id=key[2])

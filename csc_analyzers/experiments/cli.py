@@ -12,6 +12,7 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 
 from .. import checks
 from ..errors import ArgumentError, ImagesFileError, ModelFileError
+from ..registry import PAPER, RECIPES, recipe_help
 from .common import ModelNetwork, ROW_COLUMNS
 from .store import ResultStore, merge_stores
 
@@ -44,6 +45,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge", nargs="+", default=None, metavar="SHARD_DIR",
                         help="merge these shard result directories into --out and exit")
     parser.add_argument("--no-progress", action="store_true")
+    add_recipe_argument(parser)
+
+
+def add_recipe_argument(parser: argparse.ArgumentParser, default: str = PAPER) -> None:
+    """``--recipe`` with the recipes of the registry and what each does.
+
+    The experiment scripts default to ``paper``, like ``scripts/reproduce.py``:
+    they run the paper's experiments one at a time, so their rows equal (and
+    can share a results directory with) a reproduction run; the recipe only
+    changes anything on ``resnet50``."""
+    parser.add_argument("--recipe", choices=tuple(RECIPES), default=default,
+                        help=f"how the methods run (default: {default}): {recipe_help()}. "
+                             "The recipe is recorded in --out; a results directory holds one "
+                             "recipe per network")
 
 
 def load_network_arg(args):

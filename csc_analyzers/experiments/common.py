@@ -14,7 +14,7 @@ from ..factory import analyzers as ANALYZERS
 from ..factory import create_analyzer
 from ..logits import logit_model
 from ..metrics.heatmaps import postprocess
-from ..registry import MethodSpec
+from ..registry import PLAIN, MethodSpec, effective_recipe
 
 # A patterns provider: ``patterns(network) -> patterns`` for PatternNet/-Attribution.
 PatternsProvider = Callable[[object], object]
@@ -50,10 +50,12 @@ class ModelNetwork:
 
 
 def select_for(network, specs: Sequence[MethodSpec], experiment: str,
-               patterns: PatternsProvider | None = None, table=None) -> tuple:
+               patterns: PatternsProvider | None = None, table=None, *,
+               recipe: str = PLAIN) -> tuple:
     """``(runnable, skipped)``: the specs that run on ``network`` in ``experiment``
-    and ``(spec, reason)`` for the others (analyzer not available, left out of
-    this network or experiment, pattern method without a patterns provider)."""
+    under ``recipe`` and ``(spec, reason)`` for the others (analyzer not
+    available, left out of this network or experiment or by the recipe,
+    pattern method without a patterns provider)."""
     table = ANALYZERS if table is None else table
     runnable, skipped = [], []
     for spec in specs:
@@ -61,6 +63,8 @@ def select_for(network, specs: Sequence[MethodSpec], experiment: str,
             skipped.append((spec, f"analyzer {spec.analyzer!r} is not available"))
         elif not spec.runs_on(network.name, experiment):
             skipped.append((spec, f"left out of {network.name}/{experiment}"))
+        elif not spec.runs_on(network.name, experiment, recipe=recipe):
+            skipped.append((spec, spec.recipe_change(network.name, recipe).note))
         elif spec.needs_patterns and patterns is None:
             skipped.append((spec, "needs patterns and no patterns provider was given"))
         else:
@@ -89,19 +93,30 @@ def analysis_model(network):
     return model
 
 
+def analyzer_key(spec: MethodSpec, network, recipe: str = PLAIN):
+    """The ``analyzer_cache`` key of ``spec`` on ``network`` under ``recipe``:
+    the method name, with the recipe where it changes the method there."""
+    if spec.recipe_change(network.name, recipe) is None:
+        return spec.name
+    return (spec.name, recipe)
+
+
 def build_analyzer(spec: MethodSpec, model, network,
-                   patterns: PatternsProvider | None = None):
+                   patterns: PatternsProvider | None = None, *, recipe: str = PLAIN):
     """The analyzer of ``spec`` on ``model`` (a logit model of ``network``),
-    explaining the class given per image (``neuron_selection_mode="index"``).
+    explaining the class given per image (``neuron_selection_mode="index"``),
+    with the keyword arguments ``recipe`` adds on this network.
 
     A network with an ``analyzer_cache`` dict keeps the analyzer there, so the
     CSC, sanity-check, random-logit and class-sensitivity experiments share
-    one graph per (network, method): the analyzers read the model's own
+    one graph per (network, method, recipe): the analyzers read the model's own
     variables, which the sanity check randomises in place and restores."""
     cache = getattr(network, "analyzer_cache", None)
-    if cache is not None and spec.name in cache:
-        return cache[spec.name]
-    kwargs = spec.analyzer_kwargs(tuple(network.input_range))
+    key = analyzer_key(spec, network, recipe)
+    if cache is not None and key in cache:
+        return cache[key]
+    kwargs = spec.analyzer_kwargs(tuple(network.input_range), network=network.name,
+                                  recipe=recipe)
     if spec.needs_patterns:
         if patterns is None:
             raise ValueError(f"method {spec.name!r} needs patterns; pass a patterns provider")
@@ -111,8 +126,17 @@ def build_analyzer(spec: MethodSpec, model, network,
     if aliases:
         analyzer.layer_aliases = dict(aliases)
     if cache is not None:
-        cache[spec.name] = analyzer
+        cache[key] = analyzer
     return analyzer
+
+
+def record_recipe(store, network, recipe: str = PLAIN) -> None:
+    """Record in ``store`` the recipe in effect on ``network``
+    (:func:`~csc_analyzers.registry.effective_recipe`); ArgumentError if the
+    store holds units of this network made under another one (units stored
+    before recipes were recorded count as ``plain``)."""
+    store.check_settings(network.name, {"recipe": effective_recipe(network.name, recipe)},
+                         defaults={"recipe": PLAIN})
 
 
 def image_id_options(analyzer, image_ids) -> dict:
@@ -171,4 +195,5 @@ def row(network, method, image_id, experiment, level, layer, metric, value, seed
 
 
 __all__ = ["ModelNetwork", "PatternsProvider", "ROW_COLUMNS", "select_for", "analysis_model",
-           "build_analyzer", "image_id_options", "explain", "random_class", "unit_keys", "row"]
+           "build_analyzer", "analyzer_key", "record_recipe", "image_id_options", "explain",
+           "random_class", "unit_keys", "row"]

@@ -22,7 +22,6 @@ are those of all locations of all images and vector pairs, like the paper's.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +34,11 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 
 from tensorflow.keras import layers as klayers
 
-from ..errors import ArgumentError
 from ..convergence import derivation_matrices, location_singular_value_ratios
 from ..injection import INPUT, LayerNames
 from ..metrics.csc import (BIN_EDGES, PERCENTILES, abs_cos_histogram, histogram_percentiles,
                            pairwise_cosine, random_baseline)
-from ..registry import MethodSpec
+from ..registry import PLAIN, MethodSpec, effective_recipe
 from .store import ResultStore, Shard, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -72,15 +70,17 @@ def _analyzer_table():
 
 
 def plan_methods(network, methods: Sequence[MethodSpec], *, patterns=None,
-                 table=None) -> tuple:
+                 table=None, recipe: str = PLAIN) -> tuple:
     """Split ``methods`` into those that run on ``network`` and (name, reason)
-    for those skipped: excluded from CSC or this network, analyzer not
-    registered, no patterns for a pattern method."""
+    for those skipped: excluded from CSC or this network (under ``recipe``),
+    analyzer not registered, no patterns for a pattern method."""
     table = _analyzer_table() if table is None else table
     run, skipped = [], []
     for spec in methods:
         if not spec.runs_on(network.name, EXPERIMENT):
             skipped.append((spec.name, f"left out of CSC on {network.name} by the registry"))
+        elif not spec.runs_on(network.name, EXPERIMENT, recipe=recipe):
+            skipped.append((spec.name, spec.recipe_change(network.name, recipe).note))
         elif spec.analyzer not in table:
             skipped.append((spec.name, f"analyzer {spec.analyzer!r} is not registered"))
         elif not hasattr(table[spec.analyzer], "propagate"):
@@ -92,7 +92,8 @@ def plan_methods(network, methods: Sequence[MethodSpec], *, patterns=None,
     return tuple(run), tuple(skipped)
 
 
-def make_plan(network, methods: Sequence[MethodSpec], *, patterns=None, table=None) -> Plan:
+def make_plan(network, methods: Sequence[MethodSpec], *, patterns=None, table=None,
+              recipe: str = PLAIN) -> Plan:
     """Check the network's layer names and choose the methods (no heavy work)."""
     names = LayerNames(network.model, network.aliases)
     for name in network.layers:
@@ -106,7 +107,7 @@ def make_plan(network, methods: Sequence[MethodSpec], *, patterns=None, table=No
         lower[k] = tuple(layers[:layers.index(k)])
         if not lower[k]:
             raise ValueError(f"injection layer {k!r} of {network.name!r} has no lower layer")
-    run, skipped = plan_methods(network, methods, patterns=patterns, table=table)
+    run, skipped = plan_methods(network, methods, patterns=patterns, table=table, recipe=recipe)
     return Plan(run, skipped, tuple(network.csc_layers), lower)
 
 
@@ -115,11 +116,12 @@ def vectors_rng(seed: int, image_id: int, injection_position: int) -> np.random.
     return np.random.default_rng([int(seed), int(image_id), int(injection_position)])
 
 
-def create_method_analyzer(spec: MethodSpec, network, patterns=None):
-    """The analyzer of ``spec`` for ``network`` (graph built once, reused; shared
-    with the other experiments through ``network.analyzer_cache``)."""
+def create_method_analyzer(spec: MethodSpec, network, patterns=None, *, recipe: str = PLAIN):
+    """The analyzer of ``spec`` for ``network`` under ``recipe`` (graph built
+    once, reused; shared with the other experiments through
+    ``network.analyzer_cache``)."""
     from .common import analysis_model, build_analyzer
-    return build_analyzer(spec, analysis_model(network), network, patterns)
+    return build_analyzer(spec, analysis_model(network), network, patterns, recipe=recipe)
 
 
 def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,
@@ -302,19 +304,14 @@ def write_exact_csv(path: Path, table: pd.DataFrame) -> None:
 
 
 def check_settings(store: ResultStore, network_name: str, *, n_vectors: int,
-                   seed: int) -> None:
-    """Record the settings of the units of ``network_name`` in the store; raise
-    if the store already holds units made with other settings."""
-    path = store.root / store.experiment / f"settings_{network_name}.json"
-    settings = {"n_vectors": int(n_vectors), "seed": int(seed)}
-    if path.exists():
-        stored = json.loads(path.read_text())
-        if stored != settings:
-            raise ArgumentError(
-                f"{path} holds CSC units of {network_name!r} made with {stored}; "
-                f"this run asks for {settings}: use another --out directory")
-        return
-    atomic_write_text(path, json.dumps(settings))
+                   seed: int, recipe: str = PLAIN) -> None:
+    """Record the settings of the units of ``network_name`` in the store (the
+    recipe as :func:`~csc_analyzers.registry.effective_recipe` on that
+    network); raise if the store already holds units made with other
+    settings (units stored before recipes existed count as ``plain``)."""
+    settings = {"n_vectors": int(n_vectors), "seed": int(seed),
+                "recipe": effective_recipe(network_name, recipe)}
+    store.check_settings(network_name, settings, defaults={"recipe": PLAIN})
 
 
 def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_dir,
@@ -322,14 +319,16 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
             image_ids: Optional[Sequence[int]] = None, shard: Shard = Shard(),
             exact_max_dim: int = 64, progress: bool = False,
             table=None, unit_limit: Optional[int] = None,
-            on_unit: Optional[Callable] = None) -> dict:
+            on_unit: Optional[Callable] = None, recipe: str = PLAIN) -> dict:
     """Run the CSC experiment for ``network`` and write its tables.
 
     ``images`` are preprocessed inputs (N, ...). ``patterns`` is the
     patterns object for PatternNet/PatternAttribution or a callable
     ``patterns(network)`` returning it; pattern methods are skipped (logged)
     without it. Units already in ``out_dir`` are skipped; ``unit_limit``
-    stops after that many new units. Writes ``out_dir/csc.csv`` (tidy table
+    stops after that many new units. ``recipe`` (:data:`~csc_analyzers.registry.RECIPES`)
+    is recorded with the units; a store holding units of this network made
+    under another recipe raises ArgumentError. Writes ``out_dir/csc.csv`` (tidy table
     of :data:`TABLE_COLUMNS`, baseline rows included) and
     ``out_dir/csc_histograms.csv`` (first convolution and input) from all
     finished units, and returns ``{"table", "histograms", "skipped", "plan"}``.
@@ -340,11 +339,11 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
     image_ids = list(range(len(images))) if image_ids is None else [int(i) for i in image_ids]
     if len(image_ids) != len(images):
         raise ValueError(f"{len(image_ids)} image_ids for {len(images)} images")
-    plan = make_plan(network, methods, patterns=patterns, table=table)
+    plan = make_plan(network, methods, patterns=patterns, table=table, recipe=recipe)
     for name, reason in plan.skipped:
         log.warning("CSC on %s: skipping %s: %s", network.name, name, reason)
     store = ResultStore(out_dir, EXPERIMENT)
-    check_settings(store, network.name, n_vectors=n_vectors, seed=seed)
+    check_settings(store, network.name, n_vectors=n_vectors, seed=seed, recipe=recipe)
     units = [(network.name, spec.name, image_id)
              for spec in plan.methods for image_id in image_ids]
     todo = store.pending(shard.select(units))
@@ -359,7 +358,7 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
         mine = [unit for unit in todo if unit[1] == spec.name]
         if not mine:
             continue
-        analyzer = create_method_analyzer(spec, network, patterns)
+        analyzer = create_method_analyzer(spec, network, patterns, recipe=recipe)
         for key in mine:
             x = by_image[key[2]][None]
             rows = unit_rows(analyzer, x, network, plan, image_id=key[2], method=spec.name,

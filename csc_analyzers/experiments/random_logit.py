@@ -12,8 +12,9 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 
 from ..integrity import is_nonfinite
 from ..metrics.ssim import similarity_scores
+from ..registry import PLAIN
 from .common import (PatternsProvider, analysis_model, build_analyzer, explain, random_class,
-                     row, select_for, unit_keys)
+                     record_recipe, row, select_for, unit_keys)
 from .sanity import maps_path, save_maps
 from .store import ResultStore, Shard
 
@@ -22,11 +23,13 @@ EXPERIMENT = "random_logit"
 
 def run_random_logit(network, images, labels, image_ids, specs, out, *, seed: int = 0,
                      shard: Shard = Shard(), patterns: PatternsProvider | None = None,
-                     save_maps_for: Iterable[int] = (), progress=None) -> ResultStore:
+                     save_maps_for: Iterable[int] = (), progress=None,
+                     recipe: str = PLAIN) -> ResultStore:
     """Store, per method and image, the rows ``ssim_paper``, ``ssim_standard``,
     ``spearman_abs``, ``spearman`` (true-class map vs random-class map, the
     flip negating the random-class map as in the paper's code; SSIM at the
-    method's ``ssim_percentile``) and ``random_class``."""
+    method's ``ssim_percentile``) and ``random_class``; ``recipe``
+    (:data:`~csc_analyzers.registry.RECIPES`) is recorded with them."""
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels).astype(int)
     image_ids = [int(i) for i in image_ids]
@@ -34,16 +37,17 @@ def run_random_logit(network, images, labels, image_ids, specs, out, *, seed: in
         raise ValueError(f"images ({len(images)}), labels ({len(labels)}) and image_ids "
                          f"({len(image_ids)}) must have the same length")
     store = ResultStore(out, EXPERIMENT)
+    record_recipe(store, network, recipe)
     model = analysis_model(network)
     n_classes = int(model.outputs[0].shape[-1])
-    runnable, _skipped = select_for(network, specs, EXPERIMENT, patterns)
+    runnable, _skipped = select_for(network, specs, EXPERIMENT, patterns, recipe=recipe)
     position = {i: k for k, i in enumerate(image_ids)}
     pending = store.pending(shard.select(unit_keys(network.name, runnable, image_ids)))
     keep_maps = set(int(i) for i in save_maps_for)
     by_name = {spec.name: spec for spec in runnable}
     for method, group in itertools.groupby(pending, key=lambda key: key[1]):
         spec = by_name[method]
-        analyzer = build_analyzer(spec, model, network, patterns)
+        analyzer = build_analyzer(spec, model, network, patterns, recipe=recipe)
         for key in group:
             k = position[key[2]]
             other = random_class(labels[k], n_classes, seed=seed, image_id=key[2])

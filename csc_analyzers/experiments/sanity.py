@@ -38,8 +38,9 @@ from innvestigate.analyzer.wrapper import WrapperBase
 
 from ..integrity import is_nonfinite
 from ..metrics.ssim import similarity_scores
-from .common import (PatternsProvider, analysis_model, build_analyzer, explain, row,
-                     select_for, unit_keys)
+from ..registry import PLAIN
+from .common import (PatternsProvider, analysis_model, build_analyzer, explain, record_recipe,
+                     row, select_for, unit_keys)
 from .randomization import Randomizer, randomization_levels, weight_layers
 from .store import ResultStore, Shard, unit_filename
 
@@ -129,7 +130,8 @@ def _chunks(items: Sequence, size: int):
 
 def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "cascading",
                seed: int = 0, shard: Shard = Shard(), patterns: PatternsProvider | None = None,
-               chunk: int = 8, save_maps_for: Iterable[int] = (), progress=None) -> ResultStore:
+               chunk: int = 8, save_maps_for: Iterable[int] = (), progress=None,
+               recipe: str = PLAIN) -> ResultStore:
     """Run the sanity check of ``specs`` on ``images`` (preprocessed, N x H x W x C,
     explained for their true ``labels``) and store the rows in ``out``.
 
@@ -139,7 +141,8 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
     from the top, ``layer`` is the scored layer of that level. ``chunk`` images
     are processed per pass over the levels (fewer weight assignments); a unit's
     rows are written when its chunk is done. ``progress`` is an optional
-    callable receiving the number of units finished.
+    callable receiving the number of units finished. ``recipe``
+    (:data:`~csc_analyzers.registry.RECIPES`) is recorded with the units.
     """
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels).astype(int)
@@ -149,10 +152,11 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
                          f"({len(image_ids)}) must have the same length")
     experiment = f"sanity_{mode}"
     store = ResultStore(out, experiment)
+    record_recipe(store, network, recipe)
     model = analysis_model(network)
     levels = randomization_levels(model, network.sanity_layers, mode=mode,
                                   aliases=getattr(network, "aliases", None))
-    runnable, _skipped = select_for(network, specs, "sanity", patterns)
+    runnable, _skipped = select_for(network, specs, "sanity", patterns, recipe=recipe)
     position = {i: k for k, i in enumerate(image_ids)}
     pending = store.pending(shard.select(unit_keys(network.name, runnable, image_ids)))
     keep_maps = set(int(i) for i in save_maps_for)
@@ -160,7 +164,7 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
     with Randomizer(model, seed=seed) as randomizer:
         for method, group in itertools.groupby(pending, key=lambda key: key[1]):
             spec = by_name[method]
-            analyzer = build_analyzer(spec, model, network, patterns)
+            analyzer = build_analyzer(spec, model, network, patterns, recipe=recipe)
             sync = None
             for keys in _chunks(list(group), max(1, int(chunk))):
                 index = [position[key[2]] for key in keys]

@@ -13,6 +13,11 @@ A store written by an older version whose metric names have changed since
 run resumes it (:meth:`ResultStore.pending`) or a merge reads it, so old and
 new rows are never mixed.
 
+Settings: :meth:`ResultStore.check_settings` records, per network, the
+settings that change the rows of its units (e.g. the CSC vectors and seed,
+the method recipe) in ``root/experiment/settings_<network>.json``, and stops a
+run that would add units made with other settings to the same store.
+
 Shards: ``--shard i/N`` gives unit ``k`` (in the experiment's fixed unit
 order) to shard ``k mod N``; every shard writes into its own store directory
 or the same one (unit files never collide), and :func:`merge_stores` joins
@@ -21,6 +26,7 @@ shard directories into the same table a single run gives.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -150,6 +156,38 @@ class ResultStore:
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
         atomic_write_csv(self.path(key), frame)
 
+    def settings_path(self, scope: str) -> Path:
+        return self.root / self.experiment / f"settings_{_SAFE.sub('_', scope)}.json"
+
+    def _has_units_of(self, scope: str) -> bool:
+        if not self.units_dir.exists():
+            return False
+        return any(self.units_dir.glob(f"{_SAFE.sub('_', scope)}__*.csv"))
+
+    def check_settings(self, scope: str, settings: dict, *, defaults: dict | None = None) -> None:
+        """Record ``settings`` (JSON values) of the units of ``scope`` (a
+        network name); raise :class:`~csc_analyzers.errors.ArgumentError` if
+        the store holds units of ``scope`` made with other settings. A key
+        missing from a stored file takes its value from ``defaults``; units of
+        ``scope`` stored before any settings were recorded count as made with
+        ``defaults`` (the other keys cannot be known and are not compared)."""
+        path = self.settings_path(scope)
+        defaults = dict(defaults or {})
+        written = json.loads(path.read_text()) if path.exists() else None
+        if written is not None:
+            stored = {**defaults, **written}
+        elif self._has_units_of(scope):
+            stored = {**settings, **defaults}
+        else:
+            stored = None
+        if stored is not None and stored != settings:
+            raise ArgumentError(
+                f"{path.parent} holds {self.experiment} units of {scope!r} made with {stored}; "
+                f"this run asks for {settings}: use another --out directory or the "
+                "settings of the stored units")
+        if written != settings:
+            atomic_write_text(path, json.dumps(settings, sort_keys=True))
+
     def read(self, key: Sequence) -> pd.DataFrame:
         return pd.read_csv(self.path(key))
 
@@ -181,10 +219,27 @@ class ResultStore:
 def merge_stores(shard_roots: Iterable[str | os.PathLike], target_root: str | os.PathLike,
                  experiment: str) -> ResultStore:
     """Copy every unit file of ``experiment`` from the shard stores into
-    ``target_root`` (identical units are written once) and return the merged
-    store. A shard store with old metric names raises ArgumentError."""
+    ``target_root`` (identical units are written once) with the recorded
+    settings, and return the merged store. Settings files of one network that
+    differ between the stores raise :class:`~csc_analyzers.errors.ArgumentError`
+    before anything is copied; so does a shard store with old metric names."""
     target = ResultStore(target_root, experiment)
-    for root in shard_roots:
+    roots = list(shard_roots)
+    settings = {}
+    for root in [target_root] + roots:
+        folder = Path(root) / experiment
+        for path in sorted(folder.glob("settings_*.json")) if folder.is_dir() else ():
+            text = json.loads(path.read_text())
+            if path.name in settings and settings[path.name][1] != text:
+                raise ArgumentError(
+                    f"cannot merge {experiment}: {path} holds {text}, "
+                    f"{settings[path.name][0]} holds {settings[path.name][1]}")
+            settings.setdefault(path.name, (path, text))
+    for name, (_path, text) in settings.items():
+        destination = target.root / experiment / name
+        if not destination.exists():
+            atomic_write_text(destination, json.dumps(text, sort_keys=True))
+    for root in roots:
         source = ResultStore(root, experiment)
         if not source.units_dir.exists():
             continue
