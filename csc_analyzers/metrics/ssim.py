@@ -20,12 +20,15 @@ linear interpolation):
     window, sample covariance, K1 = 0.01, K2 = 0.03), so it equals
     ``structural_similarity(..., win_size=5, data_range=2)``. A map whose two
     percentiles coincide (e.g. a constant map) made the paper's code divide
-    by zero; here its score is NaN, and the experiments flag such rows.
+    by zero.
 ``standard``
     ``clip((x - P_{100-p}) / (P_p - P_{100-p}), 0, 1)`` (the high end goes to
-    1) and ``data_range = 1``, the range the normalised maps have. A map whose
-    percentiles coincide becomes all zeros and is scored as such (two
-    constant maps have SSIM 1).
+    1) and ``data_range = 1``, the range the normalised maps have.
+
+In both recipes a map whose two percentiles coincide (a constant or all-zero
+map, or one with fewer than ``100 - p`` % of its pixels off a common value)
+has no normalisation: it becomes all NaN and its SSIM is NaN, so the
+experiments flag the row instead of scoring an undefined map.
 
 The two recipes give different numbers for the same maps: ``paper`` is the
 one to compare with the paper's Figure 4.
@@ -39,9 +42,6 @@ import numpy as np
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
-_DEGENERATE = ("nan", "zeros")
-
-
 @dataclass(frozen=True)
 class SSIMRecipe:
     """How two maps are normalised and compared by SSIM.
@@ -49,20 +49,15 @@ class SSIMRecipe:
     ``inverted``: the ``percentile`` percentile of the map goes to 0 and the
     ``100 - percentile`` percentile to 1 (True, the paper's code) or the other
     way round (False). ``data_range``: SSIM's data range (sets its constants
-    C1 = (0.01 R)^2, C2 = (0.03 R)^2). ``degenerate``: a map whose two
-    percentiles coincide becomes all NaN (``"nan"``: the score is NaN) or all
-    zeros (``"zeros"``)."""
+    C1 = (0.01 R)^2, C2 = (0.03 R)^2). A map whose two percentiles coincide
+    becomes all NaN (its score is NaN)."""
 
     name: str
     inverted: bool
     data_range: float
-    degenerate: str
     summary: str
 
     def __post_init__(self):
-        if self.degenerate not in _DEGENERATE:
-            raise ValueError(f"SSIMRecipe {self.name!r}: degenerate={self.degenerate!r}; "
-                             f"expected one of {_DEGENERATE}")
         if not self.data_range > 0:
             raise ValueError(f"SSIMRecipe {self.name!r}: data_range must be > 0")
 
@@ -81,16 +76,16 @@ class SSIMRecipe:
         low, high = np.percentile(x, [100.0 - percentile, percentile])
         start, end = (high, low) if self.inverted else (low, high)
         if not end != start:  # the percentiles coincide (or are NaN)
-            return np.full_like(x, np.nan if self.degenerate == "nan" else 0.0)
+            return np.full_like(x, np.nan)
         return np.clip((x - start) / (end - start), 0.0, 1.0)
 
 
 RECIPES = {
     "paper": SSIMRecipe(
-        "paper", inverted=True, data_range=2.0, degenerate="nan",
+        "paper", inverted=True, data_range=2.0,
         summary="high percentile -> 0, low -> 1, data_range 2 (the paper's code)"),
     "standard": SSIMRecipe(
-        "standard", inverted=False, data_range=1.0, degenerate="zeros",
+        "standard", inverted=False, data_range=1.0,
         summary="low percentile -> 0, high -> 1, data_range 1"),
 }
 RECIPE_NAMES = tuple(RECIPES)
@@ -130,7 +125,7 @@ def normalize_percentile(heatmap, *, percentile: float = 99.5) -> np.ndarray:
     """The ``standard`` recipe's normalisation: the ``100 - percentile``
     percentile goes to 0 and the ``percentile`` percentile to 1, then clip to
     [0, 1]. Positive and negative values share one scale. A map whose two
-    percentiles coincide (e.g. a constant map) gives zeros."""
+    percentiles coincide (e.g. a constant map) gives NaN."""
     return RECIPES["standard"].normalize(heatmap, percentile=percentile)
 
 
