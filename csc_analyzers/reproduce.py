@@ -163,7 +163,8 @@ def run_network(name: str, settings: Settings) -> dict:
                                   progress=progress.update)
     spectra = None
     if patterns is not None:
-        spectra = pattern_spectra(network, patterns(network) if callable(patterns) else patterns)
+        spectra = pattern_spectra(network, patterns(network) if callable(patterns) else patterns,
+                                  data=settings.data)
     return {"network": network, "skipped": result["skipped"], "spectra": spectra,
             "data": settings.data, "n_images": len(images)}
 
@@ -176,14 +177,14 @@ def _bar(settings: Settings):
     return make
 
 
-def pattern_spectra(network, patterns) -> pd.DataFrame:
-    """Figure 3's per-layer and inter-layer sigma1/sigma2 of A, W and A (.) W."""
-    from .pattern.spectra import interlayer_spectra, layer_spectra
-    per_layer = layer_spectra(network.model, patterns)
-    inter = interlayer_spectra(network.model, patterns)
-    table = pd.concat([per_layer.assign(kind="layer"), inter.assign(kind="interlayer")],
-                      ignore_index=True)
-    return table.assign(network=network.name)
+def pattern_spectra(network, patterns, *, data: str = "") -> pd.DataFrame:
+    """Figure 3 as published (full matrices, centre slices, centre-to-centre
+    T_l of A, W and A (.) W), with the network, its weights and the data the
+    patterns were estimated from (the report scores the claim only for
+    VGG-16 with trained weights and ImageNet patterns)."""
+    from .pattern.spectra import figure3_spectra
+    table = figure3_spectra(network.model, patterns)
+    return table.assign(network=network.name, weights=str(network.weights), pattern_data=data)
 
 
 def theorem1_table(seed: int) -> pd.DataFrame:
