@@ -194,6 +194,25 @@ def theorem1_table(seed: int) -> pd.DataFrame:
                              shapes=("square 64", "widening 16..512"))
 
 
+def theorem1_vgg16_table(seed: int, networks: dict, out: Path) -> pd.DataFrame:
+    """Appendix B's chains with VGG-16's shapes (alpha-beta alpha = 1..10, signed
+    Gaussian, ReLU, the network's weights, A (.) W), 3 trials of 32 vectors.
+    The weights of the run's VGG-16 (and its patterns, when this run
+    estimated them) when VGG-16 was run, otherwise generated ones."""
+    from .convergence_vgg16 import simulate_vgg16_chains
+
+    model = patterns = label = None
+    if "vgg16" in networks:
+        network = networks["vgg16"]["network"]
+        model, label = network.model, f"VGG-16 {network.weights}"
+        path = Path(out) / "patterns" / "vgg16.npz"
+        if path.is_file():
+            from .pattern.storage import load_patterns
+            patterns = load_patterns(path, model)
+    return simulate_vgg16_chains(rng=np.random.default_rng(seed), n_trials=3, n_vectors=32,
+                                 model=model, patterns=patterns, weights_label=label)
+
+
 def consolidate(out: Path) -> dict:
     """Write each experiment's whole table (all finished units) to ``out``."""
     tables = {}
@@ -227,6 +246,8 @@ def finish(settings: Settings, networks: dict, started: float) -> Path:
     consolidate(out)
     theorem = theorem1_table(settings.seed)
     atomic_write_csv(out / "theorem1.csv", theorem)
+    atomic_write_csv(out / "theorem1_vgg16.csv",
+                     theorem1_vgg16_table(settings.seed, networks, out))
     spectra = [info["spectra"] for info in networks.values() if info["spectra"] is not None]
     if spectra:
         atomic_write_csv(out / "pattern_spectra.csv", pd.concat(spectra, ignore_index=True))

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .csc import plot_cmp_comparison, plot_csc_histograms, plot_csc_per_layer, plot_theorem1
+from .csc import (plot_cmp_comparison, plot_csc_histograms, plot_csc_per_layer,
+                  plot_theorem1, plot_theorem1_vgg16)
 from .sanity import make_sanity_figures
 
 
@@ -42,6 +43,9 @@ def make_all_figures(results, out_dir, *, seed: int = 0) -> list:
     theorem = _read(results / "theorem1.csv")
     if theorem is not None:
         written += plot_theorem1(theorem, out_dir)
+    chains = _read(results / "theorem1_vgg16.csv")
+    if chains is not None:
+        written += plot_theorem1_vgg16(chains, out_dir)
     spectra = _read(results / "pattern_spectra.csv")
     if spectra is not None and "panel" in spectra.columns:
         from .patterns import plot_figure3
