@@ -43,7 +43,13 @@ Measured at every depth k = 0 .. 16 (k = 0: the input vectors) on the
   families have no matrix product.)
 
 ``X_k`` is rescaled to unit Frobenius norm after each step (neither
-quantity changes). Randomness: one ``np.random.default_rng`` passed in;
+quantity changes). Randomness: one ``np.random.default_rng`` passed in.
+Common random numbers (unlike the paper, which draws every family anew):
+in each trial the alpha-beta, signed Gaussian and ReLU families transform
+the same standard normal matrices and start from the same vectors, and the
+two network chains share their vectors; each family has the paper's
+distribution, the comparison between families is paired, and the
+simulation draws a tenth of the numbers. Precision:
 all matrices are float32 (drawn so: twice as fast, and the 4096 x 4096
 layers dominate the time), the vectors and the products float64.
 """
@@ -76,17 +82,22 @@ def vgg16_backward_shapes() -> list:
     return [(c_out, c_in) for _, _, _, c_in, c_out in VGG16_LAYERS[::-1]]
 
 
-def alpha_beta_matrix(rng: np.random.Generator, shape, alpha: float, beta: float
-                      ) -> np.ndarray:
-    """``alpha * max(W, 0) + beta * min(W, 0)`` for a standard normal ``W``
-    (float32, drawn with ``rng.standard_normal(shape, dtype=np.float32)``)."""
+def alpha_beta(w: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """``alpha * max(w, 0) + beta * min(w, 0)`` as a new float32 array."""
     if alpha < 0 or beta < 0:
         raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
-    w = rng.standard_normal(shape, dtype=np.float32)
-    positive = w > 0
-    np.multiply(w, np.float32(alpha), out=w, where=positive)
-    np.multiply(w, np.float32(beta), out=w, where=~positive)
-    return w
+    w = np.asarray(w, dtype=np.float32)
+    out = np.maximum(w, np.float32(0))  # beta * w + (alpha - beta) * max(w, 0)
+    out *= np.float32(alpha - beta)
+    out += np.float32(beta) * w
+    return out
+
+
+def alpha_beta_matrix(rng: np.random.Generator, shape, alpha: float, beta: float
+                      ) -> np.ndarray:
+    """The paper's ``get_alpha_beta_matrix``: :func:`alpha_beta` of a standard
+    normal ``W`` drawn with ``rng.standard_normal(shape, dtype=np.float32)``."""
+    return alpha_beta(_normal(rng, shape), alpha, beta)
 
 
 def _normal(rng: np.random.Generator, shape) -> np.ndarray:
@@ -205,25 +216,25 @@ def simulate_vgg16_chains(*, rng: np.random.Generator, n_trials: int = 20,
         frames.append(frame)
 
     for trial in range(n_trials):
+        # common random numbers: the random families of a trial transform the
+        # same standard normal matrices and start from the same vectors
+        vectors = rng.standard_normal((n_vectors, shapes[0][0]))
+        gaussians = [_normal(rng, shape) for shape in shapes]
         for alpha in alphas:
             beta = alpha - 1
-            vectors = rng.standard_normal((n_vectors, shapes[0][0]))
             add(f"alpha={alpha},beta={beta}", "random N(0, 1)", False, trial, vectors,
-                [alpha_beta_matrix(rng, shape, alpha, beta) for shape in shapes])
+                [alpha_beta(w, alpha, beta) for w in gaussians])
         if gaussian:
-            for family, relu in (("signed gaussian", False), ("ReLU", True)):
-                vectors = rng.standard_normal((n_vectors, shapes[0][0]))
-                add(family, "random N(0, 1)", relu, trial, vectors,
-                    [_normal(rng, s) for s in shapes])
+            add("signed gaussian", "random N(0, 1)", False, trial, vectors, gaussians)
+            add("ReLU", "random N(0, 1)", True, trial, vectors, gaussians)
         vectors = rng.standard_normal((n_vectors, first))
         add("ReLU weights", label, True, trial, vectors,
             network["W"] if network else generated_vgg16_slices(rng))
         if network and "A*W" in network:
-            add("pattern A*W", label, False, trial, rng.standard_normal((n_vectors, first)),
-                network["A*W"])
+            add("pattern A*W", label, False, trial, vectors, network["A*W"])
     return pd.concat(frames, ignore_index=True)
 
 
 __all__ = ["VGG16_LAYERS", "ALPHAS", "GENERATED", "vgg16_backward_shapes",
-           "alpha_beta_matrix", "generated_vgg16_slices", "network_slices",
+           "alpha_beta", "alpha_beta_matrix", "generated_vgg16_slices", "network_slices",
            "chain_convergence", "simulate_vgg16_chains"]

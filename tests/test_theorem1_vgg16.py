@@ -7,7 +7,7 @@ import pytest
 
 import csc_analyzers  # noqa: F401  (graph mode first)
 
-from csc_analyzers.convergence_vgg16 import (VGG16_LAYERS, alpha_beta_matrix,
+from csc_analyzers.convergence_vgg16 import (VGG16_LAYERS, alpha_beta, alpha_beta_matrix,
                                              chain_convergence, generated_vgg16_slices,
                                              network_slices, simulate_vgg16_chains,
                                              vgg16_backward_shapes)
@@ -30,6 +30,10 @@ def test_alpha_beta_matrix_equals_the_numpy_formula(alpha):
     expected = alpha * w * (w >= 0) + beta * w * (w < 0)  # the paper's get_alpha_beta_matrix
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=0)
     assert (got >= 0).all() == (beta == 0)
+    w32 = w.astype(np.float32)
+    before = w32.copy()
+    np.testing.assert_array_equal(alpha_beta(w32, alpha, beta), got)
+    np.testing.assert_array_equal(w32, before)  # a new array; the draws stay for reuse
     with pytest.raises(ValueError, match="alpha and beta must be >= 0"):
         alpha_beta_matrix(np.random.default_rng(0), (2, 2), 1, -1)
 
