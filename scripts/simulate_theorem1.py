@@ -127,9 +127,9 @@ def main(argv=None) -> int:
         medians = chains.groupby(["family", "depth"])[["sv_ratio", "csc"]].median()
         depths = [d for d in (4, 8, 13, int(chains.depth.max())) if d <= chains.depth.max()]
         wide = medians.unstack("depth")
-        print(f"VGG-16 chains (median of {args.vgg16_trials} trials, {time.time() - started:.0f}"
-              f" s; network weights: {chains.loc[chains.family == 'ReLU weights', 'weights']"
-              f".iloc[0]}):")
+        network_weights = chains.loc[chains.family == "ReLU weights", "weights"].iloc[0]
+        print(f"VGG-16 chains (median of {args.vgg16_trials} trials, "
+              f"{time.time() - started:.0f} s; network weights: {network_weights}):")
         print("sigma1/sigma2 at depth " + ", ".join(map(str, depths)))
         print(wide["sv_ratio"][depths].to_string(float_format=lambda v: f"{v:.3g}"))
         print("1 - CSC at depth " + ", ".join(map(str, depths)))

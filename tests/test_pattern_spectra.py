@@ -175,3 +175,28 @@ def test_figure3_figure_has_three_panels(figure3_case, tmp_path):
     assert paths[0].name == "fig3_pattern_spectra.png" and paths[0].stat().st_size > 0
     with pytest.raises(ValueError, match="lacks column 'panel'"):
         plot_figure3(table.drop(columns="panel"), tmp_path)
+
+
+def test_pattern_spectra_script_writes_figure3(tmp_path, rng):
+    import importlib.util
+    from pathlib import Path
+    import pandas as pd
+    from csc_analyzers.pattern import save_patterns
+    from csc_analyzers.pattern.training import load_model
+    model, _ = load_model("cifar-net", "none", seed=0)
+    data = [rng.normal(size=(4, 32, 32, 3)).astype("float32") for _ in range(2)]
+    patterns = estimate_patterns(model, data, "relu")
+    save_patterns(tmp_path / "p.npz", patterns)
+    path = Path(__file__).resolve().parents[1] / "scripts" / "pattern_spectra.py"
+    spec = importlib.util.spec_from_file_location("pattern_spectra_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "out"
+    assert module.main(["--network", "cifar-net", "--weights", "none", "--patterns",
+                        str(tmp_path / "p.npz"), "--out-dir", str(out)]) == 0
+    written = pd.read_csv(out / "figure3.csv")
+    expected = figure3_spectra(model, patterns)
+    np.testing.assert_allclose(written["ratio"], expected["ratio"], rtol=1e-9)
+    assert list(written["panel"]) == list(expected["panel"])
+    assert (out / "fig3_pattern_spectra.png").stat().st_size > 0
+    assert not (out / "layers_all_positions.csv").exists()

@@ -127,3 +127,21 @@ def test_vgg16_chain_figure(small_run, tmp_path):
     assert paths[0].name == "theorem1_vgg16.png" and paths[0].stat().st_size > 0
     with pytest.raises(ValueError, match="lacks column 'weights'"):
         plot_theorem1_vgg16(pd.DataFrame({"family": ["x"]}), tmp_path)
+
+
+def test_simulate_theorem1_script_writes_the_vgg16_chains(tmp_path):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "scripts" / "simulate_theorem1.py"
+    spec = importlib.util.spec_from_file_location("simulate_theorem1_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--out", str(tmp_path), "--no-generic", "--vgg16-trials", "1",
+                        "--vgg16-vectors", "4", "--alphas", "1,3"]) == 0
+    table = pd.read_csv(tmp_path / "theorem1_vgg16.csv")
+    assert set(table.family) == {"alpha=1,beta=0", "alpha=3,beta=2", "signed gaussian",
+                                 "ReLU", "ReLU weights"}
+    assert (tmp_path / "figures" / "theorem1_vgg16.png").stat().st_size > 0
+    assert not (tmp_path / "theorem1.csv").exists()
+    with pytest.raises(SystemExit):
+        module.main(["--out", str(tmp_path), "--patterns", "p.npz"])  # patterns need weights
