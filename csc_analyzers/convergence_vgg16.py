@@ -18,8 +18,8 @@ Families (:func:`simulate_vgg16_chains`):
 * ``signed gaussian``: ``W`` standard normal (the paper's "vanilla").
 * ``ReLU``: ``W`` standard normal, the propagated vectors clipped at 0
   after every matrix (the paper's "ReLU").
-* ``ReLU weights``: the network's centre slices (the paper's "ReLU learned"),
-  clipped like ``ReLU``.
+* ``ReLU network weights``: the network's centre slices (the paper's
+  "ReLU learned"), clipped like ``ReLU``.
 * ``pattern A*W``: the network's centre slices of ``A (.) W``
   (PatternAttribution's backward matrices, eq. 11), no clipping; only when
   patterns are given.
@@ -228,7 +228,7 @@ def simulate_vgg16_chains(*, rng: np.random.Generator, n_trials: int = 20,
             add("signed gaussian", "random N(0, 1)", False, trial, vectors, gaussians)
             add("ReLU", "random N(0, 1)", True, trial, vectors, gaussians)
         vectors = rng.standard_normal((n_vectors, first))
-        add("ReLU weights", label, True, trial, vectors,
+        add("ReLU network weights", label, True, trial, vectors,
             network["W"] if network else generated_vgg16_slices(rng))
         if network and "A*W" in network:
             add("pattern A*W", label, False, trial, vectors, network["A*W"])

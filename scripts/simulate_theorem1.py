@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         medians = chains.groupby(["family", "depth"])[["sv_ratio", "csc"]].median()
         depths = [d for d in (4, 8, 13, int(chains.depth.max())) if d <= chains.depth.max()]
         wide = medians.unstack("depth")
-        network_weights = chains.loc[chains.family == "ReLU weights", "weights"].iloc[0]
+        network_weights = chains.loc[chains.family == "ReLU network weights", "weights"].iloc[0]
         print(f"VGG-16 chains (median of {args.vgg16_trials} trials, "
               f"{time.time() - started:.0f} s; network weights: {network_weights}):")
         print("sigma1/sigma2 at depth " + ", ".join(map(str, depths)))

@@ -51,3 +51,22 @@ def test_old_pattern_tables_are_not_scored(tmp_path):
     pd.DataFrame({"kind": ["layer"], "matrix": ["A"], "ratio": [np.inf],
                   "network": ["vgg16"]}).to_csv(tmp_path / "pattern_spectra.csv", index=False)
     assert pattern_claim(tmp_path) is None
+
+
+def test_reproduction_table_figure_and_claim_of_the_cifar_net(tmp_path):
+    from csc_analyzers.models import load_network
+    from csc_analyzers.pattern import estimate_patterns
+    from csc_analyzers.plotting.figures import make_all_figures
+    from csc_analyzers.reproduce import pattern_spectra
+    network = load_network("cifar-net", weights=None, seed=0)
+    rng = np.random.default_rng(0)
+    patterns = estimate_patterns(network.model, [rng.normal(size=(4, 32, 32, 3))
+                                                 .astype("float32")], "relu")
+    table = pattern_spectra(network, patterns, data="builtin")
+    assert set(table.panel) == {"a", "b", "c"}
+    assert set(table.weights) == {"random"} and set(table.pattern_data) == {"builtin"}
+    table.to_csv(tmp_path / "pattern_spectra.csv", index=False)
+    written = make_all_figures(tmp_path, tmp_path / "figures")
+    assert [p.name for p in written] == ["fig3_pattern_spectra_cifar-net.png"]
+    claim, measured, holds = pattern_claim(tmp_path)
+    assert holds.startswith("not scored") and "cifar-net (random weights)" in measured

@@ -82,8 +82,8 @@ def test_signed_gaussian_chain_does_not_converge_as_fast(small_run):
     assert median.loc[("alpha=1,beta=0", 13), "csc"] > 1 - 1e-8
     assert median.loc[("signed gaussian", 13), "csc"] < 0.9
     assert set(small_run.family) == {"alpha=1,beta=0", "alpha=2,beta=1", "signed gaussian",
-                                     "ReLU", "ReLU weights"}
-    assert (small_run.loc[small_run.family == "ReLU weights", "weights"]
+                                     "ReLU", "ReLU network weights"}
+    assert (small_run.loc[small_run.family == "ReLU network weights", "weights"]
             .str.startswith("generated").all())
 
 
@@ -114,7 +114,7 @@ def test_network_weights_and_patterns_give_the_centre_slice_chains(cnn, rng):
     table = simulate_vgg16_chains(rng=np.random.default_rng(0), n_trials=1, n_vectors=4,
                                   alphas=(1,), model=cnn, patterns=patterns,
                                   weights_label="small cnn", gaussian=False)
-    assert set(table.family) == {"alpha=1,beta=0", "ReLU weights", "pattern A*W"}
+    assert set(table.family) == {"alpha=1,beta=0", "ReLU network weights", "pattern A*W"}
     network = table[table.family == "pattern A*W"]
     assert list(network.cols) == [3, 6, 4, 3] and set(network.weights) == {"small cnn"}
     with pytest.raises(ValueError, match="patterns need the model"):
@@ -140,7 +140,7 @@ def test_simulate_theorem1_script_writes_the_vgg16_chains(tmp_path):
                         "--vgg16-vectors", "4", "--alphas", "1,3"]) == 0
     table = pd.read_csv(tmp_path / "theorem1_vgg16.csv")
     assert set(table.family) == {"alpha=1,beta=0", "alpha=3,beta=2", "signed gaussian",
-                                 "ReLU", "ReLU weights"}
+                                 "ReLU", "ReLU network weights"}
     assert (tmp_path / "figures" / "theorem1_vgg16.png").stat().st_size > 0
     assert not (tmp_path / "theorem1.csv").exists()
     with pytest.raises(SystemExit):

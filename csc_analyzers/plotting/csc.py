@@ -217,7 +217,7 @@ def _chain_style(family: str, alphas: Sequence[int]) -> dict:
         shade = 0.25 + 0.75 * (alpha - 1) / max(max(alphas) - 1, 1)
         return {"color": plt.get_cmap("viridis_r")(shade), "linestyle": "-", "marker": "o"}
     others = {"signed gaussian": ("#7f7f7f", "s"), "ReLU": ("#1f77b4", "v"),
-              "ReLU weights": ("#d62728", "^"), "pattern A*W": ("#2ca02c", "D")}
+              "ReLU network weights": ("#d62728", "^"), "pattern A*W": ("#2ca02c", "D")}
     color, marker = others.get(family, ("k", "x"))
     return {"color": color, "linestyle": "--", "marker": marker}
 
@@ -251,8 +251,8 @@ def plot_theorem1_vgg16(table: pd.DataFrame, out_dir, *, name: str = "theorem1_v
         axis.set_xlabel("depth (backward matrices multiplied, VGG-16 shapes)")
         axis.grid(True, alpha=0.3)
     ratio_axis.legend(fontsize=6, ncol=2)
-    weights = "; ".join(sorted(set(table.loc[~table["family"].str.startswith("alpha="),
-                                              "weights"].astype(str))))
+    network = table["family"].isin(["ReLU network weights", "pattern A*W"])
+    weights = "; ".join(sorted(set(table.loc[network, "weights"].astype(str))))
     n_trials = table["trial"].nunique() if "trial" in table.columns else "?"
     fig.suptitle(f"Theorem 1 with VGG-16's centre-slice shapes (median of {n_trials} trials)"
                  + (f"; network weights: {weights}" if weights else ""), fontsize=9)
