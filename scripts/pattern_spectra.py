@@ -84,7 +84,8 @@ def main(argv=None) -> int:
     table["next_layer"] = table["next_layer"].fillna("")  # empty in panels a and b
     out = Path(args.out_dir)
     table.to_csv(out / "figure3.csv", index=False)
-    weights = args.weights if args.weights is not None else "default"
+    weights = ("default" if args.weights is None else f"random (seed {args.seed})"
+               if args.weights.lower() == "none" else args.weights)
     paths = plot_figure3(table, out, title=f"{args.network} ({weights} weights, "
                                            f"{patterns.estimator} patterns)")
     if args.all_positions:
