@@ -171,7 +171,8 @@ def run_network(name: str, settings: Settings) -> dict:
                                   progress=progress.update, recipe=recipe)
     spectra = None
     if patterns is not None:
-        spectra = pattern_spectra(network, patterns(network) if callable(patterns) else patterns)
+        spectra = pattern_spectra(network, patterns(network) if callable(patterns) else patterns,
+                                  data=settings.data)
     return {"network": network, "skipped": result["skipped"], "spectra": spectra,
             "data": settings.data, "n_images": len(images)}
 
@@ -184,14 +185,14 @@ def _bar(settings: Settings):
     return make
 
 
-def pattern_spectra(network, patterns) -> pd.DataFrame:
-    """Figure 3's per-layer and inter-layer sigma1/sigma2 of A, W and A (.) W."""
-    from .pattern.spectra import interlayer_spectra, layer_spectra
-    per_layer = layer_spectra(network.model, patterns)
-    inter = interlayer_spectra(network.model, patterns)
-    table = pd.concat([per_layer.assign(kind="layer"), inter.assign(kind="interlayer")],
-                      ignore_index=True)
-    return table.assign(network=network.name)
+def pattern_spectra(network, patterns, *, data: str = "") -> pd.DataFrame:
+    """Figure 3 as published (full matrices, centre slices, centre-to-centre
+    T_l of A, W and A (.) W), with the network, its weights and the data the
+    patterns were estimated from (the report scores the claim only for
+    VGG-16 with trained weights and ImageNet patterns)."""
+    from .pattern.spectra import figure3_spectra
+    table = figure3_spectra(network.model, patterns)
+    return table.assign(network=network.name, weights=str(network.weights), pattern_data=data)
 
 
 def theorem1_table(seed: int) -> pd.DataFrame:
@@ -199,6 +200,25 @@ def theorem1_table(seed: int) -> pd.DataFrame:
     from .convergence import simulate_theorem1
     return simulate_theorem1(rng=np.random.default_rng(seed), n_factors=12, n_trials=3,
                              shapes=("square 64", "widening 16..512"))
+
+
+def theorem1_vgg16_table(seed: int, networks: dict, out: Path) -> pd.DataFrame:
+    """Appendix B's chains with VGG-16's shapes (alpha-beta alpha = 1..10, signed
+    Gaussian, ReLU, the network's weights, A (.) W), 3 trials of 32 vectors.
+    The weights of the run's VGG-16 (and its patterns, when this run
+    estimated them) when VGG-16 was run, otherwise generated ones."""
+    from .convergence_vgg16 import simulate_vgg16_chains
+
+    model = patterns = label = None
+    if "vgg16" in networks:
+        network = networks["vgg16"]["network"]
+        model, label = network.model, f"VGG-16 {network.weights}"
+        path = Path(out) / "patterns" / "vgg16.npz"
+        if path.is_file():
+            from .pattern.storage import load_patterns
+            patterns = load_patterns(path, model)
+    return simulate_vgg16_chains(rng=np.random.default_rng(seed), n_trials=3, n_vectors=32,
+                                 model=model, patterns=patterns, weights_label=label)
 
 
 def consolidate(out: Path) -> dict:
@@ -234,6 +254,8 @@ def finish(settings: Settings, networks: dict, started: float) -> Path:
     consolidate(out)
     theorem = theorem1_table(settings.seed)
     atomic_write_csv(out / "theorem1.csv", theorem)
+    atomic_write_csv(out / "theorem1_vgg16.csv",
+                     theorem1_vgg16_table(settings.seed, networks, out))
     spectra = [info["spectra"] for info in networks.values() if info["spectra"] is not None]
     if spectra:
         atomic_write_csv(out / "pattern_spectra.csv", pd.concat(spectra, ignore_index=True))

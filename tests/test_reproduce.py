@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("csc.csv", "csc_histograms.csv", "sanity_cascading.csv", "random_logit.csv",
-          "class_sensitivity.csv", "theorem1.csv", "verdicts.csv")
+          "class_sensitivity.csv", "theorem1.csv", "theorem1_vgg16.csv", "verdicts.csv")
 
 
 def _script(name):
@@ -55,7 +55,7 @@ def test_tiny_reproduction_writes_tables_figures_and_a_report_that_matches(whole
     assert any(name.startswith("fig5_csc") for name in pngs)
     assert any(name.startswith("fig4a_random_logit") for name in pngs)
     assert any(name.startswith("fig4b_sanity") for name in pngs)
-    assert "theorem1.png" in pngs
+    assert "theorem1.png" in pngs and "theorem1_vgg16.png" in pngs
     report = (out / "REPORT.md").read_text()
     assert "SSIM: the paper's recipe (metric ssim_paper)" in report
     assert "random-logit SSIM (paper)" in report

@@ -211,5 +211,58 @@ def plot_theorem1(table: pd.DataFrame, out_dir) -> list:
     return [path]
 
 
+def _chain_style(family: str, alphas: Sequence[int]) -> dict:
+    if family.startswith("alpha="):
+        alpha = int(family.split(",")[0].split("=")[1])
+        shade = 0.25 + 0.75 * (alpha - 1) / max(max(alphas) - 1, 1)
+        return {"color": plt.get_cmap("viridis_r")(shade), "linestyle": "-", "marker": "o"}
+    others = {"signed gaussian": ("#7f7f7f", "s"), "ReLU": ("#1f77b4", "v"),
+              "ReLU network weights": ("#d62728", "^"), "pattern A*W": ("#2ca02c", "D")}
+    color, marker = others.get(family, ("k", "x"))
+    return {"color": color, "linestyle": "--", "marker": marker}
+
+
+def plot_theorem1_vgg16(table: pd.DataFrame, out_dir, *, name: str = "theorem1_vgg16"
+                        ) -> list:
+    """The appendix-B chains with VGG-16's shapes
+    (:func:`csc_analyzers.convergence_vgg16.simulate_vgg16_chains`): median
+    over trials of sigma1/sigma2 and of 1 - CSC against depth, per family."""
+    for column in ("family", "weights", "depth", "sv_ratio", "csc"):
+        if column not in table.columns:
+            raise ValueError(f"VGG-16 chain table lacks column {column!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    medians = table.groupby(["family", "depth"], as_index=False)[["sv_ratio", "csc"]].median()
+    families = list(dict.fromkeys(table["family"]))
+    alphas = [int(f.split(",")[0].split("=")[1]) for f in families if f.startswith("alpha=")]
+    fig, (ratio_axis, csc_axis) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for family in families:
+        rows = medians[medians["family"] == family].sort_values("depth")
+        style = dict(_chain_style(family, alphas or [1]), markersize=3)
+        ratio_axis.plot(rows["depth"], rows["sv_ratio"].clip(upper=1e17), label=family,
+                        **style)
+        csc_axis.plot(rows["depth"], np.maximum(1 - rows["csc"], _FLOOR), **style)
+    ratio_axis.set_yscale("log")
+    ratio_axis.set_ylabel("sigma1 / sigma2 of the propagated vectors")
+    csc_axis.set_yscale("log")
+    csc_axis.invert_yaxis()
+    csc_axis.set_ylabel("1 - mean |cos| of vector pairs")
+    for axis in (ratio_axis, csc_axis):
+        axis.set_xlabel("depth (backward matrices multiplied, VGG-16 shapes)")
+        axis.grid(True, alpha=0.3)
+    ratio_axis.legend(fontsize=6, ncol=2)
+    network = table["family"].isin(["ReLU network weights", "pattern A*W"])
+    weights = "; ".join(sorted(set(table.loc[network, "weights"].astype(str))))
+    n_trials = table["trial"].nunique() if "trial" in table.columns else "?"
+    fig.suptitle(f"Theorem 1 with VGG-16's centre-slice shapes (median of {n_trials} trials)"
+                 + (f"; network weights: {weights}" if weights else ""), fontsize=9)
+    fig.tight_layout()
+    path = out_dir / f"{name}.png"
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return [path]
+
+
 __all__ = ["plot_csc_per_layer", "plot_csc_histograms", "plot_cmp_comparison",
-           "plot_theorem1", "method_style", "top_injection_layer", "CMP_METHODS"]
+           "plot_theorem1", "plot_theorem1_vgg16", "method_style", "top_injection_layer",
+           "CMP_METHODS"]

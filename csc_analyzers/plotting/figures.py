@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .csc import plot_cmp_comparison, plot_csc_histograms, plot_csc_per_layer, plot_theorem1
+from .csc import (plot_cmp_comparison, plot_csc_histograms, plot_csc_per_layer,
+                  plot_theorem1, plot_theorem1_vgg16)
 from .sanity import make_sanity_figures
 
 
@@ -19,6 +20,12 @@ def _read(path: Path):
         return None
     table = pd.read_csv(path, keep_default_na=False, na_values=[""])
     return None if table.empty else table
+
+
+def _figure3_title(network: str, table: pd.DataFrame) -> str:
+    weights = table["weights"].iloc[0] if "weights" in table.columns else "?"
+    data = table["pattern_data"].iloc[0] if "pattern_data" in table.columns else "?"
+    return f"{network} ({weights} weights), patterns from {data} images"
 
 
 def make_all_figures(results, out_dir, *, seed: int = 0) -> list:
@@ -36,15 +43,15 @@ def make_all_figures(results, out_dir, *, seed: int = 0) -> list:
     theorem = _read(results / "theorem1.csv")
     if theorem is not None:
         written += plot_theorem1(theorem, out_dir)
+    chains = _read(results / "theorem1_vgg16.csv")
+    if chains is not None:
+        written += plot_theorem1_vgg16(chains, out_dir)
     spectra = _read(results / "pattern_spectra.csv")
-    if spectra is not None:
-        from .patterns import plot_pattern_spectra
+    if spectra is not None and "panel" in spectra.columns:
+        from .patterns import plot_figure3
         for network, table in spectra.groupby("network"):
-            layers = table[table.kind == "layer"]
-            inter = table[table.kind == "interlayer"]
-            written += plot_pattern_spectra(layers, inter if len(inter) else None, out_dir,
-                                            name=f"fig3_pattern_spectra_{network}",
-                                            title=f"{network} patterns")
+            written += plot_figure3(table, out_dir, name=f"fig3_pattern_spectra_{network}",
+                                    title=_figure3_title(network, table))
     networks = set()
     for name in ("sanity_cascading.csv", "random_logit.csv", "class_sensitivity.csv"):
         table = _read(results / name)

@@ -1,10 +1,14 @@
 """Figure 3 of the paper: sigma1/sigma2 of the pattern matrices.
 
-(a) PatternNet's ``A`` per layer: median over kernel positions (line) and
-every position (dots); (b) ``W``, ``A`` and ``A (.) W`` per layer (medians);
-(c) the inter-layer products ``T_l`` (medians). Tables come from
-:func:`csc_analyzers.pattern.spectra.layer_spectra` and
-:func:`~csc_analyzers.pattern.spectra.interlayer_spectra`.
+:func:`plot_figure3` draws the figure as published from
+:func:`csc_analyzers.pattern.spectra.figure3_spectra`: (a) full kernels,
+(b) centre slices, (c) centre-to-centre inter-layer products ``T_l``; one
+line per matrix (``W``, ``A``, ``A (.) W``).
+
+:func:`plot_pattern_spectra` draws the extra all-positions statistics (not
+in the paper) of :func:`~csc_analyzers.pattern.spectra.layer_spectra` and
+:func:`~csc_analyzers.pattern.spectra.interlayer_spectra`: medians over
+every kernel position and over position pairs.
 """
 from __future__ import annotations
 
@@ -35,10 +39,63 @@ def _medians(table: pd.DataFrame, kind: str, key: str = "layer_index") -> pd.Ser
     return table[table["matrix"] == kind].groupby(key)["ratio"].median()
 
 
+FIGURE3_TITLES = {
+    "a": "(a) full kernel (kh\u00b7kw\u00b7c_in \u00d7 c_out)",
+    "b": "(b) centre slice (1x1)",
+    "c": "(c) T_l = \u221aS_l V_l U_l+1 \u221aS_l+1 (centre slices)",
+}
+
+
+def plot_figure3(table: pd.DataFrame, out_dir, *, name: str = "fig3_pattern_spectra",
+                 title: str | None = None) -> list:
+    """Figure 3 (a)-(c) as published into ``out_dir/name.png``; returns the paths.
+
+    ``table``: rows of :func:`~csc_analyzers.pattern.spectra.figure3_spectra`.
+    Panel (a) marks the paper's threshold 6 of sigma1(A)/sigma2(A).
+    """
+    for column in ("panel", "layer", "next_layer", "layer_index", "matrix", "ratio"):
+        if column not in table.columns:
+            raise ValueError(f"Figure 3 table lacks column {column!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    panels = [p for p in FIGURE3_TITLES if (table["panel"] == p).any()]
+    if not panels:
+        raise ValueError("Figure 3 table has no rows of panels a, b or c")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4),
+                             constrained_layout=True, squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        rows = table[table["panel"] == panel]
+        order = rows.drop_duplicates("layer_index").sort_values("layer_index")
+        index = order["layer_index"].tolist()
+        if panel == "c":
+            labels = [f"{a}\u2192{b}" for a, b in zip(order["layer"], order["next_layer"])]
+        else:
+            labels = order["layer"].tolist()
+        for kind, style in MATRIX_STYLE.items():
+            values = rows[rows["matrix"] == kind].set_index("layer_index")["ratio"]
+            values = values.reindex(index)
+            if values.notna().any():
+                ax.plot(range(len(index)), values.values, **style)
+        if panel == "a":
+            ax.axhline(6.0, color="k", lw=0.8, ls=":", label="6 (paper: A > 6 for almost all)")
+        _layer_axis(ax, labels)
+        ax.set_title(FIGURE3_TITLES[panel], fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("\u03c3\u2081 / \u03c3\u2082")
+    if title:
+        fig.suptitle(title)
+    path = out_dir / f"{name}.png"
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return [path]
+
+
 def plot_pattern_spectra(layers: pd.DataFrame, interlayer: pd.DataFrame | None,
-                         out_dir, *, name: str = "figure3_pattern_spectra",
+                         out_dir, *, name: str = "pattern_spectra_all_positions",
                          title: str | None = None) -> list:
-    """Draw Figure 3 (a)-(c) into ``out_dir/name.png``; returns the paths."""
+    """The all-positions statistics (not in the paper) into ``out_dir/name.png``:
+    A at every kernel position, medians over positions of W, A, A (.) W, and
+    medians of ``T_l`` over position pairs; returns the paths."""
     for column in ("layer", "layer_index", "matrix", "ratio"):
         if column not in layers.columns:
             raise ValueError(f"layer table lacks column {column!r}")
@@ -57,7 +114,7 @@ def plot_pattern_spectra(layers: pd.DataFrame, interlayer: pd.DataFrame | None,
     ax.axhline(6.0, color="k", lw=0.8, ls=":", label="6 (paper: > 6 for almost all)")
     _layer_axis(ax, names)
     ax.set_ylabel("\u03c3\u2081 / \u03c3\u2082")
-    ax.set_title("(a) PatternNet: A")
+    ax.set_title("A, every kernel position")
     ax.legend(fontsize=7)
 
     ax = axes[1]
@@ -66,7 +123,7 @@ def plot_pattern_spectra(layers: pd.DataFrame, interlayer: pd.DataFrame | None,
         if len(medians):
             ax.plot(medians.index, medians.values, **style)
     _layer_axis(ax, names)
-    ax.set_title("(b) per layer, 1x1 slices (median)")
+    ax.set_title("median over kernel positions")
     ax.legend(fontsize=7)
 
     if panels == 3:
@@ -79,10 +136,9 @@ def plot_pattern_spectra(layers: pd.DataFrame, interlayer: pd.DataFrame | None,
             if medians.notna().any():
                 ax.plot(range(len(index)), medians.values, **style)
         _layer_axis(ax, pair_names)
-        ax.set_title("(c) T = \u221aS V U' \u221aS' (median)")
+        ax.set_title("T_l, median over position pairs")
         ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
+    fig.suptitle((title + ": " if title else "") + "all kernel positions (not in the paper)")
     path = out_dir / f"{name}.png"
     fig.savefig(path, dpi=130)
     plt.close(fig)
