@@ -194,21 +194,29 @@ def plot_theorem1(table: pd.DataFrame, out_dir) -> list:
             ratio_axis.plot(rows["n_factors"], rows["sv_ratio"].clip(upper=1e17),
                             label=f"{distribution}, {shape}", **style)
             csc_axis.plot(rows["n_factors"], np.maximum(1 - rows["csc"], _FLOOR), **style)
-    ratio_axis.set_yscale("log")
-    ratio_axis.set_ylabel("sigma1 / sigma2 of the product")
-    csc_axis.set_yscale("log")
-    csc_axis.invert_yaxis()
-    csc_axis.set_ylabel("1 - median CSC")
-    for axis in (ratio_axis, csc_axis):
-        axis.set_xlabel("number of factors")
-        axis.grid(True, alpha=0.3)
-    ratio_axis.legend(fontsize=6, ncol=2)
+    _convergence_axes(ratio_axis, csc_axis, ratio_label="sigma1 / sigma2 of the product",
+                      csc_label="1 - median CSC", xlabel="number of factors")
     fig.suptitle("Products of random matrices: non-negative factors converge to rank 1")
     fig.tight_layout()
     path = out_dir / "theorem1.png"
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return [path]
+
+
+def _convergence_axes(ratio_axis, csc_axis, *, ratio_label: str, csc_label: str,
+                      xlabel: str) -> None:
+    """Log scales, labels, grid and legend of a (sigma1/sigma2, 1 - CSC) figure;
+    the 1 - CSC axis is inverted so that convergence points up."""
+    ratio_axis.set_yscale("log")
+    ratio_axis.set_ylabel(ratio_label)
+    csc_axis.set_yscale("log")
+    csc_axis.invert_yaxis()
+    csc_axis.set_ylabel(csc_label)
+    for axis in (ratio_axis, csc_axis):
+        axis.set_xlabel(xlabel)
+        axis.grid(True, alpha=0.3)
+    ratio_axis.legend(fontsize=6, ncol=2)
 
 
 def _chain_style(family: str, alphas: Sequence[int]) -> dict:
@@ -242,15 +250,10 @@ def plot_theorem1_vgg16(table: pd.DataFrame, out_dir, *, name: str = "theorem1_v
         ratio_axis.plot(rows["depth"], rows["sv_ratio"].clip(upper=1e17), label=family,
                         **style)
         csc_axis.plot(rows["depth"], np.maximum(1 - rows["csc"], _FLOOR), **style)
-    ratio_axis.set_yscale("log")
-    ratio_axis.set_ylabel("sigma1 / sigma2 of the propagated vectors")
-    csc_axis.set_yscale("log")
-    csc_axis.invert_yaxis()
-    csc_axis.set_ylabel("1 - mean |cos| of vector pairs")
-    for axis in (ratio_axis, csc_axis):
-        axis.set_xlabel("depth (backward matrices multiplied, VGG-16 shapes)")
-        axis.grid(True, alpha=0.3)
-    ratio_axis.legend(fontsize=6, ncol=2)
+    _convergence_axes(ratio_axis, csc_axis,
+                      ratio_label="sigma1 / sigma2 of the propagated vectors",
+                      csc_label="1 - mean |cos| of vector pairs",
+                      xlabel="depth (backward matrices multiplied, VGG-16 shapes)")
     network = table["family"].isin(["ReLU network weights", "pattern A*W"])
     weights = "; ".join(sorted(set(table.loc[network, "weights"].astype(str))))
     n_trials = table["trial"].nunique() if "trial" in table.columns else "?"
