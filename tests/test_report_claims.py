@@ -278,6 +278,12 @@ def test_sanity_claim_reads_level_one_only(tmp_path, network):
     _, measured, holds = claim_of(low, network, SANITY)
     assert holds == "no" and pooled(measured, "converging")[0] == pytest.approx(0.25, abs=5e-4)
     assert claim_of(low, network, SANITY, trained=False)[2] == "no (needs trained weights)"
+    near = tmp_path / "near"  # pooled median 0.85: above the others' 0.5, below 0.9
+    near.mkdir()
+    csc_table(near, CONVERGED_CSC)
+    sanity(near, {"GuidedBP": [0.84, 0.86], "LRP a1b0": [0.85], **LOW}, {**HIGH, **LOW})
+    _, measured, holds = claim_of(near, network, SANITY)
+    assert holds == "no" and pooled(measured, "converging")[0] == pytest.approx(0.85, abs=5e-4)
 
 
 def test_no_converging_method_no_ssim_claims(tmp_path, network):
