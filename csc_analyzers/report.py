@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .experiments.store import atomic_write_text, check_metric_names
+from .integrity import NONFINITE, flag_nonfinite
 from .metrics.bootstrap import bootstrap_median
 from .metrics.ssim import RECIPES as SSIM_RECIPES
 from .registry import ALL_METHODS, RECIPES, get_method
@@ -114,23 +115,29 @@ def baseline_at(csc: pd.DataFrame, network: str, layer: Optional[str]) -> float:
 
 
 def per_image(table: pd.DataFrame, network: str, metric: str, level=None) -> dict:
-    """method -> per-image values of ``metric`` (at ``level`` if given)."""
+    """method -> per-image values of ``metric`` (at ``level`` if given); a
+    row flagged ``nonfinite`` (its value, or a map behind it, held NaN/Inf)
+    gives NaN, so it stays out of the medians (it is counted by
+    :func:`nonfinite_counts`)."""
     if table.empty:
         return {}
-    rows = table[(table.network == network) & (table.metric == metric)]
+    rows = flag_nonfinite(table[(table.network == network) & (table.metric == metric)])
     if level is not None:
         rows = rows[rows.level == level]
-    return {method: group.value.to_numpy(float) for method, group in rows.groupby("method")}
+    values = pd.to_numeric(rows.value, errors="coerce").where(~rows[NONFINITE].astype(bool))
+    return {method: values[group.index].to_numpy(float)
+            for method, group in rows.groupby("method")}
 
 
 def nonfinite_counts(tables: Sequence[pd.DataFrame]) -> dict:
-    """Rows whose value is NaN or infinite, per method, over all tables."""
+    """Rows whose value is NaN or infinite or that are flagged ``nonfinite``
+    (a map behind the value held NaN/Inf), per method, over all tables."""
     counts: dict = {}
     for table in tables:
         if table.empty or "value" not in table:
             continue
-        values = pd.to_numeric(table.value, errors="coerce").to_numpy(float)
-        bad = table[~np.isfinite(values)]
+        flagged = flag_nonfinite(table)
+        bad = table[flagged[NONFINITE].astype(bool).to_numpy()]
         for method, n in bad.groupby("method").size().items():
             counts[method] = counts.get(method, 0) + int(n)
     return counts

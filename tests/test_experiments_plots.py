@@ -1,6 +1,7 @@
 """Figures from a tiny run: files written, bootstrap summary matches the table."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import small_cnn
 from csc_analyzers import analyzers
@@ -73,3 +74,17 @@ def test_sanity_figures_take_nan_ssims_and_name_the_metric(tmp_path):
         plot_random_logit(logit, tmp_path / "c.png", metric="ssim_other")
     with pytest.raises(ArgumentError, match="'ssim'"):
         plot_random_logit(logit.assign(metric="ssim"), tmp_path / "d.png")
+
+
+def test_flagged_rows_are_left_out_of_the_level_medians():
+    """A finite SSIM of a map that held Inf (flagged ``nonfinite``) is not in
+    the median or n, as in the report."""
+    rows = [("tiny", "Gradient", i, "sanity_cascading", 1, "l1", "ssim_paper", v, i == 3)
+            for i, v in enumerate([0.2, 0.4, 0.6, 0.0])]
+    table = pd.DataFrame(rows, columns=["network", "method", "image_id", "experiment", "level",
+                                        "layer", "metric", "value", "nonfinite"])
+    entry = level_summary(table, rng=np.random.default_rng(0), n_resamples=50).iloc[0]
+    assert (entry["median"], entry.n) == (0.4, 3)
+    entry = level_summary(table.drop(columns="nonfinite"), rng=np.random.default_rng(0),
+                          n_resamples=50).iloc[0]
+    assert (entry["median"], entry.n) == (pytest.approx(0.3), 4)

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..experiments.sanity import maps_path  # noqa: E402
 from ..experiments.store import check_metric_names  # noqa: E402
+from ..integrity import NONFINITE, flag_nonfinite  # noqa: E402
 from ..metrics.bootstrap import bootstrap_median  # noqa: E402
 from ..metrics.heatmaps import normalize_abs, normalize_signed  # noqa: E402
 from ..metrics.ssim import get_recipe, ssim, ssim_label  # noqa: E402
@@ -34,6 +35,13 @@ def _spec(name: str) -> MethodSpec:
         if spec.name == name:
             return spec
     return MethodSpec(name, name)
+
+
+def _unflagged(data: pd.DataFrame) -> pd.DataFrame:
+    """``data`` with NaN as the value of every row flagged ``nonfinite`` (its
+    value, or a map behind it, held NaN/Inf), as the report leaves them out."""
+    flags = flag_nonfinite(data)[NONFINITE].astype(bool)
+    return data.assign(value=pd.to_numeric(data.value, errors="coerce").where(~flags))
 
 
 def _ordered(names) -> list:
@@ -132,6 +140,7 @@ def plot_random_logit(table: pd.DataFrame, path, *, network: str | None = None,
     data = table[(table.metric == metric) & (table.experiment == "random_logit")]
     if network is not None:
         data = data[data.network == network]
+    data = _unflagged(data)
     methods = _ordered(data.method)
     if not methods:
         raise ValueError(f"plot_random_logit: the table has no random-logit {metric!r} rows")
@@ -154,10 +163,10 @@ def level_summary(table: pd.DataFrame, *, rng: np.random.Generator, metric: str 
     """Median of ``metric`` over images per (method, level) with the bootstrap
     interval of :func:`bootstrap_median` (columns method, level, layer,
     median, low, high, n). NaN values (e.g. the paper's SSIM of a constant
-    map) are left out; ``n`` counts the others, and a level without any gets
-    NaN (not drawn)."""
+    map) and rows flagged ``nonfinite`` are left out; ``n`` counts the others,
+    and a level without any gets NaN (not drawn)."""
     check_metric_names(table, "the sanity-check table")
-    data = table[table.metric == metric]
+    data = _unflagged(table[table.metric == metric])
     out = []
     for (method, level), group in data.groupby(["method", "level"], sort=True):
         if group.value.notna().any():

@@ -1,0 +1,361 @@
+"""The report's claims on synthetic result tables written with the experiments'
+column layout: each claim's verdict ("yes", "no", "no (needs trained
+weights)"), the numbers its measured text carries (recomputed here with
+numpy), the SSIM column it reads (``ssim_paper``), and that NaN or flagged
+rows stay out of the medians. The Figure 3 claim is covered by
+tests/test_report_figure3.py."""
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from csc_analyzers.experiments.common import ROW_COLUMNS
+from csc_analyzers.experiments.csc import TABLE_COLUMNS
+from csc_analyzers.report import NEEDS_TRAINED, claims, method_table, theorem_claim
+from test_csc_experiment import tiny_network
+
+NET = "tiny"
+CONVERGING = ("GuidedBP", "LRP a1b0", "LRP CMP a1b0")  # not in the paper's non-converging list
+NON_CONVERGING = ("Gradient", "LRP-z")
+RANDOM_LOGIT = "Random logit: converging methods"
+SANITY = "Sanity check: randomizing the top layer"
+MODIFIED_BP = "All modified-BP methods except LRP-z and DeepLIFT converge"
+FREE = "LRP-z, DeepLIFT (Rescale, RevealCancel) and the gradient do not converge."
+A1B0 = "Even on the small network LRP a1b0's median CSC exceeds 1 - 1e-6"
+CLASS = "LRP a1b0 is class-insensitive"
+
+
+@pytest.fixture(scope="module")
+def network():
+    return tiny_network()  # first convolution: "conv1"
+
+
+def csc_table(path, conv, input_values=None, baseline=(0.3, 0.2), network=NET):
+    """csc.csv with the median CSC per method after conv1 (``conv``) and at the
+    input (``input_values``, default: the conv value), injection at fc2, and
+    the random baseline rows (no injection layer)."""
+    input_values = input_values or {}
+    rows = []
+    for method, value in conv.items():
+        for layer, index, v in (("input", 0, input_values.get(method, value)),
+                                ("conv1", 1, value)):
+            for statistic, s in (("median", v), ("p25", v - 0.01), ("undefined_fraction", 0.0)):
+                rows.append({"network": network, "method": method, "injection_layer": "fc2",
+                             "layer": layer, "layer_index": index, "statistic": statistic,
+                             "value": s, "n_images": 3, "n_vectors": 4, "nonfinite": False})
+    for layer, index, v in (("input", 0, baseline[1]), ("conv1", 1, baseline[0])):
+        rows.append({"network": network, "method": "random baseline", "injection_layer": "",
+                     "layer": layer, "layer_index": index, "statistic": "median", "value": v,
+                     "n_images": 0, "n_vectors": 4, "nonfinite": False})
+    frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    _append(path / "csc.csv", frame)
+
+
+def _append(path, frame):
+    if path.exists():
+        frame = pd.concat([pd.read_csv(path, keep_default_na=False, na_values=[""]), frame],
+                          ignore_index=True)
+    frame.to_csv(path, index=False)
+
+
+def per_image_table(path, name, experiment, values, *, metric, other=None, level=0,
+                    layer="logits", flagged=(), network=NET, other_metric=None):
+    """A per-image table (``ROW_COLUMNS``): ``values[method]`` are the
+    per-image values of ``metric``; ``other[method]`` those of
+    ``other_metric`` (the rows the report must not read). Rows whose
+    (method, image) is in ``flagged`` carry nonfinite=True; NaN values are
+    flagged as the experiments flag them."""
+    rows = []
+    for metric_name, table in ((metric, values), (other_metric, other or {})):
+        for method, series in table.items():
+            for image_id, value in enumerate(series):
+                bad = (method, image_id) in flagged or not np.isfinite(value)
+                rows.append(dict(zip(ROW_COLUMNS, (network, method, image_id, experiment, level,
+                                                   layer, metric_name, value, 0, bad))))
+    _append(path / name, pd.DataFrame(rows, columns=list(ROW_COLUMNS)))
+
+
+def random_logit(path, paper, standard=None, flagged=()):
+    """random_logit.csv: ``ssim_paper`` and ``ssim_standard`` rows (both
+    flagged for the (method, image) pairs in ``flagged``), and unflagged
+    ``spearman`` and ``random_class`` rows."""
+    standard = standard if standard is not None else {m: [0.5] * len(v) for m, v in paper.items()}
+    per_image_table(path, "random_logit.csv", "random_logit", paper, metric="ssim_paper",
+                    other=standard, other_metric="ssim_standard", flagged=flagged)
+    per_image_table(path, "random_logit.csv", "random_logit",
+                    {m: [1.0] * len(v) for m, v in paper.items()}, metric="spearman",
+                    other={m: [7.0] * len(v) for m, v in paper.items()},
+                    other_metric="random_class")
+
+
+def sanity(path, level1, level2, standard=None):
+    standard = standard if standard is not None else {m: [0.5] * len(v) for m, v in level1.items()}
+    per_image_table(path, "sanity_cascading.csv", "sanity_cascading", level1, metric="ssim_paper",
+                    other=standard, other_metric="ssim_standard", level=1, layer="fc2")
+    per_image_table(path, "sanity_cascading.csv", "sanity_cascading", level2, metric="ssim_paper",
+                    level=2, layer="fc1")
+
+
+def claim_of(results, network, start, *, trained=True, seed=0):
+    methods = method_table(results, network, seed=seed)
+    found = [c for c in claims(results, network, methods, trained=trained, seed=seed)
+             if c[0].startswith(start)]
+    assert len(found) == 1, [c[0] for c in claims(results, network, methods, trained=trained,
+                                                  seed=seed)]
+    return found[0]
+
+
+def pooled(measured, which):
+    """(median, low, high, n) of the interval after ``which:`` in the text."""
+    match = re.search(rf"{which}: ([0-9.]+) \[([0-9.]+), ([0-9.]+)\] \(n=(\d+)\)", measured)
+    assert match, measured
+    median, low, high = map(float, match.groups()[:3])
+    assert low <= median <= high
+    return median, low, high, int(match.group(4))
+
+
+CONVERGED_CSC = {"GuidedBP": 0.9991, "LRP a1b0": 0.9999999, "LRP CMP a1b0": 0.995,
+                 "Gradient": 0.87, "LRP-z": 0.65}
+
+
+# -- convergence claims (csc.csv) -------------------------------------------------------
+
+
+def test_modified_bp_claim_holds_with_the_count_and_the_minimum(tmp_path, network):
+    csc_table(tmp_path, CONVERGED_CSC)
+    claim, measured, holds = claim_of(tmp_path, network, MODIFIED_BP)
+    assert holds == "yes"
+    assert measured == ("median CSC after conv1 >= 0.99 for 3 of 3 methods; "
+                        "min 0.9950 (LRP CMP a1b0)")
+
+
+def test_modified_bp_claim_fails_naming_the_methods_below(tmp_path, network):
+    csc_table(tmp_path, {**CONVERGED_CSC, "GuidedBP": 0.9812, "LRP CMP a1b0": 0.9899})
+    _, measured, holds = claim_of(tmp_path, network, MODIFIED_BP)
+    assert holds == "no"
+    assert measured == ("median CSC after conv1 >= 0.99 for 1 of 3 methods; min 0.9812 "
+                        "(GuidedBP); below: GuidedBP, LRP CMP a1b0")
+    _, _, untrained = claim_of(tmp_path, network, MODIFIED_BP, trained=False)
+    assert untrained == f"no ({NEEDS_TRAINED})" == "no (needs trained weights)"
+
+
+def test_exactly_the_threshold_converges(tmp_path, network):
+    csc_table(tmp_path, {**CONVERGED_CSC, "LRP CMP a1b0": 0.99})
+    assert claim_of(tmp_path, network, MODIFIED_BP)[2] == "yes"
+
+
+def test_non_converging_claim_lists_each_method_and_the_baseline(tmp_path, network):
+    csc_table(tmp_path, CONVERGED_CSC, baseline=(0.3125, 0.2))
+    _, measured, holds = claim_of(tmp_path, network, FREE)
+    assert holds == "yes"
+    assert measured == "Gradient: 0.8700; LRP-z: 0.6500 (random baseline 0.312)"
+
+
+def test_non_converging_claim_fails_when_the_gradient_converges(tmp_path, network):
+    csc_table(tmp_path, {**CONVERGED_CSC, "Gradient": 0.9935})
+    _, measured, holds = claim_of(tmp_path, network, FREE)
+    assert holds == "no" and "Gradient: 0.9935" in measured
+    assert claim_of(tmp_path, network, FREE, trained=False)[2] == "no (needs trained weights)"
+
+
+def test_lrp_a1b0_input_claim_reads_the_input_layer(tmp_path, network):
+    csc_table(tmp_path, CONVERGED_CSC, input_values={"LRP a1b0": 1 - 4e-7})
+    _, measured, holds = claim_of(tmp_path, network, A1B0)
+    assert holds == "yes" and measured == "1 - median CSC at the input = 4.00e-07"
+    other = tmp_path / "other"
+    other.mkdir()
+    # converged after conv1 (0.9999999) but not to 1 - 1e-6 at the input
+    csc_table(other, CONVERGED_CSC, input_values={"LRP a1b0": 1 - 3e-5})
+    _, measured, holds = claim_of(other, network, A1B0)
+    assert holds == "no" and measured == "1 - median CSC at the input = 3.00e-05"
+    assert claim_of(other, network, A1B0, trained=False)[2] == "no (needs trained weights)"
+
+
+def test_another_networks_rows_are_not_read(tmp_path, network):
+    csc_table(tmp_path, CONVERGED_CSC)
+    csc_table(tmp_path, {m: 0.5 for m in CONVERGED_CSC}, network="other")
+    assert claim_of(tmp_path, network, MODIFIED_BP)[2] == "yes"
+
+
+# -- random logit and sanity check (per-image SSIM tables) -------------------------------
+
+
+HIGH = {"GuidedBP": [0.97, 0.95, 0.99, 0.93], "LRP a1b0": [0.96, 0.92, 0.98],
+        "LRP CMP a1b0": [0.91, 0.99]}
+LOW = {"Gradient": [0.45, 0.6, 0.55], "LRP-z": [0.7, 0.4]}
+
+
+def test_random_logit_claim_holds_with_the_pooled_medians(tmp_path, network):
+    csc_table(tmp_path, CONVERGED_CSC)
+    random_logit(tmp_path, {**HIGH, **LOW})
+    claim, measured, holds = claim_of(tmp_path, network, RANDOM_LOGIT)
+    assert holds == "yes" and "Figure 4a" in claim
+    median, _, _, n = pooled(measured, "converging")
+    assert n == 9 and median == pytest.approx(np.median(sum(HIGH.values(), [])), abs=5e-4)
+    median, _, _, n = pooled(measured, "others")
+    assert n == 5 and median == pytest.approx(np.median(sum(LOW.values(), [])), abs=5e-4)
+    # the groups follow the measured CSC verdicts: a Gradient that converges here counts
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    csc_table(moved, {**CONVERGED_CSC, "Gradient": 0.995})
+    random_logit(moved, {**HIGH, **LOW})
+    _, measured, _ = claim_of(moved, network, RANDOM_LOGIT)
+    assert pooled(measured, "converging")[3] == 12 and pooled(measured, "others")[3] == 2
+
+
+def test_random_logit_claim_fails_below_the_threshold(tmp_path, network):
+    """Converging methods' pooled median 0.85 (> the others' 0.5, < 0.9): no."""
+    csc_table(tmp_path, CONVERGED_CSC)
+    random_logit(tmp_path, {"GuidedBP": [0.84, 0.85, 0.86], "LRP a1b0": [0.85, 0.83],
+                            **LOW})
+    _, measured, holds = claim_of(tmp_path, network, RANDOM_LOGIT)
+    assert holds == "no" and pooled(measured, "converging")[0] == pytest.approx(0.85, abs=5e-4)
+    assert claim_of(tmp_path, network, RANDOM_LOGIT, trained=False)[2] == \
+        "no (needs trained weights)"
+
+
+def test_random_logit_claim_fails_when_the_others_score_higher(tmp_path, network):
+    csc_table(tmp_path, CONVERGED_CSC)
+    random_logit(tmp_path, {**HIGH, "Gradient": [0.99, 0.995, 0.999]})
+    assert claim_of(tmp_path, network, RANDOM_LOGIT)[2] == "no"
+
+
+def test_random_logit_claim_without_non_converging_methods(tmp_path, network):
+    csc_table(tmp_path, {m: v for m, v in CONVERGED_CSC.items() if m in CONVERGING})
+    random_logit(tmp_path, HIGH)
+    _, measured, holds = claim_of(tmp_path, network, RANDOM_LOGIT)
+    assert holds == "yes" and measured.endswith("others: n/a")
+
+
+@pytest.mark.parametrize("paper_high", [True, False])
+def test_claims_read_the_paper_recipe_not_the_standard_one(tmp_path, network, paper_high):
+    """ssim_paper and ssim_standard disagree: the verdict follows ssim_paper."""
+    high = {m: v for m, v in HIGH.items()}
+    low = {m: [0.3] * len(v) for m, v in HIGH.items()}
+    paper, standard = (high, low) if paper_high else (low, high)
+    csc_table(tmp_path, CONVERGED_CSC)
+    random_logit(tmp_path, {**paper, **LOW}, standard={**standard, **LOW})
+    sanity(tmp_path, {**paper, **LOW}, {m: [0.1, 0.1] for m in CONVERGED_CSC},
+           standard={**standard, **LOW})
+    expected = "yes" if paper_high else "no"
+    for start in (RANDOM_LOGIT, SANITY):
+        _, measured, holds = claim_of(tmp_path, network, start)
+        assert holds == expected, (start, measured)
+        assert pooled(measured, "converging")[0] == pytest.approx(
+            np.median(sum(paper.values(), [])), abs=5e-4)
+
+
+def test_nan_and_flagged_rows_are_not_in_the_medians(tmp_path, network):
+    """A NaN SSIM (constant map) and a finite SSIM of a map that held NaN/Inf
+    (flagged) are left out of the pooled median and its n; the per-method
+    table counts both as NaN/Inf rows."""
+    csc_table(tmp_path, CONVERGED_CSC)
+    values = {"GuidedBP": [0.95, np.nan, 0.97, 0.0], "LRP a1b0": [0.96, 0.0], **LOW}
+    random_logit(tmp_path, values, flagged={("GuidedBP", 3), ("LRP a1b0", 1)})
+    _, measured, holds = claim_of(tmp_path, network, RANDOM_LOGIT)
+    median, _, _, n = pooled(measured, "converging")
+    assert (n, median) == (3, pytest.approx(0.96, abs=5e-4))
+    assert holds == "yes"
+    rows = method_table(tmp_path, network, seed=0).set_index("method")
+    # GuidedBP: ssim_paper of images 1 (NaN) and 3, ssim_standard of image 3;
+    # LRP a1b0: both SSIMs of image 1
+    assert dict(rows["nonfinite_rows"]) == {"GuidedBP": 3, "LRP a1b0": 2, "LRP CMP a1b0": 0,
+                                            "Gradient": 0, "LRP-z": 0}
+    assert rows.loc["GuidedBP", "random_logit_ssim"].n == 2
+
+
+def test_sanity_claim_reads_level_one_only(tmp_path, network):
+    csc_table(tmp_path, CONVERGED_CSC)
+    sanity(tmp_path, {**HIGH, **LOW}, {m: [0.05, 0.05, 0.05] for m in CONVERGED_CSC})
+    claim, measured, holds = claim_of(tmp_path, network, SANITY)
+    assert holds == "yes" and "Figure 4b" in claim
+    assert pooled(measured, "converging")[3] == 9 and pooled(measured, "others")[3] == 5
+    low = tmp_path / "low"
+    low.mkdir()
+    csc_table(low, CONVERGED_CSC)
+    sanity(low, {m: [0.2, 0.3] for m in CONVERGED_CSC}, {**HIGH, **LOW})
+    _, measured, holds = claim_of(low, network, SANITY)
+    assert holds == "no" and pooled(measured, "converging")[0] == pytest.approx(0.25, abs=5e-4)
+    assert claim_of(low, network, SANITY, trained=False)[2] == "no (needs trained weights)"
+    near = tmp_path / "near"  # pooled median 0.85: above the others' 0.5, below 0.9
+    near.mkdir()
+    csc_table(near, CONVERGED_CSC)
+    sanity(near, {"GuidedBP": [0.84, 0.86], "LRP a1b0": [0.85], **LOW}, {**HIGH, **LOW})
+    _, measured, holds = claim_of(near, network, SANITY)
+    assert holds == "no" and pooled(measured, "converging")[0] == pytest.approx(0.85, abs=5e-4)
+
+
+def test_no_converging_method_no_ssim_claims(tmp_path, network):
+    csc_table(tmp_path, {m: 0.5 for m in CONVERGED_CSC})
+    random_logit(tmp_path, {**HIGH, **LOW})
+    methods = method_table(tmp_path, network, seed=0)
+    texts = [c[0] for c in claims(tmp_path, network, methods, trained=True, seed=0)]
+    assert not any(t.startswith((RANDOM_LOGIT, SANITY)) for t in texts)
+    assert claims(tmp_path, network, methods.iloc[0:0], trained=True, seed=0) == []
+
+
+# -- class sensitivity ------------------------------------------------------------------
+
+
+def class_table(path, gaps):
+    per_image_table(path, "class_sensitivity.csv", "class_sensitivity", gaps, metric="mask_gap",
+                    other={m: [99.0] * len(v) for m, v in gaps.items()}, other_metric="l1_mean")
+
+
+def test_class_sensitivity_claim_against_the_reference_methods(tmp_path, network):
+    csc_table(tmp_path, CONVERGED_CSC)
+    class_table(tmp_path, {"LRP a1b0": [0.01, 0.03, 0.02], "Gradient": [0.3, 0.5],
+                           "LRP-z": [0.4]})
+    _, measured, holds = claim_of(tmp_path, network, CLASS)
+    assert holds == "yes"
+    assert pooled(measured, "mask gap LRP a1b0")[:1] == (pytest.approx(0.02, abs=5e-4),)
+    median, _, _, n = pooled(measured, "LRP-z, Gradient")
+    assert (median, n) == (pytest.approx(0.4, abs=5e-4), 3)
+    other = tmp_path / "other"
+    other.mkdir()
+    csc_table(other, CONVERGED_CSC)
+    class_table(other, {"LRP a1b0": [0.6, 0.5], "Gradient": [0.3, 0.2]})
+    assert claim_of(other, network, CLASS)[2] == "no"
+    assert claim_of(other, network, CLASS, trained=False)[2] == "no (needs trained weights)"
+
+
+def test_class_sensitivity_claim_without_reference_methods_uses_0_1(tmp_path, network):
+    csc_table(tmp_path, CONVERGED_CSC)
+    class_table(tmp_path, {"LRP a1b0": [0.05, 0.07, 0.06]})
+    _, measured, holds = claim_of(tmp_path, network, CLASS)
+    assert holds == "yes" and measured.endswith(": n/a")
+    class_table(tmp_path, {"LRP a1b0": [0.2, 0.2, 0.2]})  # now 6 images, median 0.13
+    assert claim_of(tmp_path, network, CLASS)[2] == "no"
+
+
+# -- Theorem 1 (theorem1.csv) -----------------------------------------------------------
+
+
+def theorem_table(path, last):
+    """theorem1.csv's columns; ``last[distribution]`` are the sv ratios of the
+    trials at the largest n_factors (12); n_factors 1 has ratio 1."""
+    rows = []
+    for distribution, ratios in last.items():
+        for shape in ("square 64", "widening 16..512"):
+            for trial, ratio in enumerate(ratios):
+                for n_factors, value in ((1, 1.0), (12, ratio)):
+                    rows.append({"distribution": distribution, "shape": shape, "trial": trial,
+                                 "n_factors": n_factors, "sv_ratio": value, "csc": 0.5})
+    pd.DataFrame(rows).to_csv(path / "theorem1.csv", index=False)
+
+
+def test_theorem_claim_verdicts_and_numbers(tmp_path):
+    assert theorem_claim(tmp_path) is None
+    theorem_table(tmp_path, {"signed gaussian": [2.0, 3.0, 40.0], "|gaussian|": [5e3, 2e3, 1e9],
+                             "uniform": [1e6, 1e6, 1e6]})
+    claim, measured, holds = theorem_claim(tmp_path)
+    assert holds == "yes" and "Theorem 1" in claim
+    assert measured == ("sigma1/sigma2 after 12 factors: non-negative min 5.00e+03, "
+                        "signed Gaussian 3.00")
+    theorem_table(tmp_path, {"signed gaussian": [20.0, 30.0, 1.0], "uniform": [1e6] * 3})
+    assert theorem_claim(tmp_path)[2] == "no"
+    theorem_table(tmp_path, {"signed gaussian": [2.0] * 3, "uniform": [1e6] * 3,
+                             "row-stochastic": [900.0, 1e9, 800.0]})
+    _, measured, holds = theorem_claim(tmp_path)
+    assert holds == "no" and "non-negative min 9.00e+02" in measured
