@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .experiments.store import atomic_write_text
+from .integrity import NONFINITE, flag_nonfinite
 from .metrics.ssim import RECIPES
 from .registry import ALL_METHODS, available_methods
 
@@ -99,10 +100,11 @@ def verdict_table(summary: pd.DataFrame, *, first_conv_channels=None,
 def _median(table, method, **where) -> float:
     if table is None or table.empty:
         return np.nan
-    part = table[table["method"] == method]
+    part = flag_nonfinite(table[table["method"] == method])
     for column, value in where.items():
         part = part[part[column] == value]
-    values = pd.to_numeric(part["value"], errors="coerce").dropna()
+    # a row flagged nonfinite (a map behind it held NaN/Inf) is not scored
+    values = pd.to_numeric(part["value"], errors="coerce")[~part[NONFINITE]].dropna()
     return float(np.median(values)) if len(values) else np.nan
 
 

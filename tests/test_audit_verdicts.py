@@ -90,3 +90,15 @@ def test_summarize_takes_the_right_rows_of_each_experiment():
     assert math.isnan(a.class_sensitivity_gap) and b.class_sensitivity_gap == 0.25
     text = format_table(verdict_table(out))
     assert text.splitlines()[2].startswith("A ") and "-" in text.splitlines()[3]
+
+
+def test_summarize_leaves_flagged_rows_out_of_the_medians():
+    """A row flagged nonfinite (a map behind a finite value held NaN/Inf) is
+    not scored, like a NaN value."""
+    logit = pd.DataFrame([("A", "ssim_standard", 0, 0.2, False),
+                          ("A", "ssim_standard", 0, 0.4, False),
+                          ("A", "ssim_standard", 0, 0.99, True),
+                          ("A", "ssim_standard", 0, np.nan, False)],
+                         columns=["method", "metric", "level", "value", "nonfinite"])
+    out = summarize(["A"], {"random_logit": logit}, logits="fc", first_conv="conv1")
+    assert out.iloc[0].random_logit_ssim == pytest.approx(0.3)
