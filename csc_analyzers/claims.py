@@ -101,8 +101,10 @@ def interval(values, *, seed: int) -> Interval:
 class Evidence:
     """What one network's run measured, per method. ``csc_conv`` / ``csc_input``:
     median CSC after the first convolution (``layer``) and at the input;
-    ``logit`` / ``top`` / ``gap``: per-image random-logit SSIM, top-layer
-    SSIM, class mask gap (rows with undefined maps already left out)."""
+    ``csc_images``: the images behind the CSC medians (pooled over every
+    location and vector pair of them; 0: unknown); ``logit`` / ``top`` /
+    ``gap``: per-image random-logit SSIM, top-layer SSIM, class mask gap (rows
+    with undefined maps already left out)."""
 
     network: str
     trained: bool
@@ -111,10 +113,15 @@ class Evidence:
     csc_conv: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     csc_input: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     baseline_conv: float = np.nan
+    csc_images: int = 0
     logit: dict = field(default_factory=dict)
     top: dict = field(default_factory=dict)
     gap: dict = field(default_factory=dict)
     seed: int = 0
+
+    def n_text(self) -> str:
+        """" (n=N images)" for CSC evidence, "" if unknown."""
+        return f" (n={self.csc_images} images)" if self.csc_images else ""
 
     def converged(self) -> list:
         return [m for m, v in self.csc_conv.items() if np.isfinite(v) and v >= CONVERGED]
@@ -182,7 +189,7 @@ def all_converge(ev: Evidence, methods) -> Outcome:
     below = values[values < CONVERGED]
     text = (f"median CSC after {ev.layer} >= {CONVERGED} for {len(values) - len(below)} of "
             f"{len(values)} methods; min {values.min():.4f} ({values.idxmin()})"
-            + (f"; below: {', '.join(below.index)}" if len(below) else ""))
+            + (f"; below: {', '.join(below.index)}" if len(below) else "") + ev.n_text())
     return len(below) == 0, text
 
 
@@ -191,7 +198,8 @@ def none_converge(ev: Evidence, methods) -> Outcome:
     if values.empty:
         return None
     text = "; ".join(f"{m}: {v:.4f}" for m, v in values.items())
-    return bool((values < CONVERGED).all()), text + f" (random baseline {ev.baseline_conv:.3f})"
+    return bool((values < CONVERGED).all()), (text + f" (random baseline "
+                                              f"{ev.baseline_conv:.3f})" + ev.n_text())
 
 
 def converges_less(ev: Evidence, methods) -> Outcome:
@@ -202,7 +210,8 @@ def converges_less(ev: Evidence, methods) -> Outcome:
         return None
     value = float(ev.csc_conv[subject])
     return value < reference.min(), (f"{subject}: {value:.4f}; converging methods' min "
-                                     f"{reference.min():.4f} ({reference.idxmin()})")
+                                     f"{reference.min():.4f} ({reference.idxmin()})"
+                                     + ev.n_text())
 
 
 def near_one_at_input(ev: Evidence, methods) -> Outcome:
@@ -213,7 +222,8 @@ def near_one_at_input(ev: Evidence, methods) -> Outcome:
     text = "; ".join(f"1 - median CSC at the input = {g:.2e}"
                      + (f" ({m})" if len(values) > 1 else "") for m, g in gaps.items())
     # the value depends strongly on the weights: say which ones were measured
-    return bool((gaps < 1e-6).all()), text + (f" (weights: {ev.weights})" if ev.weights else "")
+    return bool((gaps < 1e-6).all()), (text + ev.n_text()
+                                       + (f" (weights: {ev.weights})" if ev.weights else ""))
 
 
 def _pooled(values_by_method: dict, names, seed: int) -> Interval:

@@ -94,6 +94,14 @@ def _top_injection(csc: pd.DataFrame, network: str) -> Optional[str]:
     return str(index.idxmax())
 
 
+def csc_images(csc: pd.DataFrame, network: str) -> int:
+    """The number of images behind the network's CSC medians (0: none)."""
+    if csc.empty or "n_images" not in csc:
+        return 0
+    rows = csc[(csc.network == network) & (csc.injection_layer != "")]
+    return int(pd.to_numeric(rows.n_images, errors="coerce").max()) if len(rows) else 0
+
+
 def baseline_at(csc: pd.DataFrame, network: str, layer: Optional[str]) -> float:
     rows = csc[(csc.network == network) & (csc.injection_layer == "") & (csc.layer == layer)
                & (csc.statistic == "median")] if not csc.empty else csc
@@ -172,6 +180,7 @@ def method_table(results: Path, network, *, seed: int) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     table.attrs["first_conv"] = first_conv
     table.attrs["baseline_conv"] = baseline_at(csc, network.name, first_conv)
+    table.attrs["csc_images"] = csc_images(csc, network.name)
     table.attrs["baseline_input"] = baseline_at(csc, network.name, "input")
     table.attrs["undefined"] = undefined.to_dict("records")  # (method, reason, rows)
     return table
@@ -191,6 +200,7 @@ def evidence(results: Path, network, methods: pd.DataFrame, *, trained: bool,
         csc_conv=by_method["csc_first_conv"].astype(float),
         csc_input=by_method["csc_input"].astype(float),
         baseline_conv=methods.attrs.get("baseline_conv", np.nan),
+        csc_images=int(methods.attrs.get("csc_images", 0)),
         logit=per_image(_read(results, "random_logit.csv"), network.name, SSIM_METRIC),
         top=per_image(_read(results, "sanity_cascading.csv"), network.name, SSIM_METRIC,
                       level=1),

@@ -146,7 +146,7 @@ def test_modified_bp_claim_holds_with_the_count_and_the_minimum(tmp_path, networ
     claim, measured, holds = claim_of(tmp_path, network, MODIFIED_BP)
     assert holds == HOLDS == "holds"
     assert measured == ("median CSC after conv1 >= 0.99 for 3 of 3 methods; "
-                        "min 0.9950 (PatternNet)")
+                        "min 0.9950 (PatternNet) (n=3 images)")
 
 
 def test_modified_bp_claim_fails_naming_the_methods_below(tmp_path, network):
@@ -154,7 +154,7 @@ def test_modified_bp_claim_fails_naming_the_methods_below(tmp_path, network):
     _, measured, holds = claim_of(tmp_path, network, MODIFIED_BP)
     assert holds == FAILS == "does not hold"
     assert measured == ("median CSC after conv1 >= 0.99 for 1 of 3 methods; min 0.9812 "
-                        "(DTD); below: DTD, PatternNet")
+                        "(DTD); below: DTD, PatternNet (n=3 images)")
     _, untrained_measured, untrained = claim_of(tmp_path, network, MODIFIED_BP, trained=False)
     assert untrained == f"{UNTESTABLE}: needs ImageNet weights (random weights here: the " \
         "measurement is architecture-level)"
@@ -176,18 +176,20 @@ def test_methods_outside_the_claim_go_beyond_the_paper(tmp_path, network):
     (beyond,) = beyond_of(tmp_path, network, MODIFIED_BP)
     assert "GuidedBP, Deconv, RectGrad, LRP a5b4" in beyond.scope and beyond.verdict == ""
     assert beyond.evidence == ("median CSC after conv1 >= 0.99 for 0 of 4 methods; min 0.4000 "
-                               "(Deconv); below: GuidedBP, Deconv, RectGrad, LRP a5b4")
+                               "(Deconv); below: GuidedBP, Deconv, RectGrad, LRP a5b4 "
+                               "(n=3 images)")
     # LRP a5b4 has its own VGG-16 claim: below the converging methods' minimum
     _, measured, holds = claim_of(tmp_path, network, A5B4)
     assert holds == HOLDS and measured == ("LRP a5b4: 0.7000; converging methods' min 0.9950 "
-                                           "(PatternNet)")
+                                           "(PatternNet) (n=3 images)")
 
 
 def test_non_converging_claim_lists_each_method_and_the_baseline(tmp_path, network):
     csc_table(tmp_path, CONVERGED_CSC, baseline=(0.3125, 0.2))
     _, measured, holds = claim_of(tmp_path, network, FREE)
     assert holds == HOLDS
-    assert measured == "LRP-z: 0.6500; Gradient: 0.8700 (random baseline 0.312)"
+    assert measured == ("LRP-z: 0.6500; Gradient: 0.8700 (random baseline 0.312) "
+                        "(n=3 images)")
 
 
 def test_non_converging_claim_fails_when_the_gradient_converges(tmp_path, network):
@@ -202,13 +204,13 @@ def test_lrp_a1b0_input_claim_reads_the_input_layer(tmp_path):
     small = named("cifar-net")
     csc_table(tmp_path, CONVERGED_CSC, input_values={"LRP a1b0": 1 - 4e-7}, network="cifar-net")
     _, measured, holds = claim_of(tmp_path, small, A1B0)
-    assert holds == HOLDS and measured == "1 - median CSC at the input = 4.00e-07"
+    assert holds == HOLDS and measured == "1 - median CSC at the input = 4.00e-07 (n=3 images)"
     other = tmp_path / "other"
     other.mkdir()
     # converged after conv1 (0.9999999) but not to 1 - 1e-6 at the input
     csc_table(other, CONVERGED_CSC, input_values={"LRP a1b0": 1 - 3e-5}, network="cifar-net")
     _, measured, holds = claim_of(other, small, A1B0)
-    assert holds == FAILS and measured == "1 - median CSC at the input = 3.00e-05"
+    assert holds == FAILS and measured == "1 - median CSC at the input = 3.00e-05 (n=3 images)"
     assert claim_of(other, small, A1B0, trained=False)[2] == \
         f"{UNTESTABLE}: needs trained weights (random weights here)"
 
@@ -445,3 +447,48 @@ def test_theorem_claim_verdicts_and_numbers(tmp_path):
                              "row-stochastic": [900.0, 1e9, 800.0]})
     row = theorem_claim(tmp_path)
     assert row.verdict == FAILS and "non-negative min 9.00e+02" in row.evidence
+
+
+# -- the document -----------------------------------------------------------------------
+
+
+def _write(results, name, weights):
+    from types import SimpleNamespace
+
+    from csc_analyzers.report import write_report
+    tiny = named(name)
+    network = SimpleNamespace(name=name, model=tiny.model, aliases=tiny.aliases,
+                              layers=tiny.layers, weights=weights)
+    settings = SimpleNamespace(seed=0, n_vectors=4, n_images=3, recipe="paper", data="builtin")
+    path = write_report(results, settings=settings, networks={name: {"network": network}},
+                        figures=[], wall_time=60.0)
+    return path.read_text(), pd.read_csv(results / "claims.csv", keep_default_na=False)
+
+
+def test_cifar_net_report_says_why_the_vgg16_claims_are_not_scored(tmp_path):
+    csc_table(tmp_path, CONVERGED_CSC, network="cifar-net")
+    per_image_table(tmp_path, "random_logit.csv", "random_logit", {**HIGH, **LOW},
+                    metric="ssim_paper", network="cifar-net",
+                    reasons={("DTD", 0): "zero map", ("Gradient", 1): "overflow"})
+    text, table = _write(tmp_path, "cifar-net", "trained on builtin")
+    line = next(l for l in text.splitlines() if l.startswith("| All modified-BP methods"))
+    assert "| not testable here: the paper states this for VGG-16 and ResNet-50, not for the " \
+        "small network |" in line
+    assert "### Beyond the paper" in text and "never count against a claim" in text
+    assert "| undefined maps |" in text
+    assert "| method | overflow | zero map |" in text and "| DTD | 0 | 1 |" in text
+    assert "| Gradient | 1 | 0 |" in text
+    own = table[~table.beyond.astype(bool)]
+    assert set(own.verdict) <= {HOLDS, FAILS, UNTESTABLE}
+    assert set(own.loc[own.verdict != UNTESTABLE, "key"]) == {A1B0}
+    assert (table[table.beyond.astype(bool)].verdict == "").all()
+
+
+def test_random_weight_vgg16_report_needs_imagenet_weights(tmp_path):
+    csc_table(tmp_path, CONVERGED_CSC)
+    text, table = _write(tmp_path, "vgg16", "random")
+    own = table[~table.beyond.astype(bool)].set_index("key")
+    assert own.loc[MODIFIED_BP, "verdict"] == UNTESTABLE
+    assert own.loc[MODIFIED_BP, "reason"].startswith("needs ImageNet weights")
+    assert own.loc[MODIFIED_BP, "evidence"].startswith("architecture-level (random weights)")
+    assert "architecture-level" in text
