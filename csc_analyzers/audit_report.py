@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .experiments.store import atomic_write_text
-from .integrity import NONFINITE, flag_nonfinite
+from .integrity import NONFINITE, count_undefined, flag_nonfinite
 from .metrics.ssim import RECIPES
 from .registry import ALL_METHODS, available_methods
 
@@ -32,11 +32,13 @@ SENSITIVE = "sensitive to later layers"
 NOT_MEASURED = "not measured"
 METRIC_COLUMNS = ("csc_first_conv", "csc_input", "random_logit_ssim", "top_layer_ssim",
                   "class_sensitivity_gap")
-VERDICT_COLUMNS = ("method",) + METRIC_COLUMNS + ("verdict", "evidence")
+UNDEFINED_COLUMN = "undefined_maps"  # rows not scored: "0" or "n (reason k, ...)"
+VERDICT_COLUMNS = ("method",) + METRIC_COLUMNS + (UNDEFINED_COLUMN, "verdict", "evidence")
 HEADERS = {"method": "method", "csc_first_conv": "CSC 1st conv", "csc_input": "CSC input",
            "random_logit_ssim": "rand.-logit SSIM (std.)",
            "top_layer_ssim": "top-layer SSIM (std.)",
-           "class_sensitivity_gap": "class gap", "verdict": "verdict"}
+           "class_sensitivity_gap": "class gap", UNDEFINED_COLUMN: "undefined maps",
+           "verdict": "verdict"}
 
 
 # -- the verdict rule (pure) ----------------------------------------------------------
@@ -85,7 +87,8 @@ def verdict_table(summary: pd.DataFrame, *, first_conv_channels=None,
     missing = [c for c in ("method",) + METRIC_COLUMNS if c not in summary.columns]
     if missing:
         raise ValueError(f"summary table lacks columns {missing}")
-    out = summary.loc[:, list(("method",) + METRIC_COLUMNS)].copy()
+    extra = [UNDEFINED_COLUMN] if UNDEFINED_COLUMN in summary.columns else []
+    out = summary.loc[:, list(("method",) + METRIC_COLUMNS) + extra].copy()
     results = [verdict(row.csc_first_conv, row.csc_input, row.random_logit_ssim,
                        row.top_layer_ssim, first_conv_channels=first_conv_channels,
                        csc_threshold=csc_threshold, ssim_threshold=ssim_threshold,
@@ -103,7 +106,8 @@ def _median(table, method, **where) -> float:
     part = flag_nonfinite(table[table["method"] == method])
     for column, value in where.items():
         part = part[part[column] == value]
-    # a row flagged nonfinite (a map behind it held NaN/Inf) is not scored
+    # a row flagged nonfinite (a map behind it held NaN/Inf, or it names why
+    # its maps are undefined: zero map, ...) is not scored
     values = pd.to_numeric(part["value"], errors="coerce")[~part[NONFINITE]].dropna()
     return float(np.median(values)) if len(values) else np.nan
 
@@ -112,10 +116,13 @@ def summarize(methods, tables: dict, *, logits: str, first_conv) -> pd.DataFrame
     """One row per method: pooled median CSC (injection at ``logits``) after
     ``first_conv`` and at the input, median random-logit SSIM, median SSIM
     after randomising the top layer (level 1), both of :data:`SSIM_METRIC`
-    (the standard recipe), median class-sensitivity gap."""
+    (the standard recipe), median class-sensitivity gap, and
+    ``undefined_maps``: the rows of the method left out of these medians
+    because their maps were undefined, with the count per reason."""
     csc = tables.get("csc")
     if csc is not None and not csc.empty:
         csc = csc[(csc["statistic"] == "median") & (csc["injection_layer"] == logits)]
+    undefined = undefined_summary(tables)
     rows = []
     for method in methods:
         rows.append({
@@ -129,8 +136,22 @@ def summarize(methods, tables: dict, *, logits: str, first_conv) -> pd.DataFrame
                                       metric=SSIM_METRIC, level=1),
             "class_sensitivity_gap": _median(tables.get("class_sensitivity"), method,
                                              metric="mask_gap"),
+            UNDEFINED_COLUMN: undefined.get(method, "0"),
         })
-    return pd.DataFrame(rows, columns=["method", *METRIC_COLUMNS])
+    return pd.DataFrame(rows, columns=["method", *METRIC_COLUMNS, UNDEFINED_COLUMN])
+
+
+def undefined_summary(tables: dict) -> dict:
+    """method -> "n (reason k, ...)": the rows of the CSC, sanity-check,
+    random-logit and class-sensitivity tables not scored, per reason."""
+    names = ("csc", "sanity_cascading", "random_logit", "class_sensitivity")
+    counts = count_undefined([tables[k] for k in names
+                              if tables.get(k) is not None and "method" in tables[k]])
+    out = {}
+    for method, part in counts.groupby("method", sort=False):
+        detail = ", ".join(f"{r.reason} {int(r.rows)}" for r in part.itertuples())
+        out[method] = f"{int(part['rows'].sum())} ({detail})"
+    return out
 
 
 # -- text ------------------------------------------------------------------------------
@@ -323,4 +344,4 @@ def write_report(plan, tables: dict, out, *, figures: bool = True) -> dict:
 __all__ = ["verdict", "verdict_table", "summarize", "format_table", "guidance",
            "markdown_report", "make_figures", "write_report", "CSC_THRESHOLD",
            "SSIM_THRESHOLD", "MIN_CONV_CHANNELS", "INSENSITIVE", "SENSITIVE", "NOT_MEASURED",
-           "METRIC_COLUMNS", "VERDICT_COLUMNS"]
+           "METRIC_COLUMNS", "VERDICT_COLUMNS", "UNDEFINED_COLUMN", "undefined_summary"]

@@ -8,6 +8,9 @@ and the flags that mark non-finite numbers in result tables.
   its file) differ after the block, also when the block raised.
 * :func:`flag_nonfinite`, :func:`count_nonfinite`: the ``nonfinite`` column of
   a result table and the per-method count of flagged rows for the report.
+* :func:`undefined_reason`, :func:`undefined_reasons`, :func:`count_undefined`:
+  why a map (and so the row scored from it) is undefined, the reason of each
+  row of a table, and the count per method and reason.
 * :func:`seeded_initialization`: models built inside it get the same random
   initial weights for the same seed.
 """
@@ -24,6 +27,16 @@ import pandas as pd
 from .errors import ModelChangedError
 
 NONFINITE = "nonfinite"
+UNDEFINED = "undefined"
+# Why a row's score is undefined, in the order they are tested: the input held
+# NaN/Inf; a map held +-Inf (the backward pass overflowed); a map held NaN; a
+# map is all zeros; a map is constant (no structure to compare); the score is
+# NaN/Inf although its maps are defined (e.g. a share of no positive relevance).
+NAN_INPUT, OVERFLOW, NAN_MAP, ZERO_MAP, CONSTANT_MAP = (
+    "nan input", "overflow", "nan map", "zero map", "constant map")
+UNDEFINED_SCORE = "undefined score"
+UNKNOWN = "unknown"  # flagged in a table written before reasons were recorded
+REASONS = (NAN_INPUT, OVERFLOW, NAN_MAP, ZERO_MAP, CONSTANT_MAP, UNDEFINED_SCORE, UNKNOWN)
 
 
 def model_fingerprint(model) -> str:
@@ -91,10 +104,76 @@ def is_nonfinite(value) -> bool:
     return not bool(np.isfinite(array).all())
 
 
+def undefined_reason(*maps, inputs=None, constant_undefined: bool = True) -> str:
+    """Why the score of ``maps`` is undefined, "" if it is not: ``"nan input"``
+    if ``inputs`` (the analysed image) holds NaN/Inf; ``"overflow"`` if a map
+    holds +-Inf; ``"nan map"`` if a map holds NaN; ``"zero map"`` if a map is
+    all zeros (finite, but SSIM and relevance shares have nothing to
+    normalise); ``"constant map"`` if a map is constant and not zero (only if
+    ``constant_undefined``: true for SSIM, whose percentile normalisation
+    divides by zero; a class-sensitivity L1 is defined for it). The first
+    reason that applies to any map wins."""
+    if inputs is not None and not np.isfinite(np.asarray(inputs, dtype=np.float64)).all():
+        return NAN_INPUT
+    arrays = [np.asarray(m, dtype=np.float64) for m in maps]
+    if any(np.isinf(a).any() for a in arrays):
+        return OVERFLOW
+    if any(np.isnan(a).any() for a in arrays):
+        return NAN_MAP
+    if any(a.size == 0 or not a.any() for a in arrays):
+        return ZERO_MAP
+    if constant_undefined and any(a.max() == a.min() for a in arrays):
+        return CONSTANT_MAP
+    return ""
+
+
+def undefined_reasons(table: pd.DataFrame, *, column: str = "value") -> pd.Series:
+    """Per row of ``table``, why it is not scored ("" if it is): the
+    ``undefined`` column where it names a reason; else ``"undefined score"``
+    for a NaN/Inf ``column`` or ``"unknown"`` for a row flagged ``nonfinite``.
+    A table without the column (written before reasons were recorded) reads
+    as before: its NaN/Inf or flagged rows get ``"unknown"``."""
+    if column not in table.columns:
+        raise ValueError(f"table has no column {column!r}; columns: {list(table.columns)}")
+    if UNDEFINED in table.columns:
+        given = table[UNDEFINED].fillna("").astype(str).str.strip()
+        given = given.where(~given.str.lower().isin(("nan", "none", "false")), "")
+    else:
+        given = pd.Series("", index=table.index)
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
+    flagged = np.zeros(len(table), dtype=bool)
+    if NONFINITE in table.columns:
+        flagged = table[NONFINITE].astype(str).str.lower().isin(("true", "1")).to_numpy()
+    score = UNDEFINED_SCORE if UNDEFINED in table.columns else UNKNOWN
+    fallback = np.where(~np.isfinite(values), score, np.where(flagged, UNKNOWN, ""))
+    return given.where(given != "", pd.Series(fallback, index=table.index)).rename(UNDEFINED)
+
+
+def count_undefined(tables, *, by: str = "method") -> pd.DataFrame:
+    """Rows not scored per ``by`` value and reason over all ``tables``
+    (columns ``by``, ``reason``, ``rows``), from :func:`undefined_reasons`."""
+    parts = []
+    for table in tables:
+        if table is None or table.empty or "value" not in table.columns:
+            continue
+        reasons = undefined_reasons(table)
+        bad = reasons != ""
+        parts.append(pd.DataFrame({by: table.loc[bad, by].to_numpy(),
+                                   "reason": reasons[bad].to_numpy()}))
+    if not parts:
+        return pd.DataFrame(columns=[by, "reason", "rows"])
+    frame = pd.concat(parts, ignore_index=True)
+    if frame.empty:
+        return pd.DataFrame(columns=[by, "reason", "rows"])
+    return frame.groupby([by, "reason"], sort=True).size().rename("rows").reset_index()
+
+
 def flag_nonfinite(table: pd.DataFrame, *, column: str = "value") -> pd.DataFrame:
     """A copy of ``table`` whose boolean column ``nonfinite`` is True for the
     rows whose ``column`` is NaN or +-Inf (or that were flagged before, e.g.
-    because the map behind the value held NaN)."""
+    because the map behind the value held NaN), and for the rows whose
+    ``undefined`` column names a reason (e.g. a finite score of an all-zero
+    map): the rows that are not scored."""
     if column not in table.columns:
         raise ValueError(f"table has no column {column!r}; columns: {list(table.columns)}")
     out = table.copy()
@@ -102,6 +181,8 @@ def flag_nonfinite(table: pd.DataFrame, *, column: str = "value") -> pd.DataFram
     flags = ~np.isfinite(values)
     if NONFINITE in out.columns:
         flags |= out[NONFINITE].astype(str).str.lower().isin(("true", "1")).to_numpy()
+    if UNDEFINED in out.columns:
+        flags |= (undefined_reasons(out, column=column) != "").to_numpy()
     out[NONFINITE] = flags
     return out
 
@@ -120,4 +201,5 @@ def count_nonfinite(table: pd.DataFrame, *, by: str = "method",
 
 
 __all__ = ["model_fingerprint", "file_fingerprint", "unchanged_model", "is_nonfinite",
-           "flag_nonfinite", "count_nonfinite", "seeded_initialization", "NONFINITE"]
+           "flag_nonfinite", "count_nonfinite", "seeded_initialization", "NONFINITE",
+           "UNDEFINED", "REASONS", "undefined_reason", "undefined_reasons", "count_undefined"]

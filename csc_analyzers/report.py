@@ -11,25 +11,34 @@ SSIMs are those of the paper's recipe (metric ``ssim_paper``, see
 Per method the verdict is *converges* when the median CSC after the first
 convolution, with random relevance injected at the top layer, is at least
 ``CONVERGED`` (the paper's 0.99, section 4).
+
+The paper's claims are scoped and judged by :mod:`csc_analyzers.claims`: each
+row has the claim, its scope (networks, methods), a verdict (holds / does
+not hold / not testable here, with the reason) and the evidence; tests run
+beyond the paper's scope are listed in a "Beyond the paper" section and never
+count against a claim. The rows are also written to ``claims.csv``.
+
+Rows whose maps are undefined (all zeros, constant, NaN, overflow, NaN
+input; column ``undefined`` of the result tables, see
+:func:`csc_analyzers.integrity.undefined_reason`) are left out of every
+median and counted per method and reason.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .claims import (CONVERGED, FAILS, HOLDS, UNTESTABLE, ClaimRow, Evidence, Interval,
+                     interval, judge_all)
 from .experiments.store import atomic_write_text, check_metric_names
-from .integrity import NONFINITE, flag_nonfinite
-from .metrics.bootstrap import bootstrap_median
+from .integrity import NONFINITE, count_undefined, flag_nonfinite
 from .metrics.ssim import RECIPES as SSIM_RECIPES
 from .registry import ALL_METHODS, RECIPES, get_method
 
-CONVERGED = 0.99
 PAPER_NON_CONVERGING = ("LRP-z", "DeepLIFT Rev.C.", "DeepLIFT Resc.", "Gradient", "SmoothGrad")
-NEEDS_TRAINED = "needs trained weights"
 SSIM_RECIPE = SSIM_RECIPES["paper"]
 SSIM_METRIC = SSIM_RECIPE.metric  # "ssim_paper"
 SSIM_NOTE = ("SSIM: the paper's recipe (metric ssim_paper): each map is normalised by its "
@@ -37,32 +46,9 @@ SSIM_NOTE = ("SSIM: the paper's recipe (metric ssim_paper): each map is normalis
              "clip((x - P_p) / (P_(100-p) - P_p), 0, 1), so its high end maps to 0, then SSIM "
              "with a 5-pixel window and data_range 2, the maximum over the second map and its "
              "negation (sanity check: randomised vs original map; random logit: true vs "
-             "random class). A constant map has no SSIM (NaN, counted in NaN/Inf rows). The "
+             "random class). A constant or all-zero map has no SSIM (NaN): its rows are "
+             "flagged with the reason and counted under undefined maps. The "
              "result tables also hold ssim_standard (high end -> 1, data_range 1).")
-
-
-@dataclass
-class Interval:
-    """A median over images with its bootstrap interval and sample size."""
-
-    median: float
-    low: float
-    high: float
-    n: int
-
-    def __str__(self) -> str:
-        if self.n == 0 or not np.isfinite(self.median):
-            return "n/a"
-        return f"{self.median:.3f} [{self.low:.3f}, {self.high:.3f}] (n={self.n})"
-
-
-def interval(values, *, seed: int) -> Interval:
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return Interval(np.nan, np.nan, np.nan, 0)
-    median, low, high = bootstrap_median(values, rng=np.random.default_rng(seed))
-    return Interval(median, low, high, int(values.size))
 
 
 def _read(results: Path, name: str) -> pd.DataFrame:
@@ -108,6 +94,14 @@ def _top_injection(csc: pd.DataFrame, network: str) -> Optional[str]:
     return str(index.idxmax())
 
 
+def csc_images(csc: pd.DataFrame, network: str) -> int:
+    """The number of images behind the network's CSC medians (0: none)."""
+    if csc.empty or "n_images" not in csc:
+        return 0
+    rows = csc[(csc.network == network) & (csc.injection_layer != "")]
+    return int(pd.to_numeric(rows.n_images, errors="coerce").max()) if len(rows) else 0
+
+
 def baseline_at(csc: pd.DataFrame, network: str, layer: Optional[str]) -> float:
     rows = csc[(csc.network == network) & (csc.injection_layer == "") & (csc.layer == layer)
                & (csc.statistic == "median")] if not csc.empty else csc
@@ -129,9 +123,16 @@ def per_image(table: pd.DataFrame, network: str, metric: str, level=None) -> dic
             for method, group in rows.groupby("method")}
 
 
+def undefined_counts(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Rows not scored, per method and reason (``method``, ``reason``,
+    ``rows``), over all tables; see :func:`csc_analyzers.integrity.count_undefined`."""
+    return count_undefined([t for t in tables if not t.empty and "method" in t])
+
+
 def nonfinite_counts(tables: Sequence[pd.DataFrame]) -> dict:
-    """Rows whose value is NaN or infinite or that are flagged ``nonfinite``
-    (a map behind the value held NaN/Inf), per method, over all tables."""
+    """Rows whose value is NaN or infinite, that are flagged ``nonfinite``
+    (a map behind the value held NaN/Inf) or whose maps are undefined (column
+    ``undefined``), per method, over all tables."""
     counts: dict = {}
     for table in tables:
         if table.empty or "value" not in table:
@@ -158,7 +159,8 @@ def method_table(results: Path, network, *, seed: int) -> pd.DataFrame:
     top_ssim = per_image(sanity, network.name, SSIM_METRIC, level=1)
     gap = per_image(sensitivity, network.name, "mask_gap")
     l1 = per_image(sensitivity, network.name, "l1_mean")
-    bad = nonfinite_counts([csc, sanity, logit, sensitivity])
+    undefined = undefined_counts([csc, sanity, logit, sensitivity])
+    bad = undefined.groupby("method")["rows"].sum().to_dict() if len(undefined) else {}
     names = _ordered_methods(set(at_conv.index) | set(logit_ssim) | set(top_ssim))
     rows = []
     for name in names:
@@ -171,94 +173,53 @@ def method_table(results: Path, network, *, seed: int) -> pd.DataFrame:
             "top_layer_ssim": interval(top_ssim.get(name, []), seed=seed),
             "class_mask_gap": interval(gap.get(name, []), seed=seed),
             "class_l1": interval(l1.get(name, []), seed=seed),
-            "nonfinite_rows": bad.get(name, 0),
+            "undefined_maps": int(bad.get(name, 0)),
             "verdict": ("n/a (no CSC)" if not np.isfinite(conv_value) else
                         "converges" if conv_value >= CONVERGED else "does not converge"),
         })
     table = pd.DataFrame(rows)
     table.attrs["first_conv"] = first_conv
     table.attrs["baseline_conv"] = baseline_at(csc, network.name, first_conv)
+    table.attrs["csc_images"] = csc_images(csc, network.name)
     table.attrs["baseline_input"] = baseline_at(csc, network.name, "input")
+    table.attrs["undefined"] = undefined.to_dict("records")  # (method, reason, rows)
     return table
 
 
 # -- the paper's claims --------------------------------------------------------------
 
 
-def _pooled(values_by_method: dict, names, seed: int) -> Interval:
-    values = [v for name in names for v in values_by_method.get(name, [])]
-    return interval(values, seed=seed)
+def evidence(results: Path, network, methods: pd.DataFrame, *, trained: bool,
+             seed: int) -> Evidence:
+    """What the run measured on ``network`` (:class:`~csc_analyzers.claims.Evidence`)."""
+    by_method = methods.set_index("method") if len(methods) else pd.DataFrame(
+        columns=["csc_first_conv", "csc_input"])
+    return Evidence(
+        network=network.name, trained=trained, weights=str(getattr(network, "weights", "")),
+        layer=methods.attrs.get("first_conv") or "the first convolution",
+        csc_conv=by_method["csc_first_conv"].astype(float),
+        csc_input=by_method["csc_input"].astype(float),
+        baseline_conv=methods.attrs.get("baseline_conv", np.nan),
+        csc_images=int(methods.attrs.get("csc_images", 0)),
+        logit=per_image(_read(results, "random_logit.csv"), network.name, SSIM_METRIC),
+        top=per_image(_read(results, "sanity_cascading.csv"), network.name, SSIM_METRIC,
+                      level=1),
+        gap=per_image(_read(results, "class_sensitivity.csv"), network.name, "mask_gap"),
+        seed=seed)
 
 
 def claims(results: Path, network, methods: pd.DataFrame, *, trained: bool,
            seed: int) -> list:
-    """(claim, measured, holds) for the paper's claims on this network."""
-    out = []
+    """The paper's claims on this network as :class:`~csc_analyzers.claims.ClaimRow`
+    (the claims' own rows, then the beyond-the-paper rows; see
+    :func:`csc_analyzers.claims.judge`)."""
     if methods.empty:
-        return out
-    converging_paper = [m for m in methods.method if m not in PAPER_NON_CONVERGING]
-    non_converging = [m for m in methods.method if m in PAPER_NON_CONVERGING]
-    csc = methods.set_index("method")["csc_first_conv"]
-    layer = methods.attrs.get("first_conv")
-    conv_ok = csc.reindex(converging_paper).dropna()
-    if len(conv_ok):
-        below = conv_ok[conv_ok < CONVERGED]
-        out.append((
-            "All modified-BP methods except LRP-z and DeepLIFT converge: median CSC >= 0.99 "
-            "(section 4).",
-            f"median CSC after {layer} >= 0.99 for {len(conv_ok) - len(below)} of "
-            f"{len(conv_ok)} methods; min {conv_ok.min():.4f} ({conv_ok.idxmin()})"
-            + (f"; below: {', '.join(below.index)}" if len(below) else ""),
-            _holds(len(below) == 0, trained)))
-    free = csc.reindex(non_converging).dropna()
-    if len(free):
-        out.append((
-            "LRP-z, DeepLIFT (Rescale, RevealCancel) and the gradient do not converge.",
-            "; ".join(f"{m}: {v:.4f}" for m, v in free.items())
-            + f" (random baseline {methods.attrs.get('baseline_conv', np.nan):.3f})",
-            _holds(bool((free < CONVERGED).all()), trained)))
-    if "LRP a1b0" in csc.index:
-        value = methods.set_index("method").loc["LRP a1b0", "csc_input"]
-        out.append(("Even on the small network LRP a1b0's median CSC exceeds 1 - 1e-6 "
-                    "(Figure 5d).", f"1 - median CSC at the input = {1 - value:.2e}",
-                    _holds(1 - value < 1e-6, trained)))
-    by_method = methods.set_index("method")
-    converged = [m for m in methods.method if by_method.loc[m, "verdict"] == "converges"]
-    others = [m for m in methods.method if by_method.loc[m, "verdict"] == "does not converge"]
-    logit = per_image(_read(results, "random_logit.csv"), network.name, SSIM_METRIC)
-    top = per_image(_read(results, "sanity_cascading.csv"), network.name, SSIM_METRIC,
-                    level=1)
-    if converged and logit:
-        a, b = _pooled(logit, converged, seed), _pooled(logit, others, seed)
-        out.append(("Random logit: converging methods give almost the same map for any "
-                    "logit (SSIM close to 1); the rest of the field 0.4-0.8 (Figure 4a).",
-                    f"converging: {a}; others: {b}",
-                    _holds(a.median > 0.9 and (b.n == 0 or b.median < a.median), trained)))
-    if converged and top:
-        a, b = _pooled(top, converged, seed), _pooled(top, others, seed)
-        out.append(("Sanity check: randomizing the top layer leaves the maps of converging "
-                    "methods almost unchanged (SSIM close to 1) (Figure 4b).",
-                    f"converging: {a}; others: {b}",
-                    _holds(a.median > 0.9 and (b.n == 0 or b.median < a.median), trained)))
-    sensitivity = per_image(_read(results, "class_sensitivity.csv"), network.name, "mask_gap")
-    if sensitivity and "LRP a1b0" in sensitivity:
-        a = interval(sensitivity["LRP a1b0"], seed=seed)
-        ref = [m for m in ("DeepLIFT Resc.", "LRP-z", "Gradient") if m in sensitivity]
-        b = _pooled(sensitivity, ref, seed) if ref else Interval(np.nan, np.nan, np.nan, 0)
-        out.append(("LRP a1b0 is class-insensitive: explaining the other object's class "
-                    "hardly moves the relevance (Figure 1b-e).",
-                    f"mask gap LRP a1b0: {a}; {', '.join(ref)}: {b}",
-                    _holds(a.median < (b.median if b.n else 0.1), trained)))
-    return out
+        return []
+    return judge_all(evidence(results, network, methods, trained=trained, seed=seed))
 
 
-def _holds(value: bool, trained: bool) -> str:
-    if value:
-        return "yes"
-    return "no" if trained else f"no ({NEEDS_TRAINED})"
-
-
-def theorem_claim(results: Path) -> Optional[tuple]:
+def theorem_claim(results: Path) -> Optional[ClaimRow]:
+    """Theorem 1's claim from ``theorem1.csv`` (random matrices, no network)."""
     table = _read(results, "theorem1.csv")
     if table.empty:
         return None
@@ -266,62 +227,84 @@ def theorem_claim(results: Path) -> Optional[tuple]:
     ratio = last.groupby("distribution")["sv_ratio"].median()
     signed = ratio.get("signed gaussian", np.nan)
     positive = ratio.drop("signed gaussian", errors="ignore")
-    return ("Theorem 1 / appendix B: products of non-negative random matrices converge "
-            "to rank 1 exponentially fast; signed Gaussian products do not.",
-            f"sigma1/sigma2 after {int(last.n_factors.max())} factors: non-negative min "
-            f"{positive.min():.2e}, signed Gaussian {signed:.2f}",
-            "yes" if positive.min() > 1e3 and signed < 10 else "no")
+    return ClaimRow(
+        claim="Theorem 1 / appendix B: products of non-negative random matrices converge "
+        "to rank 1 exponentially fast; signed Gaussian products do not.",
+        scope="random matrix products (no network)",
+        verdict=HOLDS if positive.min() > 1e3 and signed < 10 else FAILS, reason="",
+        evidence=f"sigma1/sigma2 after {int(last.n_factors.max())} factors: non-negative min "
+        f"{positive.min():.2e}, signed Gaussian {signed:.2f}", key="theorem1")
 
 
 FIGURE3_NETWORK = "vgg16"
 FIGURE3_DATA = "imagenet"
 
 
+FIGURE3_CLAIM = ("PatternNet: sigma1(A)/sigma2(A) > 6 for almost all VGG-16 patterns "
+                 "(Figure 3a: full pattern matrices, patterns from ImageNet images).")
+FIGURE3_SCOPE = "VGG-16 (ImageNet weights, patterns from ImageNet images); PatternNet"
+
+
 def _figure3_reason(network: str, rows: pd.DataFrame) -> Optional[str]:
-    """Why the Figure 3 claim is not scored on these rows (``None``: scored)."""
+    """Why the Figure 3 claim is not testable on these rows (``None``: it is)."""
     if network != FIGURE3_NETWORK:
-        return ("not scored: the paper's claim is about VGG-16's patterns, "
-                f"not the {network}'s")
+        return f"the paper states this for VGG-16's patterns, not the {network}'s"
     weights = str(rows["weights"].iloc[0]) if "weights" in rows else "unknown"
     if "random" in weights or weights == "unknown":
-        return "not scored: architecture-level, needs trained weights"
+        return ("needs ImageNet weights (random weights here: the measurement is "
+                "architecture-level)")
     data = str(rows["pattern_data"].iloc[0]) if "pattern_data" in rows else "unknown"
     if data != FIGURE3_DATA:
-        return f"not scored: the paper's patterns come from ImageNet images, these from {data}"
+        return f"the paper's patterns come from ImageNet images, these from {data}"
     return None
 
 
-def pattern_claim(results: Path) -> Optional[tuple]:
+def _figure3_evidence(network: str, rows: pd.DataFrame) -> Optional[tuple]:
+    a = rows[(rows.panel == "a") & (rows.matrix == "A")]
+    if a.empty:
+        return None
+    over = int((a.ratio > 6).sum())
+    text = (f"{network} ({rows['weights'].iloc[0] if 'weights' in rows else '?'} "
+            f"weights): full A ratio > 6 in {over} of {len(a)} layers "
+            f"(median {a.ratio.median():.2f})")
+    centre = rows[rows.panel == "b"].pivot_table(index="layer_index", columns="matrix",
+                                                 values="ratio")
+    if {"W", "A*W"} <= set(centre.columns):
+        text += (f"; centre slices: A\u2299W ratio > W's in "
+                 f"{int((centre['A*W'] > centre['W']).sum())} of {len(centre)} layers")
+    return over / len(a) >= 0.9, text
+
+
+def pattern_claim(results: Path) -> list:
     """Figure 3a's claim from ``pattern_spectra.csv`` (Figure 3 as published):
     the share of VGG-16 layers whose full pattern matrix A has sigma1/sigma2 >
-    6; scored only for VGG-16 with trained weights and ImageNet patterns."""
+    6 (holds at >= 90 %); judged only for VGG-16 with ImageNet weights and
+    ImageNet patterns, "not testable here" with the reason otherwise; other
+    networks' spectra are beyond-the-paper rows. Empty list: no table."""
     table = _read(results, "pattern_spectra.csv")
     if table.empty or "panel" not in table:
-        return None
-    measured, holds = [], []
-    for network, rows in table.groupby("network", sort=True):
-        a = rows[(rows.panel == "a") & (rows.matrix == "A")]
-        if a.empty:
+        return []
+    rows = []
+    for network, part in table.groupby("network", sort=True):
+        found = _figure3_evidence(network, part)
+        if found is None:
             continue
-        over = int((a.ratio > 6).sum())
-        text = (f"{network} ({rows['weights'].iloc[0] if 'weights' in rows else '?'} "
-                f"weights): full A ratio > 6 in {over} of {len(a)} layers "
-                f"(median {a.ratio.median():.2f})")
-        centre = rows[rows.panel == "b"].pivot_table(index="layer_index", columns="matrix",
-                                                     values="ratio")
-        if {"W", "A*W"} <= set(centre.columns):
-            text += (f"; centre slices: A\u2299W ratio > W's in "
-                     f"{int((centre['A*W'] > centre['W']).sum())} of {len(centre)} layers")
-        measured.append(text)
-        reason = _figure3_reason(network, rows)
-        share = over / len(a)
-        verdict = reason or ("yes" if share >= 0.9 else "partly" if share >= 0.5 else "no")
-        holds.append(verdict if len(set(table.network)) == 1 else f"{network}: {verdict}")
-    if not measured:
-        return None
-    return ("PatternNet: sigma1(A)/sigma2(A) > 6 for almost all VGG-16 patterns "
-            "(Figure 3a: full pattern matrices, patterns from ImageNet images).",
-            "; ".join(measured), "; ".join(holds))
+        passed, text = found
+        reason = _figure3_reason(network, part)
+        base = dict(claim=FIGURE3_CLAIM, scope=FIGURE3_SCOPE, network=network, key="figure3")
+        if network != FIGURE3_NETWORK:
+            rows.append(ClaimRow(verdict=UNTESTABLE, reason=reason,
+                                 evidence="measured here: see Beyond the paper", **base))
+            rows.append(ClaimRow(**{**base, "scope": f"{network} (not in the claim's scope)"},
+                                 verdict="", reason="", evidence=text, beyond=True,
+                                 outcome="as the paper states" if passed else
+                                 "unlike the paper's statement"))
+        elif reason:
+            rows.append(ClaimRow(verdict=UNTESTABLE, reason=reason, evidence=text, **base))
+        else:
+            rows.append(ClaimRow(verdict=HOLDS if passed else FAILS, reason="", evidence=text,
+                                 **base))
+    return rows
 
 
 # -- the document ---------------------------------------------------------------------
@@ -329,18 +312,65 @@ def pattern_claim(results: Path) -> Optional[tuple]:
 
 def _method_markdown(methods: pd.DataFrame) -> list:
     lines = ["| method | CSC after first conv | CSC at input | random-logit SSIM (paper) | "
-             "top-layer SSIM (paper) | class mask gap | NaN/Inf rows | verdict |",
+             "top-layer SSIM (paper) | class mask gap | undefined maps | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for row in methods.itertuples():
         lines.append(f"| {row.method} | {row.csc_first_conv:.6f} | {row.csc_input:.6f} | "
                      f"{row.random_logit_ssim} | {row.top_layer_ssim} | {row.class_mask_gap} | "
-                     f"{row.nonfinite_rows} | {row.verdict} |")
+                     f"{row.undefined_maps} | {row.verdict} |")
     return lines
+
+
+def undefined_markdown(undefined) -> list:
+    """The rows not scored, per method and reason (a Markdown table), from
+    records or a frame with columns method, reason, rows."""
+    undefined = pd.DataFrame(list(undefined or []) if not isinstance(undefined, pd.DataFrame)
+                             else undefined, columns=["method", "reason", "rows"])
+    if undefined.empty:
+        return ["Undefined maps: none (every map was finite and not all zeros)."]
+    order = {name: k for k, name in enumerate(spec.name for spec in ALL_METHODS)}
+    table = undefined.pivot_table(index="method", columns="reason", values="rows",
+                                  aggfunc="sum", fill_value=0)
+    table = table.loc[sorted(table.index, key=lambda m: (order.get(m, len(order)), m))]
+    reasons = list(table.columns)
+    lines = ["Undefined maps (rows left out of every median, per method and reason):", "",
+             "| method | " + " | ".join(reasons) + " |", "|---|" + "---|" * len(reasons)]
+    lines += [f"| {method} | " + " | ".join(str(int(v)) for v in row) + " |"
+              for method, row in table.iterrows()]
+    return lines
+
+
+def claims_markdown(rows: Sequence[ClaimRow]) -> list:
+    """The claims' own rows: claim, scope, verdict (with its reason), evidence."""
+    lines = ["| claim (paper) | scope (paper) | verdict | evidence |", "|---|---|---|---|"]
+    return lines + [f"| {r.claim} | {r.scope} | {r.verdict_text} | {r.evidence} |"
+                    for r in rows if not r.beyond]
+
+
+def beyond_markdown(rows: Sequence[ClaimRow]) -> list:
+    """The beyond-the-paper rows (they never count against a claim)."""
+    rows = [r for r in rows if r.beyond]
+    if not rows:
+        return []
+    lines = ["### Beyond the paper", "",
+             "The paper's tests run on networks or methods the paper did not make the claim "
+             "about. Shown for information; they never count against a claim.", "",
+             "| claim (paper) | run here on | measured here | outcome |", "|---|---|---|---|"]
+    return lines + [f"| {r.claim} | {r.scope} | {r.evidence} | {r.outcome} |" for r in rows] \
+        + [""]
+
+
+def _claims_frame(rows: Sequence[ClaimRow]) -> pd.DataFrame:
+    columns = ["network", "key", "claim", "scope", "verdict", "reason", "evidence", "beyond",
+               "outcome"]
+    return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)
 
 
 def write_report(results, *, settings, networks: dict, figures: Sequence, wall_time: float
                  ) -> Path:
-    """Write ``results/REPORT.md`` and ``results/verdicts.csv``; returns the report path."""
+    """Write ``results/REPORT.md``, ``results/verdicts.csv`` (per method) and
+    ``results/claims.csv`` (per claim and network: scope, verdict, reason,
+    evidence, beyond the paper or not); returns the report path."""
     results = Path(results)
     lines = ["# Reproduction report: When Explanations Lie", ""]
     lines += [f"Wall time of this run: {wall_time / 60:.1f} min. Seed {settings.seed}; "
@@ -350,7 +380,7 @@ def write_report(results, *, settings, networks: dict, figures: Sequence, wall_t
                  if settings.n_images < 200 else "") + ").", ""]
     recipe = getattr(settings, "recipe", "plain")
     lines += [f"Method recipe: {recipe} ({RECIPES.get(recipe, 'unknown recipe')}).", ""]
-    verdict_frames = []
+    verdict_frames, claim_rows = [], []
     for name, info in networks.items():
         network = info["network"]
         trained = "random" not in str(network.weights)
@@ -367,21 +397,22 @@ def write_report(results, *, settings, networks: dict, figures: Sequence, wall_t
                   f"{methods.attrs.get('baseline_conv', float('nan')):.3f}, at the input: "
                   f"{methods.attrs.get('baseline_input', float('nan')):.3f}.", ""]
         if not trained:
-            lines += ["Random weights: the claims about the trained networks' maps "
-                      "(random logit, sanity check, class sensitivity) need trained weights; "
-                      "a 'no' marked so is not evidence against the paper.", ""]
-        lines += ["### The paper's claims", "", "| claim (paper) | measured here | holds |",
-                  "|---|---|---|"]
-        for claim, measured, holds in claims(results, network, methods, trained=trained,
-                                             seed=settings.seed):
-            lines.append(f"| {claim} | {measured} | {holds} |")
-        lines += ["", "### Per method", ""] + _method_markdown(methods) + [""]
+            lines += ["Random weights: the paper's claims are about trained networks, so "
+                      "they are not testable here; the measurements are architecture-level "
+                      "and not evidence for or against the paper.", ""]
+        rows = claims(results, network, methods, trained=trained, seed=settings.seed)
+        claim_rows += rows
+        lines += ["### The paper's claims", ""] + claims_markdown(rows) + [""]
+        lines += beyond_markdown(rows)
+        lines += ["### Per method", ""] + _method_markdown(methods) + [""]
+        lines += undefined_markdown(methods.attrs.get("undefined")) + [""]
         if info.get("skipped"):
             lines += ["Skipped: " + "; ".join(f"{n} ({why})" for n, why in info["skipped"]), ""]
-    general = [c for c in (theorem_claim(results), pattern_claim(results)) if c]
+    general = [c for c in [theorem_claim(results)] if c] + pattern_claim(results)
+    claim_rows += general
     if general:
-        lines += ["## Theory", "", "| claim (paper) | measured here | holds |", "|---|---|---|"]
-        lines += [f"| {c} | {m} | {h} |" for c, m, h in general] + [""]
+        lines += ["## Theory", ""] + claims_markdown(general) + [""]
+        lines += beyond_markdown(general)
     if figures:
         lines += ["## Figures", ""] + [f"- `{Path(p)}`" for p in figures] + [""]
     lines += ["Verdict: *converges* when the median CSC after the first convolution "
@@ -391,10 +422,13 @@ def write_report(results, *, settings, networks: dict, figures: Sequence, wall_t
     if verdict_frames:
         verdicts = pd.concat(verdict_frames, ignore_index=True)
         atomic_write_text(results / "verdicts.csv", verdicts.to_csv(index=False))
+    if claim_rows:
+        atomic_write_text(results / "claims.csv", _claims_frame(claim_rows).to_csv(index=False))
     path = results / "REPORT.md"
     atomic_write_text(path, "\n".join(lines))
     return path
 
 
-__all__ = ["write_report", "method_table", "claims", "Interval", "interval", "CONVERGED",
-           "nonfinite_counts", "get_method"]
+__all__ = ["write_report", "method_table", "claims", "evidence", "Interval", "interval",
+           "CONVERGED", "nonfinite_counts", "undefined_counts", "theorem_claim",
+           "pattern_claim", "get_method", "HOLDS", "FAILS", "UNTESTABLE"]

@@ -1,8 +1,10 @@
-"""The report's Figure 3 claim: scored on VGG-16 with trained weights and
-ImageNet patterns only, with the reason when it is not scored."""
+"""The report's Figure 3 claim: judged on VGG-16 with trained weights and
+ImageNet patterns only, "not testable here" with the reason otherwise; other
+networks' spectra are beyond-the-paper rows."""
 import numpy as np
 import pandas as pd
 
+from csc_analyzers.claims import FAILS, HOLDS, UNTESTABLE
 from csc_analyzers.report import pattern_claim
 
 
@@ -18,39 +20,50 @@ def _spectra(network, weights, data, ratios):
 
 
 def _claim(tmp_path, *tables):
+    """The claim's own rows and its beyond-the-paper rows."""
     pd.concat(tables, ignore_index=True).to_csv(tmp_path / "pattern_spectra.csv", index=False)
-    return pattern_claim(tmp_path)
+    rows = pattern_claim(tmp_path)
+    return [r for r in rows if not r.beyond], [r for r in rows if r.beyond]
 
 
 def test_figure3_claim_is_not_scored_on_the_cifar_net(tmp_path):
-    claim, measured, holds = _claim(tmp_path, _spectra("cifar-net", "trained on builtin",
-                                                       "builtin", [8.0, 9.0, 2.0]))
-    assert "VGG-16" in claim
-    assert holds.startswith("not scored") and "VGG-16" in holds
-    assert "2 of 3 layers" in measured and "A\u2299W ratio > W's in 3 of 3" in measured
+    (own,), (beyond,) = _claim(tmp_path, _spectra("cifar-net", "trained on builtin",
+                                                  "builtin", [8.0, 9.0, 2.0]))
+    assert "VGG-16" in own.claim and "VGG-16" in own.scope
+    assert own.verdict == UNTESTABLE and "VGG-16" in own.reason
+    assert "2 of 3 layers" in beyond.evidence and "A\u2299W ratio > W's in 3 of 3" in \
+        beyond.evidence
+    assert beyond.verdict == "" and beyond.outcome == "unlike the paper's statement"
 
 
-def test_figure3_claim_on_random_vgg16_needs_trained_weights(tmp_path):
-    _, measured, holds = _claim(tmp_path, _spectra("vgg16", "random", "photos", [8.0] * 4))
-    assert holds == "not scored: architecture-level, needs trained weights"
-    assert "vgg16 (random weights)" in measured
+def test_figure3_claim_on_random_vgg16_needs_imagenet_weights(tmp_path):
+    (own,), beyond = _claim(tmp_path, _spectra("vgg16", "random", "photos", [8.0] * 4))
+    assert own.verdict == UNTESTABLE and not beyond
+    assert own.reason == ("needs ImageNet weights (random weights here: the measurement is "
+                          "architecture-level)")
+    assert "vgg16 (random weights)" in own.evidence
 
 
 def test_figure3_claim_is_scored_on_trained_vgg16_with_imagenet_patterns(tmp_path):
+    verdict = _claim(tmp_path, _spectra("vgg16", "imagenet", "imagenet",
+                                        [8.0] * 15 + [3.0]))[0][0].verdict
+    assert verdict == HOLDS
     assert _claim(tmp_path, _spectra("vgg16", "imagenet", "imagenet",
-                                     [8.0] * 15 + [3.0]))[2] == "yes"
-    assert _claim(tmp_path, _spectra("vgg16", "imagenet", "imagenet", [3.0] * 4))[2] == "no"
-    holds = _claim(tmp_path, _spectra("vgg16", "imagenet", "photos", [8.0] * 4))[2]
-    assert holds.startswith("not scored") and "ImageNet images" in holds
-    both = _claim(tmp_path, _spectra("vgg16", "imagenet", "imagenet", [8.0] * 4),
-                  _spectra("cifar-net", "trained on builtin", "builtin", [8.0]))[2]
-    assert both.startswith("cifar-net: not scored") and both.endswith("vgg16: yes")
+                                     [3.0] * 4))[0][0].verdict == FAILS
+    (own,), _ = _claim(tmp_path, _spectra("vgg16", "imagenet", "photos", [8.0] * 4))
+    assert own.verdict == UNTESTABLE and "ImageNet images" in own.reason
+    own, beyond = _claim(tmp_path, _spectra("vgg16", "imagenet", "imagenet", [8.0] * 4),
+                         _spectra("cifar-net", "trained on builtin", "builtin", [1.0]))
+    verdicts = {r.network: r.verdict for r in own}
+    assert verdicts == {"cifar-net": UNTESTABLE, "vgg16": HOLDS}
+    # the cifar-net's failing spectrum (beyond the paper) does not change VGG-16's verdict
+    assert [r.network for r in beyond] == ["cifar-net"]
 
 
 def test_old_pattern_tables_are_not_scored(tmp_path):
     pd.DataFrame({"kind": ["layer"], "matrix": ["A"], "ratio": [np.inf],
                   "network": ["vgg16"]}).to_csv(tmp_path / "pattern_spectra.csv", index=False)
-    assert pattern_claim(tmp_path) is None
+    assert pattern_claim(tmp_path) == []
 
 
 def test_reproduction_table_figure_and_claim_of_the_cifar_net(tmp_path):
@@ -68,5 +81,6 @@ def test_reproduction_table_figure_and_claim_of_the_cifar_net(tmp_path):
     table.to_csv(tmp_path / "pattern_spectra.csv", index=False)
     written = make_all_figures(tmp_path, tmp_path / "figures")
     assert [p.name for p in written] == ["fig3_pattern_spectra_cifar-net.png"]
-    claim, measured, holds = pattern_claim(tmp_path)
-    assert holds.startswith("not scored") and "cifar-net (random weights)" in measured
+    own, beyond = [r for r in pattern_claim(tmp_path) if not r.beyond], \
+        [r for r in pattern_claim(tmp_path) if r.beyond]
+    assert own[0].verdict == UNTESTABLE and "cifar-net (random weights)" in beyond[0].evidence

@@ -20,11 +20,10 @@ import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
-from ..integrity import is_nonfinite
 from ..metrics.heatmaps import normalize_abs
 from ..registry import PLAIN
-from .common import (PatternsProvider, analysis_model, build_analyzer, explain, record_recipe,
-                     row, select_for, unit_keys)
+from .common import (PatternsProvider, analysis_model, build_analyzer, explain, map_reason,
+                     record_recipe, row, select_for, unit_keys)
 from .sanity import maps_path, save_maps
 from .store import ResultStore, Shard
 
@@ -92,9 +91,10 @@ def run_class_sensitivity(network, images, masks, labels, image_ids, specs, out,
             map_a = explain(analyzer, images[k], labels[k, 0], spec, image_id=key[2])
             map_b = explain(analyzer, images[k], labels[k, 1], spec, image_id=key[2])
             scores = class_sensitivity_scores(map_a, map_b, masks[k, 0])
-            bad = is_nonfinite(map_a) or is_nonfinite(map_b)
+            # a constant map has an L1 difference and relevance shares; a zero map has not
+            bad, reason = map_reason(map_a, map_b, image=images[k], constant_undefined=False)
             rows = [row(network.name, method, key[2], EXPERIMENT, 0, "logits", metric, value, seed,
-                        nonfinite=bad)
+                        nonfinite=bad, undefined=reason)
                     for metric, value in scores.items()]
             if key[2] in keep_maps:
                 save_maps(maps_path(out, EXPERIMENT, key), maps=np.stack([map_a, map_b]),

@@ -12,6 +12,7 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 
 from ..factory import analyzers as ANALYZERS
 from ..factory import create_analyzer
+from ..integrity import UNDEFINED_SCORE, undefined_reason
 from ..logits import logit_model
 from ..metrics.heatmaps import postprocess
 from ..registry import PLAIN, MethodSpec, effective_recipe
@@ -20,7 +21,7 @@ from ..registry import PLAIN, MethodSpec, effective_recipe
 PatternsProvider = Callable[[object], object]
 
 ROW_COLUMNS = ("network", "method", "image_id", "experiment", "level", "layer",
-               "metric", "value", "seed", "nonfinite")
+               "metric", "value", "seed", "nonfinite", "undefined")
 
 
 @dataclass
@@ -167,6 +168,15 @@ def explain(analyzer, image, target: int, spec: MethodSpec, *,
     return postprocess(np.asarray(out)[0], method=spec.postprocess)
 
 
+def map_reason(*maps, image=None, constant_undefined: bool = True) -> tuple:
+    """``(nonfinite, undefined)`` of the rows scored from ``maps`` of
+    ``image``: whether a map (or the image) held NaN/Inf, and the reason of
+    :func:`~csc_analyzers.integrity.undefined_reason` ("" if defined)."""
+    reason = undefined_reason(*maps, inputs=image, constant_undefined=constant_undefined)
+    nonfinite = any(not np.isfinite(np.asarray(m, dtype=np.float64)).all() for m in maps)
+    return nonfinite or reason == "nan input", reason
+
+
 def random_class(true_class: int, n_classes: int, *, seed: int, image_id: int) -> int:
     """A class drawn uniformly from the ``n_classes - 1`` classes other than
     ``true_class``, with an rng seeded by ``(seed, image_id)``."""
@@ -185,15 +195,21 @@ def unit_keys(network_name: str, specs: Sequence[MethodSpec], image_ids) -> list
 
 
 def row(network, method, image_id, experiment, level, layer, metric, value, seed, *,
-        nonfinite: bool = False) -> dict:
+        nonfinite: bool = False, undefined: str = "") -> dict:
     """One table row; ``nonfinite`` is True if ``value`` is NaN/Inf or the
-    caller flags it (e.g. a map behind the value held NaN/Inf)."""
+    caller flags it (e.g. a map behind the value held NaN/Inf). ``undefined``
+    is why the row is not scored (:func:`~csc_analyzers.integrity.undefined_reason`
+    of its maps: "zero map", "overflow", ...), "" if it is; a NaN/Inf value
+    without a reason from its maps gets ``"undefined score"``."""
     value = float(value)
     flag = bool(nonfinite) or not np.isfinite(value)
+    reason = str(undefined or "")
+    if not reason and not np.isfinite(value):
+        reason = UNDEFINED_SCORE
     return dict(zip(ROW_COLUMNS, (network, method, int(image_id), experiment, int(level),
-                                  layer, metric, value, int(seed), flag)))
+                                  layer, metric, value, int(seed), flag, reason)))
 
 
 __all__ = ["ModelNetwork", "PatternsProvider", "ROW_COLUMNS", "select_for", "analysis_model",
            "build_analyzer", "analyzer_key", "record_recipe", "image_id_options", "explain",
-           "random_class", "unit_keys", "row"]
+           "random_class", "unit_keys", "row", "map_reason"]

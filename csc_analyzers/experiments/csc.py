@@ -36,6 +36,7 @@ from tensorflow.keras import layers as klayers
 
 from ..convergence import derivation_matrices, location_singular_value_ratios
 from ..injection import INPUT, LayerNames
+from ..integrity import NAN_INPUT, NAN_MAP, OVERFLOW, ZERO_MAP, undefined_reason
 from ..metrics.csc import (BIN_EDGES, PERCENTILES, abs_cos_histogram, histogram_percentiles,
                            pairwise_cosine, random_baseline)
 from ..registry import PLAIN, MethodSpec, effective_recipe
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "csc"
 TABLE_COLUMNS = ("network", "method", "injection_layer", "layer", "layer_index",
-                 "statistic", "value", "n_images", "n_vectors", "nonfinite")
+                 "statistic", "value", "n_images", "n_vectors", "nonfinite", "undefined")
 HISTOGRAM_COLUMNS = ("network", "method", "injection_layer", "injection_layer_index",
                      "layer", "layer_index", "bin",
                      "bin_low", "bin_high", "count", "n_images", "n_vectors")
@@ -132,6 +133,7 @@ def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,
     rows = []
 
     bad_maps = set()  # (injection, layer) whose propagated relevance holds NaN/Inf
+    reasons = {}  # (injection, layer) -> why its relevance is undefined (zero, overflow, NaN)
 
     def add(injection, layer, statistic, value, bin_index=-1):
         value = float(value)
@@ -139,7 +141,8 @@ def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,
                      "injection_layer": injection, "layer": layer,
                      "layer_index": layer_index[layer], "statistic": statistic,
                      "bin": bin_index, "value": value, "n_vectors": n_vectors,
-                     "nonfinite": (injection, layer) in bad_maps or not np.isfinite(value)})
+                     "nonfinite": (injection, layer) in bad_maps or not np.isfinite(value),
+                     "undefined": reasons.get((injection, layer), "")})
 
     for position, injection in enumerate(plan.injection_layers):
         lower = list(plan.lower_layers[injection])
@@ -150,6 +153,9 @@ def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,
         for layer in lower:
             if not np.isfinite(relevances[layer]).all():
                 bad_maps.add((injection, layer))
+            reason = undefined_reason(relevances[layer], inputs=x, constant_undefined=False)
+            if reason:
+                reasons[(injection, layer)] = reason
             cos = pairwise_cosine(relevances[layer])
             finite = np.abs(cos[np.isfinite(cos)])
             counts = abs_cos_histogram(cos)
@@ -187,6 +193,23 @@ def _flags(frame: pd.DataFrame) -> pd.Series:
     return frame["nonfinite"].astype(str).str.lower().isin(("true", "1"))
 
 
+def _group_reason(group: pd.DataFrame, flagged: bool) -> str:
+    """The ``undefined`` reason of an aggregated row: the first NaN/Inf reason
+    of its units if it is flagged; "zero map" if every image's relevance at
+    the layer was all zeros (no defined cosine at all); else "" (an image
+    with zero relevance only adds undefined cosines, counted by
+    ``undefined_fraction``, and leaves the pooled median defined)."""
+    if "undefined" not in group.columns:
+        return ""
+    per_image = group.groupby("image")["undefined"].first().fillna("").astype(str)
+    nonfinite = sorted(set(per_image) & {NAN_INPUT, OVERFLOW, NAN_MAP})
+    if flagged and nonfinite:
+        return nonfinite[0]
+    if len(per_image) and (per_image == ZERO_MAP).all():
+        return ZERO_MAP
+    return ""
+
+
 def aggregate(units: pd.DataFrame, *,
               percentiles: Sequence[float] = PERCENTILES) -> pd.DataFrame:
     """The tidy table from the unit rows: pooled median and percentiles of
@@ -203,12 +226,14 @@ def aggregate(units: pd.DataFrame, *,
         n_vectors = int(group["n_vectors"].iloc[0])
         stat = group.groupby("statistic")["value"]
         flagged = bool(_flags(group).any())
+        reason = _group_reason(group, flagged)
 
         def emit(statistic, value):
             value = float(value)
             out.append({**base, "statistic": statistic, "value": value,
                         "n_images": n_images, "n_vectors": n_vectors,
-                        "nonfinite": flagged or not np.isfinite(value)})
+                        "nonfinite": flagged or not np.isfinite(value),
+                        "undefined": reason})
 
         counts = np.zeros(len(BIN_EDGES) - 1)
         binned = group[group["statistic"] == "count"]
@@ -253,7 +278,7 @@ def baseline_rows(network, *, seed: int) -> list:
         rows.append({"network": network.name, "method": BASELINE_METHOD,
                      "injection_layer": "", "layer": layer, "layer_index": index,
                      "statistic": "median", "value": value, "n_images": 0,
-                     "n_vectors": 2, "nonfinite": not np.isfinite(value),
+                     "n_vectors": 2, "nonfinite": not np.isfinite(value), "undefined": "",
                      "histogram": layer in hist_layers})
     return rows
 

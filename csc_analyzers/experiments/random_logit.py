@@ -10,11 +10,10 @@ import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
-from ..integrity import is_nonfinite
 from ..metrics.ssim import similarity_scores
 from ..registry import PLAIN
-from .common import (PatternsProvider, analysis_model, build_analyzer, explain, random_class,
-                     record_recipe, row, select_for, unit_keys)
+from .common import (PatternsProvider, analysis_model, build_analyzer, explain, map_reason,
+                     random_class, record_recipe, row, select_for, unit_keys)
 from .sanity import maps_path, save_maps
 from .store import ResultStore, Shard
 
@@ -55,9 +54,10 @@ def run_random_logit(network, images, labels, image_ids, specs, out, *, seed: in
             other_map = explain(analyzer, images[k], other, spec, image_id=key[2])
             scores = similarity_scores(true_map, other_map, percentile=spec.ssim_percentile)
             scores["random_class"] = other
-            bad = is_nonfinite(true_map) or is_nonfinite(other_map)
+            bad, reason = map_reason(true_map, other_map, image=images[k])
             rows = [row(network.name, method, key[2], EXPERIMENT, 0, "logits", metric, value, seed,
-                        nonfinite=bad and metric != "random_class")
+                        nonfinite=bad and metric != "random_class",
+                        undefined=reason if metric != "random_class" else "")
                     for metric, value in scores.items()]
             if key[2] in keep_maps:
                 save_maps(maps_path(out, EXPERIMENT, key), maps=np.stack([true_map, other_map]),

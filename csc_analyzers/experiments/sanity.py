@@ -36,11 +36,10 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 from innvestigate.analyzer.network_base import AnalyzerNetworkBase
 from innvestigate.analyzer.wrapper import WrapperBase
 
-from ..integrity import is_nonfinite
 from ..metrics.ssim import similarity_scores
 from ..registry import PLAIN
-from .common import (PatternsProvider, analysis_model, build_analyzer, explain, record_recipe,
-                     row, select_for, unit_keys)
+from .common import (PatternsProvider, analysis_model, build_analyzer, explain, map_reason,
+                     record_recipe, row, select_for, unit_keys)
 from .randomization import Randomizer, randomization_levels, weight_layers
 from .store import ResultStore, Shard, unit_filename
 
@@ -186,9 +185,11 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
                     for level in levels:
                         scores = similarity_scores(stack[level.index], stack[0],
                                                    percentile=spec.ssim_percentile)
-                        bad = is_nonfinite(stack[0]) or is_nonfinite(stack[level.index])
+                        bad, reason = map_reason(stack[0], stack[level.index],
+                                                 image=images[position[key[2]]])
                         rows.extend(row(network.name, method, key[2], experiment, level.index,
-                                        level.layer, metric, value, seed, nonfinite=bad)
+                                        level.layer, metric, value, seed, nonfinite=bad,
+                                        undefined=reason)
                                     for metric, value in scores.items())
                     if key[2] in keep_maps:
                         save_maps(maps_path(out, experiment, key), maps=np.stack(stack),
