@@ -1,6 +1,8 @@
 """``alpha_beta_bias``: the two bias conventions of the alpha-beta rule, each
 against a numpy reference on a Dense and a Conv2D layer with bias, and the
 option's validation, reach and save / load."""
+import contextlib
+
 import numpy as np
 import pytest
 from tensorflow import keras
@@ -211,3 +213,34 @@ def test_split_refuses_a_layer_it_cannot_compute():
                                              alpha_beta_bias="split", disable_model_checks=True)
     with pytest.raises(ValueError, match="upconv"):
         analyzer.analyze(x)
+
+
+def _excitation_sums(model, canonize):
+    x = np.random.default_rng(5).normal(size=(3, 12, 12, 3)).astype("float32")
+    with _maybe_warns(canonize):
+        analyzer = csc_analyzers.create_analyzer("excitation_backprop", model, canonize=canonize)
+    return analyzer.analyze(x).reshape(len(x), -1).sum(axis=1)
+
+
+def _maybe_warns(canonize):
+    if canonize:
+        return contextlib.nullcontext()
+    return pytest.warns(UserWarning, match="canonize=True")
+
+
+def test_excitation_backprop_conservation_as_documented():
+    """Zero biases and BN shifts, BN scales of both signs: Excitation BP sums
+    to 1 with BN folded (canonize=True) and loses relevance through the BN
+    layers (with a warning); with positive scales both modes sum to 1."""
+    mixed = small_resnet(seed=1, zero_shifts=True)
+    np.testing.assert_allclose(_excitation_sums(mixed, True), 1.0, rtol=1e-5)
+    through_bn = _excitation_sums(mixed, False)
+    assert (through_bn <= 1 + 1e-5).all() and through_bn.min() < 0.99
+    positive = small_resnet(seed=1, zero_shifts=True, positive_scales=True)
+    for canonize in (False, True):
+        np.testing.assert_allclose(_excitation_sums(positive, canonize), 1.0, rtol=1e-5)
+    # with BN shifts and biases the folded network loses only the relevance of
+    # units positive by their bias alone: less than through the BN layers
+    shifted = small_resnet(seed=0)
+    folded, unfolded = _excitation_sums(shifted, True), _excitation_sums(shifted, False)
+    assert (folded <= 1 + 1e-5).all() and (unfolded < folded).all()
