@@ -30,6 +30,8 @@ from .registry import ALL_METHODS, RECIPES, get_method
 CONVERGED = 0.99
 PAPER_NON_CONVERGING = ("LRP-z", "DeepLIFT Rev.C.", "DeepLIFT Resc.", "Gradient", "SmoothGrad")
 NEEDS_TRAINED = "needs trained weights"
+NO_POSITIVE_CONTROL = ("not decidable here: the reference methods' gap interval does not lie "
+                       "above 0, so this network shows no class sensitivity to compare with")
 SSIM_RECIPE = SSIM_RECIPES["paper"]
 SSIM_METRIC = SSIM_RECIPE.metric  # "ssim_paper"
 SSIM_NOTE = ("SSIM: the paper's recipe (metric ssim_paper): each map is normalised by its "
@@ -47,7 +49,8 @@ CLASS_NOTE = ("Class sensitivity (two-object images): mask gap = share of the re
               "without any), 'abs' the absolute relevance (defined for every finite "
               "non-zero map). The claim on LRP a1b0 uses the abs gap and holds when its "
               "interval reaches down to 0 or lies wholly below the pooled interval of the "
-              "reference methods (DeepLIFT Resc., LRP-z, Gradient).")
+              "reference methods (DeepLIFT Resc., LRP-z, Gradient); it is not decidable "
+              "when the reference interval does not lie above 0.")
 
 
 @dataclass
@@ -258,12 +261,15 @@ def claims(results: Path, network, methods: pd.DataFrame, *, trained: bool,
         ref = [m for m in ("DeepLIFT Resc.", "LRP-z", "Gradient") if m in sensitivity]
         b = _pooled(sensitivity, ref, seed) if ref else Interval(np.nan, np.nan, np.nan, 0)
         # decided by the intervals: insensitive when LRP a1b0's interval reaches
-        # down to 0 or lies wholly below the reference methods' interval
+        # down to 0 or lies wholly below the reference methods' interval; not
+        # decidable when the references themselves show no class sensitivity
         insensitive = a.low <= 0 or (b.n > 0 and a.high < b.low)
+        verdict = (NO_POSITIVE_CONTROL if b.n > 0 and not b.low > 0
+                   else _holds(insensitive, trained))
         out.append(("LRP a1b0 is class-insensitive: explaining the other object's class "
                     "hardly moves the relevance (Figure 1b-e).",
                     f"|relevance| mask gap LRP a1b0: {a}; {', '.join(ref)}: {b}",
-                    _holds(insensitive, trained)))
+                    verdict))
     return out
 
 

@@ -373,3 +373,12 @@ def test_theorem_claim_verdicts_and_numbers(tmp_path):
                              "row-stochastic": [900.0, 1e9, 800.0]})
     _, measured, holds = theorem_claim(tmp_path)
     assert holds == "no" and "non-negative min 9.00e+02" in measured
+
+
+def test_class_sensitivity_claim_not_decidable_without_sensitive_references(tmp_path, network):
+    """References whose gap interval reaches 0: the network shows no class
+    sensitivity, so LRP a1b0's gap, near 0 or not, decides nothing."""
+    csc_table(tmp_path, CONVERGED_CSC)
+    class_table(tmp_path, {"LRP a1b0": [0.01, 0.02, 0.015], "Gradient": [-0.01, 0.0, 0.01],
+                           "LRP-z": [-0.02, 0.005]})
+    assert claim_of(tmp_path, network, CLASS)[2].startswith("not decidable here")
