@@ -103,8 +103,8 @@ class Evidence:
     median CSC after the first convolution (``layer``) and at the input;
     ``csc_images``: the images behind the CSC medians (pooled over every
     location and vector pair of them; 0: unknown); ``logit`` / ``top`` /
-    ``gap``: per-image random-logit SSIM, top-layer SSIM, class mask gap (rows
-    with undefined maps already left out)."""
+    ``gap``: per-image random-logit SSIM, top-layer SSIM, sign-agnostic class
+    mask gap ``abs_mask_gap`` (rows with undefined maps already left out)."""
 
     network: str
     trained: bool
@@ -130,7 +130,10 @@ class Evidence:
         return [m for m, v in self.csc_conv.items() if np.isfinite(v) and v < CONVERGED]
 
 
-Outcome = Optional[tuple]  # (holds: bool, evidence text) or None: nothing measured
+# (holds, evidence text) or None (nothing measured); holds is True, False, or None
+# when the measurement cannot decide the claim (the text then says why)
+Outcome = Optional[tuple]
+NOT_DECIDABLE = "not decidable here"
 
 
 @dataclass(frozen=True)
@@ -246,14 +249,25 @@ def _ssim_cluster(per_image: Callable[[Evidence], dict]):
 
 
 def class_insensitive(ev: Evidence, methods) -> Outcome:
+    """``methods[0]`` is class-insensitive, judged by bootstrap intervals of the
+    sign-agnostic mask gap (``abs_mask_gap``): it holds when the subject's
+    interval reaches down to 0 or lies wholly below the pooled interval of the
+    reference methods (``methods[1:]``); undecidable (None) when the reference
+    interval does not lie above 0, i.e. the network shows no class
+    sensitivity for the test to compare with."""
     subject = methods[0]
     if subject not in ev.gap:
         return None
     a = interval(ev.gap[subject], seed=ev.seed)
     ref = [m for m in methods[1:] if m in ev.gap]
     b = _pooled(ev.gap, ref, ev.seed) if ref else Interval(np.nan, np.nan, np.nan, 0)
-    return (a.median < (b.median if b.n else 0.1),
-            f"mask gap {subject}: {a}; {', '.join(ref)}: {b}")
+    text = f"|relevance| mask gap {subject}: {a}; {', '.join(ref) or 'no reference'}: {b}"
+    if a.n == 0:
+        return None
+    if b.n > 0 and not b.low > 0:
+        return None, (text + "; the reference methods' interval does not lie above 0, so "
+                      "this network shows no class sensitivity to compare with")
+    return bool(a.low <= 0 or (b.n > 0 and a.high < b.low)), text
 
 
 # -- the claims -------------------------------------------------------------------------
@@ -315,6 +329,8 @@ def untrained_reason(network: str) -> str:
 
 
 def _outcome(result) -> str:
+    if result[0] is None:
+        return NOT_DECIDABLE
     return AGREES if result[0] else DIFFERS
 
 
@@ -351,6 +367,10 @@ def judge(spec: ClaimSpec, ev: Evidence) -> list:
                              reason=untrained_reason(ev.network),
                              evidence=f"architecture-level (random weights): {result[1]}",
                              **base))
+    elif result[0] is None:
+        rows.append(ClaimRow(scope=scope_text(spec, ev.network), verdict=UNTESTABLE,
+                             reason=f"{NOT_DECIDABLE}: the measurement cannot decide it",
+                             evidence=result[1], **base))
     else:
         rows.append(ClaimRow(scope=scope_text(spec, ev.network),
                              verdict=HOLDS if result[0] else FAILS, reason="",

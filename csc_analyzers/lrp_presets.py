@@ -7,6 +7,15 @@ classes are those presets with that epsilon as default, relevance injection
 (``propagate``), and ``BatchNormalization`` passed through the convolution
 rule. :meth:`_rule_for_residual_layer` tells rule-aware ``Add``/BN mappings to
 follow the convolution rule too.
+
+The alpha-beta rule puts the full bias of a convolution (and a BN shift) into
+both the activator's and the inhibitor's denominator, as innvestigate and the
+paper's code do; ``alpha_beta_bias="split"`` (an option of every LRP analyzer,
+see :class:`residual_support.ResidualRulesMixin`) gives the positive part to
+the activator and the negative part to the inhibitor instead (Zennit's
+convention). On the CIFAR net the maps of the two conventions differ by a
+median relative L2 of about 8 % (a1b0) and 54 % (a2b1) over 8 built-in images
+(``scripts/measure_rule_conventions.py``).
 """
 from __future__ import annotations
 

@@ -220,7 +220,10 @@ EXTRA_METHODS: tuple = (
     MethodSpec("Contrastive LRP", "lrp.contrastive", color="#e7969c", marker="3"),
     MethodSpec("Contrastive LRP (no max)", "lrp.contrastive", {"use_max": False},
                color="#7b4173", marker="4"),
-    MethodSpec("LRP z+", "lrp.z_plus", color="#a55194", marker="+"),
+    MethodSpec("LRP z+", "lrp.z_plus", color="#a55194", marker="+",
+               note="alpha1-beta0 without bias from the logit; through BatchNormalization "
+                    "the map sums to less than the logit unless canonize=True (see "
+                    "csc_analyzers.excitation)"),
     MethodSpec("Integrated Gradients", "integrated_gradients",
                color="#636363", marker=".", linestyle="-.",
                note="an attribution (x - x0) * mean gradient that sums to about "

@@ -38,7 +38,6 @@ from .integrity import NONFINITE, count_undefined, flag_nonfinite
 from .metrics.ssim import RECIPES as SSIM_RECIPES
 from .registry import ALL_METHODS, RECIPES, get_method
 
-PAPER_NON_CONVERGING = ("LRP-z", "DeepLIFT Rev.C.", "DeepLIFT Resc.", "Gradient", "SmoothGrad")
 SSIM_RECIPE = SSIM_RECIPES["paper"]
 SSIM_METRIC = SSIM_RECIPE.metric  # "ssim_paper"
 SSIM_NOTE = ("SSIM: the paper's recipe (metric ssim_paper): each map is normalised by its "
@@ -49,6 +48,16 @@ SSIM_NOTE = ("SSIM: the paper's recipe (metric ssim_paper): each map is normalis
              "random class). A constant or all-zero map has no SSIM (NaN): its rows are "
              "flagged with the reason and counted under undefined maps. The "
              "result tables also hold ssim_standard (high end -> 1, data_range 1).")
+
+
+CLASS_NOTE = ("Class sensitivity (two-object images): mask gap = share of the relevance "
+              "inside object A's mask when explaining A minus the same share when "
+              "explaining B; 'positive' uses the positive relevance (undefined for a map "
+              "without any), 'abs' the absolute relevance (defined for every finite "
+              "non-zero map). The claim on LRP a1b0 uses the abs gap and holds when its "
+              "interval reaches down to 0 or lies wholly below the pooled interval of the "
+              "reference methods (DeepLIFT Resc., LRP-z, Gradient); it is not decidable "
+              "when the reference interval does not lie above 0.")
 
 
 def _read(results: Path, name: str) -> pd.DataFrame:
@@ -158,6 +167,7 @@ def method_table(results: Path, network, *, seed: int) -> pd.DataFrame:
     logit_ssim = per_image(logit, network.name, SSIM_METRIC)
     top_ssim = per_image(sanity, network.name, SSIM_METRIC, level=1)
     gap = per_image(sensitivity, network.name, "mask_gap")
+    abs_gap = per_image(sensitivity, network.name, "abs_mask_gap")
     l1 = per_image(sensitivity, network.name, "l1_mean")
     undefined = undefined_counts([csc, sanity, logit, sensitivity])
     bad = undefined.groupby("method")["rows"].sum().to_dict() if len(undefined) else {}
@@ -172,6 +182,7 @@ def method_table(results: Path, network, *, seed: int) -> pd.DataFrame:
             "random_logit_ssim": interval(logit_ssim.get(name, []), seed=seed),
             "top_layer_ssim": interval(top_ssim.get(name, []), seed=seed),
             "class_mask_gap": interval(gap.get(name, []), seed=seed),
+            "class_abs_gap": interval(abs_gap.get(name, []), seed=seed),
             "class_l1": interval(l1.get(name, []), seed=seed),
             "undefined_maps": int(bad.get(name, 0)),
             "verdict": ("n/a (no CSC)" if not np.isfinite(conv_value) else
@@ -204,7 +215,7 @@ def evidence(results: Path, network, methods: pd.DataFrame, *, trained: bool,
         logit=per_image(_read(results, "random_logit.csv"), network.name, SSIM_METRIC),
         top=per_image(_read(results, "sanity_cascading.csv"), network.name, SSIM_METRIC,
                       level=1),
-        gap=per_image(_read(results, "class_sensitivity.csv"), network.name, "mask_gap"),
+        gap=per_image(_read(results, "class_sensitivity.csv"), network.name, "abs_mask_gap"),
         seed=seed)
 
 
@@ -312,12 +323,13 @@ def pattern_claim(results: Path) -> list:
 
 def _method_markdown(methods: pd.DataFrame) -> list:
     lines = ["| method | CSC after first conv | CSC at input | random-logit SSIM (paper) | "
-             "top-layer SSIM (paper) | class mask gap | undefined maps | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+             "top-layer SSIM (paper) | class mask gap (positive) | class mask gap (abs) | "
+             "undefined maps | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in methods.itertuples():
         lines.append(f"| {row.method} | {row.csc_first_conv:.6f} | {row.csc_input:.6f} | "
                      f"{row.random_logit_ssim} | {row.top_layer_ssim} | {row.class_mask_gap} | "
-                     f"{row.undefined_maps} | {row.verdict} |")
+                     f"{row.class_abs_gap} | {row.undefined_maps} | {row.verdict} |")
     return lines
 
 
@@ -388,6 +400,7 @@ def write_report(results, *, settings, networks: dict, figures: Sequence, wall_t
         verdict_frames.append(methods.assign(network=name).astype({"random_logit_ssim": str,
                                                                    "top_layer_ssim": str,
                                                                    "class_mask_gap": str,
+                                                                   "class_abs_gap": str,
                                                                    "class_l1": str}))
         lines += [f"## {name}", "",
                   f"Weights: {network.weights}. Data: {info.get('data', settings.data)}, "
@@ -418,6 +431,7 @@ def write_report(results, *, settings, networks: dict, figures: Sequence, wall_t
     lines += ["Verdict: *converges* when the median CSC after the first convolution "
               f"(relevance randomised at the top layer) is >= {CONVERGED}. Intervals: median "
               "over images [0.5, 99.5 percentile of 10,000 bootstrap medians] (n images).", "",
+              CLASS_NOTE, "",
               SSIM_NOTE, ""]
     if verdict_frames:
         verdicts = pd.concat(verdict_frames, ignore_index=True)

@@ -46,7 +46,7 @@ class Settings:
     methods: Sequence[MethodSpec] = ()
     n_images: int = 24
     n_vectors: int = 5
-    n_composites: int = 8
+    n_composites: int = 64
     n_pattern_images: int = 1024
     seed: int = 0
     out: Path = Path("results")

@@ -23,7 +23,12 @@
    also when padding sits between it and the input (ResNet-50's ``conv1``);
 5. with ``add_relevance_clip=(low, high)``, clips the relevance leaving every
    ``Add`` layer (the relevance of each of its inputs) to [low, high], as the
-   paper's code did on ResNet-50 with (0, 1000) (:func:`check_add_relevance_clip`).
+   paper's code did on ResNet-50 with (0, 1000) (:func:`check_add_relevance_clip`);
+6. with ``alpha_beta_bias="split"``, the alpha-beta family gives the positive
+   part of a layer's bias to the activator and the negative part to the
+   inhibitor (Zennit's convention) instead of the full bias to both
+   (``"shared"``, the default: innvestigate's and the paper's convention);
+   see :mod:`residual_support.rules`.
 
 :class:`GradientResidualMixin` is the counterpart for gradient-type analyzers
 (Gradient, Guided Backprop, Deconvnet and their subclasses): the model check,
@@ -31,6 +36,7 @@ and ``Deconvnet``'s rectification on separate ``ReLU`` layers.
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 from . import _tf  # noqa: F401  (graph mode first)
@@ -47,7 +53,7 @@ from tensorflow.keras import layers as klayers
 
 from .layers import check_model, is_first_kernel_layer, nonnegative_inputs
 from .linear import AddView, BatchNormView, KernelView, PoolView
-from .rules import Z_PLUS, ResidualRule, RuleSpec, describe_rule
+from .rules import Z_PLUS, ResidualRule, RuleSpec, check_bias_convention, describe_rule
 
 #: Priority of the residual mappings among innvestigate's conditional mappings
 #: (innvestigate's own use -1, bounded DTD's first layer 10).
@@ -141,14 +147,29 @@ class ResidualRulesMixin:
     clipped: an input that also feeds other layers (an identity shortcut)
     adds the unclipped relevance from those layers. Default None: the maps
     are those of the analyzer without this option, bit for bit.
+
+    ``alpha_beta_bias``: the bias convention of every alpha-beta rule the
+    analyzer applies (on Dense / Conv layers and through ``Add`` /
+    ``BatchNormalization``): ``"shared"`` (default) puts the layer's full
+    bias b into both the activator's and the inhibitor's denominator, as
+    innvestigate 2.1.2 and the paper's code do; ``"split"`` puts b+ = max(b, 0)
+    into the activator's and b- = min(b, 0) into the inhibitor's, as the
+    textbook rule (the bias as one more input) and Zennit do. It changes
+    nothing for rules that ignore the bias (z+, Excitation BP, contrastive
+    LRP, Deep Taylor) and for non-alpha-beta rules (the CMP presets' epsilon
+    rule on Dense layers). With "split", a Dense / Conv layer the fast rule
+    cannot compute (channels_first, transposed or separable convolutions)
+    raises ValueError instead of falling back to innvestigate's rule.
     """
 
-    def __init__(self, model, *args, add_relevance_clip=None, **kwargs):
+    def __init__(self, model, *args, add_relevance_clip=None, alpha_beta_bias="shared",
+                 **kwargs):
         if not isinstance(self, (LRP, DeepTaylor)):
             raise TypeError(f"{type(self).__name__}: ResidualRulesMixin needs an "
                             "innvestigate LRP or DeepTaylor class after it in the bases")
         self._add_relevance_clip = check_add_relevance_clip(add_relevance_clip,
                                                             _method_name(self))
+        self._alpha_beta_bias = check_bias_convention(alpha_beta_bias, _method_name(self))
         if not kwargs.get("disable_model_checks", False):
             check_model(model, _method_name(self))
         self._residual_probes = {}
@@ -157,13 +178,16 @@ class ResidualRulesMixin:
     def _get_state(self):
         state = super()._get_state()
         state["add_relevance_clip"] = self._add_relevance_clip
+        state["alpha_beta_bias"] = self._alpha_beta_bias
         return state
 
     @classmethod
     def _state_to_kwargs(cls, state):
         clip = state.pop("add_relevance_clip", None)
+        bias_convention = state.pop("alpha_beta_bias", "shared")
         kwargs = super()._state_to_kwargs(state)
         kwargs["add_relevance_clip"] = clip
+        kwargs["alpha_beta_bias"] = bias_convention
         return kwargs
 
     def analyze(self, X, *args, **kwargs):
@@ -219,11 +243,16 @@ class ResidualRulesMixin:
         return self._residual_probes[kind]
 
     def _describe(self, rule) -> RuleSpec:
-        """:func:`describe_rule`, once per rule of this analyzer."""
+        """:func:`describe_rule`, once per rule of this analyzer, with the
+        analyzer's bias convention for an alpha-beta rule that uses the bias."""
         cache = self.__dict__.setdefault("_residual_specs", {})
         key = rule if isinstance(rule, (str, type, RuleSpec)) else id(rule)
         if key not in cache:
-            cache[key] = describe_rule(rule, self._probe("dense"))
+            spec = describe_rule(rule, self._probe("dense"))
+            convention = getattr(self, "_alpha_beta_bias", "shared")
+            if spec.kind == "alpha_beta" and spec.bias and spec.bias_convention != convention:
+                spec = dataclasses.replace(spec, bias_convention=convention)
+            cache[key] = spec
         return cache[key]
 
     def _residual_spec(self, layer) -> RuleSpec:
@@ -291,6 +320,12 @@ class ResidualRulesMixin:
         fast = self._fast_kernel_mapping(layer, spec) if spec is not None else None
         if fast is not None:
             return fast
+        if (spec is not None and spec.kind == "alpha_beta" and spec.bias
+                and spec.bias_convention != "shared" and getattr(layer, "use_bias", False)):
+            raise ValueError(
+                f"{_method_name(self)}: alpha_beta_bias={spec.bias_convention!r} is computed "
+                f"only for Dense / Conv layers (channels last); layer {layer.name!r} "
+                f"({type(layer).__name__}) would get innvestigate's shared bias")
         if isinstance(rule, str):
             rule = LRP_RULES[rule]
         return rule(layer, reverse_state).apply

@@ -10,10 +10,17 @@ chosen by the rule:
 
 - z (epsilon): one term, W and x (innvestigate's ZRule / EpsilonRule);
 - alpha-beta: activator terms W+ x+ and W- x-, inhibitor terms W- x+ and
-  W+ x-, each with the full bias in Z, combined as alpha*act - beta*inh
-  (innvestigate's AlphaBetaRule). When the inputs are non-negative by
-  construction (after a ReLU) the x- terms are zero and are not built; with
-  beta = 0 the inhibitor pass is not built;
+  W+ x-, combined as alpha*act - beta*inh. Where the layer's bias goes is
+  the rule's *bias convention* (:data:`BIAS_CONVENTIONS`): ``"shared"``
+  (default) puts the full bias b in both the activator's and the
+  inhibitor's Z, as innvestigate's AlphaBetaRule does and the paper's code
+  used; ``"split"`` gives b+ = max(b, 0) to the activator and
+  b- = min(b, 0) to the inhibitor (Bach et al. 2015's rule with the bias as
+  an extra input; Zennit's AlphaBeta), so the activator's Z is >= 0 and the
+  inhibitor's <= 0 and neither crosses zero. A Z that is exactly 0 gives
+  relevance 0 in both. When the inputs are non-negative by construction
+  (after a ReLU) the x- terms are zero and are not built; with beta = 0 the
+  inhibitor pass is not built;
 - z+ (= alpha 1, beta 0, no bias) and innvestigate's ZPlusFast (W+ x);
 - bounded (DTD's z^B): W x - W+ low - W- high;
 - W**2 and flat: ``R_x = W_sq^T (R / (W_sq 1))`` (:func:`square_rule`).
@@ -33,11 +40,27 @@ import innvestigate.backend.graph as igraph
 import tensorflow as tf
 
 KINDS = ("z", "epsilon", "alpha_beta", "zplus_fast", "bounded", "w_square", "flat")
+#: Where the alpha-beta rule puts the bias: "shared" (full b in the activator's
+#: and the inhibitor's Z; innvestigate, the paper) or "split" (b+ / b-).
+BIAS_CONVENTIONS = ("shared", "split")
+
+
+def check_bias_convention(value, method: str = "alpha-beta rule") -> str:
+    """``value`` if it is one of :data:`BIAS_CONVENTIONS`; a ValueError naming
+    ``method`` and the value otherwise."""
+    if not isinstance(value, str) or value not in BIAS_CONVENTIONS:
+        raise ValueError(
+            f"{method}: alpha_beta_bias={value!r} is not a bias convention; valid: "
+            "'shared' (full bias in the activator's and the inhibitor's denominator, "
+            "innvestigate / the paper) or 'split' (positive part of the bias to the "
+            "activator, negative part to the inhibitor, as Zennit)")
+    return value
 
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """A rule and its parameters; ``bias`` puts the layer's bias into Z."""
+    """A rule and its parameters; ``bias`` puts the layer's bias into Z,
+    ``bias_convention`` (alpha-beta only) says how: see :data:`BIAS_CONVENTIONS`."""
 
     kind: str
     epsilon: float = 1e-7
@@ -46,10 +69,12 @@ class RuleSpec:
     bias: bool = True
     low: float = -1.0
     high: float = 1.0
+    bias_convention: str = "shared"
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"unknown rule kind {self.kind!r}; valid: {KINDS}")
+        check_bias_convention(self.bias_convention)
 
 
 Z = RuleSpec("z")
@@ -76,9 +101,11 @@ def _epsilon_divide(epsilon):
     return divide
 
 
-def redistribute(view, terms, relevance, *, bias: bool, divide=_safe_divide):
+def redistribute(view, terms, relevance, *, bias: bool, divide=_safe_divide,
+                 bias_part: str = "all"):
     """Relevance of the inputs for ``terms`` = [(part, xs, sign), ...]:
-    ``R_x = sum_t sign_t x_t * W_t^T (R / Z)``, ``Z = sum_t sign_t W_t x_t (+ b)``.
+    ``R_x = sum_t sign_t x_t * W_t^T (R / Z)``, ``Z = sum_t sign_t W_t x_t (+ b)``;
+    ``bias_part`` "pos" / "neg" puts only max(b, 0) / min(b, 0) into Z.
     Returns one tensor per input (summed over the terms)."""
     outputs = []
     for part, xs, sign in terms:
@@ -87,6 +114,8 @@ def redistribute(view, terms, relevance, *, bias: bool, divide=_safe_divide):
             outputs.append((xs, sign, z))
     n_inputs = len(terms[0][1])
     b = view.bias() if bias else None
+    if b is not None and bias_part != "all":
+        b = tf.nn.relu(b) if bias_part == "pos" else -tf.nn.relu(-b)
     if not outputs:
         return [tf.zeros_like(x) for x in terms[0][1]][:n_inputs]
     total = None
@@ -130,12 +159,17 @@ def apply_rule(spec: RuleSpec, view, xs: list, relevance, *, nonnegative: bool =
     if spec.kind in ("w_square", "flat"):
         return square_rule(view, xs, relevance, "square" if spec.kind == "w_square" else "flat")
     return alpha_beta(view, xs, relevance, alpha=spec.alpha, beta=spec.beta,
-                      bias=spec.bias, nonnegative=nonnegative)
+                      bias=spec.bias, nonnegative=nonnegative,
+                      bias_convention=spec.bias_convention)
 
 
-def alpha_beta(view, xs, relevance, *, alpha, beta, bias, nonnegative=False):
+def alpha_beta(view, xs, relevance, *, alpha, beta, bias, nonnegative=False,
+               bias_convention="shared"):
     """alpha * R(W+ x+, W- x-) - beta * R(W- x+, W+ x-); the x- terms are left
-    out when ``nonnegative`` (they are zero), the beta pass when beta == 0."""
+    out when ``nonnegative`` (they are zero), the beta pass when beta == 0.
+    ``bias_convention`` "shared": b in both Z; "split": b+ in the activator's
+    Z, b- in the inhibitor's."""
+    split = check_bias_convention(bias_convention) == "split"
     if nonnegative:
         positive, negative = list(xs), None
     else:
@@ -149,11 +183,11 @@ def alpha_beta(view, xs, relevance, *, alpha, beta, bias, nonnegative=False):
         return found
 
     activator = redistribute(view, terms("pos", "neg"), relevance, bias=bias,
-                             divide=_same_sign_divide)
+                             divide=_same_sign_divide, bias_part="pos" if split else "all")
     if not beta:
         return activator if alpha == 1 else [alpha * a for a in activator]
     inhibitor = redistribute(view, terms("neg", "pos"), relevance, bias=bias,
-                             divide=_same_sign_divide)
+                             divide=_same_sign_divide, bias_part="neg" if split else "all")
     return [alpha * a - beta * b for a, b in zip(activator, inhibitor)]
 
 
@@ -222,5 +256,6 @@ def describe_rule(rule, probe) -> RuleSpec:
         "returns an innvestigate rule or a residual_support.rules.RuleSpec")
 
 
-__all__ = ["RuleSpec", "Z", "Z_PLUS", "KINDS", "redistribute", "square_rule", "apply_rule",
+__all__ = ["RuleSpec", "Z", "Z_PLUS", "KINDS", "BIAS_CONVENTIONS", "check_bias_convention",
+           "redistribute", "square_rule", "apply_rule",
            "alpha_beta", "ResidualRule", "describe_rule"]

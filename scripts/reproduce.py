@@ -54,8 +54,9 @@ def parse_args(argv=None):
                              "built-in data, chosen to fit the 10-minute budget on 2 cores; "
                              "200 on ImageNet, as in the paper)")
     parser.add_argument("--n-vectors", type=int, default=5, help="CSC vectors per image")
-    parser.add_argument("--n-composites", type=int, default=8,
-                        help="two-object images for class sensitivity (built-in data)")
+    parser.add_argument("--n-composites", type=int, default=64,
+                        help="two-object images for class sensitivity (built-in data; "
+                             "default 64, enough for a bootstrap interval per method)")
     parser.add_argument("--n-pattern-images", type=int, default=1024,
                         help="training images for the PatternNet/PatternAttribution patterns")
     parser.add_argument("--methods", default="all",

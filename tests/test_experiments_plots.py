@@ -28,7 +28,7 @@ def test_figures_from_a_tiny_run(tmp_path, rng):
     store = run_class_sensitivity(network, images, masks, pairs, ids, specs, out,
                                   save_maps_for=[0])
     store.consolidate()
-    assert set(store.table().metric) == {"l1", "l1_mean", "mask_gap"}
+    assert set(store.table().metric) == {"l1", "l1_mean", "mask_gap", "abs_mask_gap"}
     paths = make_sanity_figures(out, "tiny", tmp_path / "figures",
                                 rng=np.random.default_rng(0), n_resamples=200)
     names = {p.name.split("_tiny")[0] for p in paths}

@@ -386,8 +386,11 @@ def test_no_converging_method_ssim_claims_not_testable(tmp_path, network):
 
 
 def class_table(path, gaps):
-    per_image_table(path, "class_sensitivity.csv", "class_sensitivity", gaps, metric="mask_gap",
-                    other={m: [99.0] * len(v) for m, v in gaps.items()}, other_metric="l1_mean")
+    """``gaps``: per-image abs_mask_gap values (the claim's metric); the
+    positive-share mask_gap rows hold 99 (the claim must not read them)."""
+    per_image_table(path, "class_sensitivity.csv", "class_sensitivity", gaps,
+                    metric="abs_mask_gap", other={m: [99.0] * len(v) for m, v in gaps.items()},
+                    other_metric="mask_gap")
 
 
 def test_class_sensitivity_claim_against_the_reference_methods(tmp_path, network):
@@ -408,12 +411,23 @@ def test_class_sensitivity_claim_against_the_reference_methods(tmp_path, network
         f"{UNTESTABLE}: needs ImageNet weights")
 
 
-def test_class_sensitivity_claim_without_reference_methods_uses_0_1(tmp_path, network):
+def test_class_sensitivity_claim_without_reference_methods_needs_0_in_interval(tmp_path,
+                                                                               network):
     csc_table(tmp_path, CONVERGED_CSC)
-    class_table(tmp_path, {"LRP a1b0": [0.05, 0.07, 0.06]})
+    class_table(tmp_path, {"LRP a1b0": [-0.02, 0.01, 0.0, 0.03]})
     _, measured, holds = claim_of(tmp_path, network, CLASS)
     assert holds == HOLDS and measured.endswith(": n/a")
-    class_table(tmp_path, {"LRP a1b0": [0.2, 0.2, 0.2]})  # now 6 images, median 0.13
+    other = tmp_path / "other"
+    other.mkdir()
+    csc_table(other, CONVERGED_CSC)
+    class_table(other, {"LRP a1b0": [0.05, 0.07, 0.06]})  # interval above 0
+    assert claim_of(other, network, CLASS)[2] == FAILS
+
+
+def test_class_sensitivity_claim_overlapping_the_references_does_not_hold(tmp_path, network):
+    """LRP a1b0 above 0 and overlapping the references' interval: no."""
+    csc_table(tmp_path, CONVERGED_CSC)
+    class_table(tmp_path, {"LRP a1b0": [0.2, 0.3, 0.25], "Gradient": [0.25, 0.35, 0.3]})
     assert claim_of(tmp_path, network, CLASS)[2] == FAILS
 
 
@@ -492,3 +506,12 @@ def test_random_weight_vgg16_report_needs_imagenet_weights(tmp_path):
     assert own.loc[MODIFIED_BP, "reason"].startswith("needs ImageNet weights")
     assert own.loc[MODIFIED_BP, "evidence"].startswith("architecture-level (random weights)")
     assert "architecture-level" in text
+
+
+def test_class_sensitivity_claim_not_decidable_without_sensitive_references(tmp_path, network):
+    """References whose gap interval reaches 0: the network shows no class
+    sensitivity, so LRP a1b0's gap, near 0 or not, decides nothing."""
+    csc_table(tmp_path, CONVERGED_CSC)
+    class_table(tmp_path, {"LRP a1b0": [0.01, 0.02, 0.015], "Gradient": [-0.01, 0.0, 0.01],
+                           "LRP-z": [-0.02, 0.005]})
+    assert claim_of(tmp_path, network, CLASS)[2].startswith(f"{UNTESTABLE}: not decidable here")

@@ -9,7 +9,14 @@ maps explaining A and explaining B are compared:
 * ``mask_gap``: the share of positive relevance inside A's mask when
   explaining A minus the same share when explaining B. A class-sensitive
   method moves relevance onto the explained object (gap > 0); a
-  class-insensitive one gives the same map for both classes (gap 0).
+  class-insensitive one gives the same map for both classes (gap 0). It is
+  undefined (NaN) for a map without positive relevance (LRP a1b0 maps of a
+  negative logit, for one);
+* ``abs_mask_gap``: the same with the share of *absolute* relevance,
+  ``sum_A |h| / sum |h|`` (:func:`abs_share`): defined for every finite map
+  that is not all zero, whatever its sign, so every method is scored on every
+  image. The report gives its median over images with a bootstrap interval;
+  a method is class-sensitive when that interval lies above 0.
 """
 from __future__ import annotations
 
@@ -42,9 +49,24 @@ def positive_share(heatmap, mask) -> float:
     return float(positive[m].sum() / total) if total > 0 else float("nan")
 
 
+def abs_share(heatmap, mask) -> float:
+    """Sum of ``|relevance|`` inside ``mask`` over the sum of ``|relevance|``
+    (NaN if the map is all zero or not finite)."""
+    h = np.asarray(heatmap, dtype=np.float64)
+    m = np.asarray(mask, dtype=bool)
+    if h.ndim != 2 or h.shape != m.shape:
+        raise ValueError(f"heatmap {h.shape} and mask {m.shape} must be 2-D of equal shape")
+    if not np.isfinite(h).all():
+        return float("nan")
+    magnitude = np.abs(h)
+    total = magnitude.sum()
+    return float(magnitude[m].sum() / total) if total > 0 else float("nan")
+
+
 def class_sensitivity_scores(map_a, map_b, mask_a, *, percentile: float = 99.5) -> dict:
-    """``l1``, ``l1_mean`` (difference of the [0, 1]-normalised maps) and
-    ``mask_gap`` = share(map_a in mask_a) - share(map_b in mask_a)."""
+    """``l1``, ``l1_mean`` (difference of the [0, 1]-normalised maps),
+    ``mask_gap`` = share(map_a in mask_a) - share(map_b in mask_a) of the
+    positive relevance, and ``abs_mask_gap``, the same for ``|relevance|``."""
     a = np.asarray(map_a, dtype=np.float64)
     b = np.asarray(map_b, dtype=np.float64)
     if a.ndim != 2 or a.shape != b.shape:
@@ -54,6 +76,7 @@ def class_sensitivity_scores(map_a, map_b, mask_a, *, percentile: float = 99.5) 
         "l1": float(diff.sum()),
         "l1_mean": float(diff.mean()),
         "mask_gap": positive_share(a, mask_a) - positive_share(b, mask_a),
+        "abs_mask_gap": abs_share(a, mask_a) - abs_share(b, mask_a),
     }
 
 
@@ -63,8 +86,8 @@ def run_class_sensitivity(network, images, masks, labels, image_ids, specs, out,
                           save_maps_for: Iterable[int] = (), progress=None,
                           recipe: str = PLAIN) -> ResultStore:
     """``images`` N x H x W x C (preprocessed), ``masks`` N x 2 x H x W (objects A, B),
-    ``labels`` N x 2 (classes of A and B). Stores ``l1``, ``l1_mean``, ``mask_gap``
-    per method and image; ``recipe`` (:data:`~csc_analyzers.registry.RECIPES`) is
+    ``labels`` N x 2 (classes of A and B). Stores ``l1``, ``l1_mean``, ``mask_gap``,
+    ``abs_mask_gap`` per method and image; ``recipe`` (:data:`~csc_analyzers.registry.RECIPES`) is
     recorded with them."""
     images = np.asarray(images, dtype=np.float32)
     masks = np.asarray(masks).astype(bool)
@@ -105,4 +128,4 @@ def run_class_sensitivity(network, images, masks, labels, image_ids, specs, out,
     return store
 
 
-__all__ = ["EXPERIMENT", "positive_share", "class_sensitivity_scores", "run_class_sensitivity"]
+__all__ = ["EXPERIMENT", "positive_share", "abs_share", "class_sensitivity_scores", "run_class_sensitivity"]
