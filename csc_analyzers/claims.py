@@ -261,7 +261,7 @@ def class_insensitive(ev: Evidence, methods) -> Outcome:
     a = interval(ev.gap[subject], seed=ev.seed)
     ref = [m for m in methods[1:] if m in ev.gap]
     b = _pooled(ev.gap, ref, ev.seed) if ref else Interval(np.nan, np.nan, np.nan, 0)
-    text = f"|relevance| mask gap {subject}: {a}; {', '.join(ref) or 'no reference'}: {b}"
+    text = f"abs mask gap {subject}: {a}; {', '.join(ref) or 'no reference'}: {b}"
     if a.n == 0:
         return None
     if b.n > 0 and not b.low > 0:

@@ -352,10 +352,15 @@ def undefined_markdown(undefined) -> list:
     return lines
 
 
+def _cells(*values) -> str:
+    """One Markdown table row; a ``|`` inside a value is escaped."""
+    return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+
+
 def claims_markdown(rows: Sequence[ClaimRow]) -> list:
     """The claims' own rows: claim, scope, verdict (with its reason), evidence."""
     lines = ["| claim (paper) | scope (paper) | verdict | evidence |", "|---|---|---|---|"]
-    return lines + [f"| {r.claim} | {r.scope} | {r.verdict_text} | {r.evidence} |"
+    return lines + [_cells(r.claim, r.scope, r.verdict_text, r.evidence)
                     for r in rows if not r.beyond]
 
 
@@ -368,8 +373,7 @@ def beyond_markdown(rows: Sequence[ClaimRow]) -> list:
              "The paper's tests run on networks or methods the paper did not make the claim "
              "about. Shown for information; they never count against a claim.", "",
              "| claim (paper) | run here on | measured here | outcome |", "|---|---|---|---|"]
-    return lines + [f"| {r.claim} | {r.scope} | {r.evidence} | {r.outcome} |" for r in rows] \
-        + [""]
+    return lines + [_cells(r.claim, r.scope, r.evidence, r.outcome) for r in rows] + [""]
 
 
 def _claims_frame(rows: Sequence[ClaimRow]) -> pd.DataFrame:

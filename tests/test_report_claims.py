@@ -515,3 +515,15 @@ def test_class_sensitivity_claim_not_decidable_without_sensitive_references(tmp_
     class_table(tmp_path, {"LRP a1b0": [0.01, 0.02, 0.015], "Gradient": [-0.01, 0.0, 0.01],
                            "LRP-z": [-0.02, 0.005]})
     assert claim_of(tmp_path, network, CLASS)[2].startswith(f"{UNTESTABLE}: not decidable here")
+
+
+def test_a_pipe_in_a_claim_row_does_not_break_the_markdown_table():
+    from csc_analyzers.claims import ClaimRow
+    from csc_analyzers.report import beyond_markdown, claims_markdown
+    row = ClaimRow(claim="c", scope="s", verdict=HOLDS, reason="", evidence="|x| = 1")
+    line = claims_markdown([row])[-1]
+    assert line == "| c | s | holds | \\|x\\| = 1 |"
+    assert line.replace("\\|", "").count("|") == 5
+    beyond = ClaimRow(claim="c", scope="s", verdict="", reason="", evidence="a|b",
+                      beyond=True, outcome="o")
+    assert beyond_markdown([beyond])[-2] == "| c | s | a\\|b | o |"
