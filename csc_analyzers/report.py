@@ -389,7 +389,8 @@ def write_report(results, *, settings, networks: dict, figures: Sequence, wall_t
     evidence, beyond the paper or not); returns the report path."""
     results = Path(results)
     lines = ["# Reproduction report: When Explanations Lie", ""]
-    lines += [f"Wall time of this run: {wall_time / 60:.1f} min. Seed {settings.seed}; "
+    lines += [f"Wall time of this invocation: {wall_time / 60:.1f} min (a resumed run counts "
+              f"only the work after the resume). Seed {settings.seed}; "
               f"{settings.n_vectors} random vectors per image for CSC; "
               f"{settings.n_images} images per network (the paper used 200"
               + ("; this sample was chosen to fit the time budget of the default run"
