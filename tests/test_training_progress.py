@@ -138,3 +138,31 @@ def test_script_parses_and_rejects_bad_arguments(capsys):
         script.main(["--out", "unused", "--checkpoints", "999999"])
     assert exit_info.value.code == 2
     assert "outside the training run" in capsys.readouterr().err
+
+
+def test_claim_evidence_shows_the_training_trend(run):
+    from csc_analyzers.claims import FAILS, Evidence, judge_all, training_trend
+    from csc_analyzers.report import _training_rows
+
+    out, _cache, table = run
+    rows = _training_rows(out, "cifar-net")
+    assert len(rows) == len(table)
+    assert _training_rows(out, "small-resnet").empty
+    ev = Evidence(network="cifar-net", trained=True, weights="trained on builtin",
+                  csc_conv=pd.Series({"LRP a1b0": 0.9999999}),
+                  csc_input=pd.Series({"LRP a1b0": 1 - 2e-5}), training=rows)
+    (row,) = [r for r in judge_all(ev) if r.key == "a1b0_small" and not r.beyond]
+    assert row.verdict == FAILS  # the trend is shown, it does not change the verdict
+    gaps = table[(table["layer"] == "input") & (table["method"] == "LRP a1b0")] \
+        .set_index("checkpoint_step")["one_minus_csc"]
+    expected = (f"1 - CSC at the input during training (csc_training.csv, builtin data, "
+                f"n=2 images): init {gaps[0]:.1e}, step 1 {gaps[1]:.1e}, "
+                f"epoch 1 {gaps[2]:.1e}, epoch 2 {gaps[4]:.1e}")
+    assert training_trend(rows, ["LRP a1b0"]) == expected
+    assert row.evidence.endswith("; " + expected)
+    assert "the value depends on the weights" in row.evidence
+    assert "scripts/csc_training_progress.py --data cifar10" in row.evidence
+    assert "--weights cifar10" in row.evidence
+    ev.training = pd.DataFrame()
+    (plain,) = [r for r in judge_all(ev) if r.key == "a1b0_small" and not r.beyond]
+    assert "during training" not in plain.evidence
