@@ -59,7 +59,7 @@ def parse_checkpoints(text: str) -> tuple:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
+        description=__doc__.split("Examples:\n")[0],
         epilog="Examples:\n" + __doc__.split("Examples:\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--network", choices=SMALL_NETWORKS, default="cifar-net")
@@ -78,7 +78,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0,
                         help="initialisation, shuffling, images and relevance vectors")
     parser.add_argument("--cache-dir", default=None,
-                        help="where the data cache is read (weights are never written there)")
+                        help="data cache directory (default: $CSC_CACHE_DIR or "
+                             "~/.cache/csc_analyzers); no weights are written there")
     parser.add_argument("--out", required=True, help="results directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)

@@ -14,7 +14,10 @@ and runs the CSC experiment (:func:`csc_analyzers.experiments.csc.run_csc`,
 injection layer only, no exact derivation matrices) on each checkpoint's
 weights. The CSC of one (checkpoint, method, layer) is the pooled median of
 |cos| over all locations, vector pairs and images, exactly the ``median``
-row of ``csc.csv``.
+row of ``csc.csv`` (read from the experiment's fine histogram bins). The
+images are the built-in test images of ``seed`` (as scripts/run_csc.py
+draws them) or the first CIFAR-10 test images; the test accuracy of a
+checkpoint is measured on the training run's test set.
 
 Writes ``out_dir/csc_training.csv`` (:data:`COLUMNS`, one row per
 checkpoint, method and layer: the input and the first convolution) and
@@ -224,13 +227,13 @@ def plot_training_progress(table: pd.DataFrame, path, *, layer: str = INPUT) -> 
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, group in part.groupby("method", sort=False):
         group = group.sort_values("checkpoint_step")
-        # a step plotted at 0 would vanish on a log axis: symlog keeps it
+        # a gap of exactly 0 (CSC rounded to 1) would vanish on the log axis
         gap = group["one_minus_csc"].clip(lower=1e-12)
         ax.plot(group["checkpoint_step"], gap, marker="o", label=method)
     ax.axhline(CLAIM_THRESHOLD, color="black", linestyle="--", linewidth=1,
                label="claim: 1 - CSC < 1e-6")
     ax.set_yscale("log")
-    ax.set_xscale("symlog", linthresh=100)
+    ax.set_xscale("symlog", linthresh=100)  # linear up to step 100, so step 0 is shown
     ax.set_xlabel("training step (optimizer steps; 0 = initialisation)")
     ax.set_ylabel(f"1 - median CSC at the {layer}")
     network = part["network"].iloc[0]
