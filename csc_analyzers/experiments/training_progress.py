@@ -234,6 +234,7 @@ def plot_training_progress(table: pd.DataFrame, path, *, layer: str = INPUT) -> 
                label="claim: 1 - CSC < 1e-6")
     ax.set_yscale("log")
     ax.set_xscale("symlog", linthresh=100)  # linear up to step 100, so step 0 is shown
+    ax.set_xlim(left=-10, right=part["checkpoint_step"].max() * 1.2)
     ax.set_xlabel("training step (optimizer steps; 0 = initialisation)")
     ax.set_ylabel(f"1 - median CSC at the {layer}")
     network = part["network"].iloc[0]
