@@ -118,6 +118,8 @@ class Evidence:
     top: dict = field(default_factory=dict)
     gap: dict = field(default_factory=dict)
     seed: int = 0
+    # rows of csc_training.csv for this network (scripts/csc_training_progress.py), or empty
+    training: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def n_text(self) -> str:
         """" (n=N images)" for CSC evidence, "" if unknown."""
@@ -225,8 +227,43 @@ def near_one_at_input(ev: Evidence, methods) -> Outcome:
     text = "; ".join(f"1 - median CSC at the input = {g:.2e}"
                      + (f" ({m})" if len(values) > 1 else "") for m, g in gaps.items())
     # the value depends strongly on the weights: say which ones were measured
-    return bool((gaps < 1e-6).all()), (text + ev.n_text()
-                                       + (f" (weights: {ev.weights})" if ev.weights else ""))
+    text += ev.n_text()
+    if ev.weights:
+        text += f" (weights: {ev.weights}); the value depends on the weights" + WEIGHTS_NOTE
+    trend = training_trend(ev.training, methods)
+    return bool((gaps < 1e-6).all()), text + (f"; {trend}" if trend else "")
+
+
+WEIGHTS_NOTE = (": with CIFAR-10 weights `python scripts/run_csc.py --network cifar-net "
+                "--weights cifar10 --methods \"LRP a1b0\" --out DIR`, over training "
+                "`python scripts/csc_training_progress.py --data cifar10 --out DIR`")
+
+
+def _checkpoint_label(step: int, epoch: float) -> str:
+    if step == 0:
+        return "init"
+    if float(epoch) == round(float(epoch)):
+        return f"epoch {int(round(float(epoch)))}"
+    return f"step {step}"
+
+
+def training_trend(training: pd.DataFrame, methods, layer: str = "input") -> str:
+    """"1 - CSC at the input during training (...): init 4.9e-08, step 100 ..., epoch 1 ..."
+    per method of ``methods`` from the rows of csc_training.csv, "" without rows."""
+    if training is None or training.empty:
+        return ""
+    part = training[(training["layer"] == layer) & training["method"].isin(list(methods))]
+    texts = []
+    for method, group in part.groupby("method", sort=False):
+        group = group.sort_values("checkpoint_step")
+        points = ", ".join(f"{_checkpoint_label(int(r.checkpoint_step), r.epoch)} "
+                           f"{float(r.one_minus_csc):.1e}" for r in group.itertuples())
+        texts.append((f"{method}: " if len(methods) > 1 else "") + points)
+    if not texts:
+        return ""
+    first = part.iloc[0]
+    return (f"1 - CSC at the {layer} during training (csc_training.csv, {first['dataset']} "
+            f"data, n={int(first['n_images'])} images): " + "; ".join(texts))
 
 
 def _pooled(values_by_method: dict, names, seed: int) -> Interval:

@@ -216,7 +216,15 @@ def evidence(results: Path, network, methods: pd.DataFrame, *, trained: bool,
         top=per_image(_read(results, "sanity_cascading.csv"), network.name, SSIM_METRIC,
                       level=1),
         gap=per_image(_read(results, "class_sensitivity.csv"), network.name, "abs_mask_gap"),
-        seed=seed)
+        seed=seed, training=_training_rows(results, network.name))
+
+
+def _training_rows(results: Path, network: str) -> pd.DataFrame:
+    """Rows of ``csc_training.csv`` (scripts/csc_training_progress.py) for ``network``."""
+    table = _read(results, "csc_training.csv")
+    if table.empty or "network" not in table:
+        return pd.DataFrame()
+    return table[table["network"] == network].reset_index(drop=True)
 
 
 def claims(results: Path, network, methods: pd.DataFrame, *, trained: bool,

@@ -16,6 +16,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -132,9 +133,14 @@ def evaluate(model, images, labels, preprocess, batch_size: int = 256) -> float:
     return float(np.mean(np.argmax(probs, axis=1) == labels))
 
 
-def train(config: TrainConfig, *, progress: bool = True, cache_dir=None) -> tuple:
+def train(config: TrainConfig, *, progress: bool = True, cache_dir=None,
+          on_step: Optional[Callable] = None) -> tuple:
     """Build and fit ``config.network``; returns (model, record) where the
-    record holds the test accuracy, the wall and CPU times and the settings."""
+    record holds the test accuracy, the wall and CPU times and the settings.
+
+    ``on_step(model, step, steps_per_epoch)``, if given, is called once
+    before the first optimizer step (``step == 0``, the seeded
+    initialisation) and after every step; it must not change the model."""
     from tqdm.auto import tqdm
 
     module = BUILDERS[config.network]
@@ -157,6 +163,8 @@ def train(config: TrainConfig, *, progress: bool = True, cache_dir=None) -> tupl
         total = min(total, config.max_steps)
     t1, c1 = time.perf_counter(), time.process_time()
     step, history = 0, []
+    if on_step is not None:
+        on_step(model, 0, steps_per_epoch)
     with tqdm(total=total, desc=f"train {config.network}", disable=not progress,
               unit="batch") as bar:
         while step < total:
@@ -170,6 +178,8 @@ def train(config: TrainConfig, *, progress: bool = True, cache_dir=None) -> tupl
                                             config.learning_rate * (1 - step / total))
                 loss, acc = model.train_on_batch(x_train[idx], y_train[idx])
                 step += 1
+                if on_step is not None:
+                    on_step(model, step, steps_per_epoch)
                 bar.update(1)
                 if step % 20 == 0:
                     bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
