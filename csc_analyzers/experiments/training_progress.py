@@ -110,11 +110,11 @@ def train_with_checkpoints(config: TrainConfig, steps: Sequence[int], directory,
     directory.mkdir(parents=True, exist_ok=True)
     module = BUILDERS[config.network]
     x_test, y_test = load_dataset(config.dataset, "test", config.n_test, 0, cache_dir)
-    todo = set(wanted)
+    steps = set(wanted)
     saved = []
 
     def on_step(model, step, per_epoch):
-        if step not in todo:
+        if step not in steps:
             return
         path = directory / f"step_{step}_weights.h5"
         tmp = path.with_name(path.stem + ".tmp.h5")
@@ -125,7 +125,7 @@ def train_with_checkpoints(config: TrainConfig, steps: Sequence[int], directory,
                       "weights": str(path)})
 
     _model, record = train(config, progress=progress, cache_dir=cache_dir, on_step=on_step)
-    missing = sorted(todo - {c["step"] for c in saved})
+    missing = sorted(steps - {c["step"] for c in saved})
     if missing:
         raise ValueError(f"checkpoint steps {missing} were not reached: the run made "
                          f"{record['steps']} steps")
