@@ -181,8 +181,7 @@ class GradientAverage(ABC):
         if isinstance(to_layers, str):
             to_layers = [to_layers]
         names = LayerNames(self._model)
-        n = len(x)
-        # b = 1 (one image for n vectors) or n
+        # b = 1 (one image for all vectors) or one image per vector
         b = len(images)
         points = np.stack([self._points(sample, key) for sample, key in zip(images, keys)],
                           axis=1)  # (m, b) + shape
