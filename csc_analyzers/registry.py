@@ -39,8 +39,14 @@ configuration above.
   ResNet-50. So on ``resnet50`` the ``paper`` recipe gives LRP a1b0, LRP
   a2b1, LRP a5b4, LRP CMP a1b0 and LRP CMP a2b1 ``add_relevance_clip=(0,
   1000)`` (see :class:`residual_support.ResidualRulesMixin`; the clip breaks
-  relevance conservation) and leaves DTD out. On every other network, and
-  for every other method, ``paper`` is the same as ``plain``.
+  relevance conservation) and leaves DTD out. On every network of the study
+  (:data:`STUDY_NETWORKS`) the three DeepLIFT configurations take deeplift's
+  own max-pool rule (``maxpool_mode="gradient"``: the whole multiplier goes
+  to the input that is the maximum at ``x``), the rule the paper's code got
+  from the ``deeplift`` package's Keras conversion; ``plain`` keeps the
+  project's interpolating rule, whose scores sum exactly to f(x) - f(x0).
+  Nothing else differs between the recipes, and on a network outside the
+  study (an audited model) ``paper`` is the same as ``plain``.
 """
 from __future__ import annotations
 
@@ -71,13 +77,18 @@ PLAIN = "plain"
 PAPER = "paper"
 #: The recipes and what each does (the ``--recipe`` help text reads these).
 RECIPES = {
-    PAPER: "the paper's code: on resnet50, LRP a1b0/a2b1/a5b4 and LRP CMP a1b0/a2b1 clip "
-           "the relevance leaving every Add to [0, 1000] (add_relevance_clip; breaks "
-           "relevance conservation) and DTD is left out; elsewhere the same as plain",
-    PLAIN: "no recipe changes: relevance passes Add unclipped and DTD runs on resnet50",
+    PAPER: "the paper's code: DeepLIFT uses deeplift's own max-pool rule "
+           "(maxpool_mode='gradient'); on resnet50, LRP a1b0/a2b1/a5b4 and LRP CMP "
+           "a1b0/a2b1 clip the relevance leaving every Add to [0, 1000] "
+           "(add_relevance_clip; breaks relevance conservation) and DTD is left out",
+    PLAIN: "no recipe changes: DeepLIFT's interpolating max-pool rule (exact "
+           "summation-to-delta), relevance passes Add unclipped and DTD runs on resnet50",
 }
 #: The clip the paper's code applied at every ``Add`` (``K.clip(x, 0, 1000)``).
 PAPER_ADD_CLIP = (0.0, 1000.0)
+#: The networks of the study (``csc_analyzers.models.NETWORK_NAMES``); the
+#: ``paper`` recipe changes methods only on these.
+STUDY_NETWORKS = ("cifar-net", "small-resnet", "vgg16", "resnet50")
 
 
 def check_recipe(recipe: str) -> str:
@@ -166,6 +177,11 @@ _PAPER_CLIP = {(PAPER, "resnet50"): RecipeChange(
 _PAPER_NO_DTD = {(PAPER, "resnet50"): RecipeChange(
     exclude=True, note="paper recipe: left out on ResNet-50 as in the paper's code "
                        "(exclude_resnet50)")}
+_PAPER_DEEPLIFT = {(PAPER, network): RecipeChange(
+    {"maxpool_mode": "gradient"},
+    note="paper recipe: deeplift's own max-pool rule (the whole multiplier to the "
+         "maximum at x), as the paper's code got from the deeplift package")
+    for network in STUDY_NETWORKS}
 _NO_RESNET50_PATTERNS = ("left out on ResNet-50 as in the paper (no ImageNet ResNet-50 "
                          "patterns); runs on the small ResNet")
 
@@ -204,12 +220,12 @@ PAPER_METHODS: tuple = (
     MethodSpec("LRP CMP a2b1", "lrp.cmp_alpha_2_beta_1", color="#c5b0d5", marker="H",
                recipes=_PAPER_CLIP),
     MethodSpec("DeepLIFT Rev.C.", "deep_lift.wrapper", {"nonlinear_mode": "reveal_cancel"},
-               color="#bcbd22", marker="8", linestyle="--"),
+               color="#bcbd22", marker="8", linestyle="--", recipes=_PAPER_DEEPLIFT),
     MethodSpec("DeepLIFT Resc.", "deep_lift.wrapper", {"nonlinear_mode": "rescale"},
-               color="#dbdb8d", marker="o", linestyle="--"),
+               color="#dbdb8d", marker="o", linestyle="--", recipes=_PAPER_DEEPLIFT),
     MethodSpec("DeepLIFT Abla.", "deep_lift.wrapper",
                {"nonlinear_mode": "rescale", "cross_mxts": False},
-               color="#393b79", marker="x"),
+               color="#393b79", marker="x", recipes=_PAPER_DEEPLIFT),
 )
 
 EXTRA_METHODS: tuple = (
@@ -241,6 +257,28 @@ def effective_recipe(network: str, recipe: str, specs=ALL_METHODS) -> str:
         return PLAIN
     changed = any(spec.recipe_change(network, recipe) is not None for spec in specs)
     return recipe if changed else PLAIN
+
+
+def recipe_settings(network: str, recipe: str, specs=ALL_METHODS) -> dict:
+    """What a result store records about the recipe on ``network``: the
+    effective recipe (:func:`effective_recipe`) and, per method it changes,
+    the keyword arguments it adds or ``"left out"`` (JSON values), so that a
+    store made under an older definition of a recipe is not resumed with
+    other numbers. :data:`RECIPE_SETTINGS_DEFAULTS` is what a store written
+    before these keys existed counts as."""
+    changes = {}
+    if check_recipe(recipe) != PLAIN:
+        for spec in specs:
+            change = spec.recipe_change(network, recipe)
+            if change is not None:
+                changes[spec.name] = "left out" if change.exclude else {
+                    key: list(value) if isinstance(value, tuple) else value
+                    for key, value in sorted(change.kwargs.items())}
+    return {"recipe": effective_recipe(network, recipe, specs), "recipe_changes": changes}
+
+
+#: Stored settings without recipe keys were made before recipes existed: plain.
+RECIPE_SETTINGS_DEFAULTS = {"recipe": PLAIN, "recipe_changes": {}}
 
 
 def recipe_help() -> str:
@@ -289,4 +327,5 @@ def select_methods(names, specs=ALL_METHODS) -> list:
 __all__ = ["MethodSpec", "InputRange", "INPUT_LOW", "INPUT_HIGH", "PAPER_METHODS",
            "EXTRA_METHODS", "ALL_METHODS", "get_method", "available_methods",
            "select_methods", "RecipeChange", "RECIPES", "PLAIN", "PAPER", "PAPER_ADD_CLIP",
-           "check_recipe", "effective_recipe", "recipe_help"]
+           "STUDY_NETWORKS", "check_recipe", "effective_recipe", "recipe_settings",
+           "RECIPE_SETTINGS_DEFAULTS", "recipe_help"]

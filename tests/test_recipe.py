@@ -20,6 +20,8 @@ from residual_nets import small_resnet
 ROOT = Path(__file__).resolve().parents[1]
 # the methods the paper's code ran with its clipped Add rule (get_custom_rule)
 CLIPPED = {"LRP a1b0", "LRP a2b1", "LRP a5b4", "LRP CMP a1b0", "LRP CMP a2b1"}
+# the paper's code converted the model with the deeplift package: its max-pool rule
+DEEPLIFT = {"DeepLIFT Rev.C.", "DeepLIFT Resc.", "DeepLIFT Abla."}
 EXPERIMENTS = (None, "csc", "sanity", "random_logit", "class_sensitivity")
 RANGE = (-2.0, 3.0)
 
@@ -32,6 +34,8 @@ def test_paper_recipe_on_resnet50_clips_exactly_the_alpha_beta_and_cmp_methods()
         if "add_relevance_clip" in paper:
             assert paper == {**plain, "add_relevance_clip": PAPER_ADD_CLIP}
             clipped.add(spec.name)
+        elif spec.name in DEEPLIFT:
+            assert paper == {**plain, "maxpool_mode": "gradient"}
         else:
             assert paper == plain, spec.name
     assert clipped == CLIPPED
@@ -50,15 +54,40 @@ def test_paper_recipe_leaves_dtd_out_on_resnet50_only():
 
 
 @pytest.mark.parametrize("network", ["cifar-net", "small-resnet", "vgg16", "my_model"])
-def test_paper_recipe_changes_nothing_on_other_networks(network):
+def test_paper_recipe_elsewhere_changes_only_deeplifts_maxpool_rule_on_study_networks(network):
+    study = network in registry.STUDY_NETWORKS
     for spec in ALL_METHODS:
-        assert spec.analyzer_kwargs(RANGE, network=network, recipe=PAPER) == \
-            spec.analyzer_kwargs(RANGE)
+        paper = spec.analyzer_kwargs(RANGE, network=network, recipe=PAPER)
+        if study and spec.name in DEEPLIFT:
+            assert paper == {**spec.analyzer_kwargs(RANGE), "maxpool_mode": "gradient"}
+        else:
+            assert paper == spec.analyzer_kwargs(RANGE), spec.name
         for experiment in EXPERIMENTS:
             assert spec.runs_on(network, experiment, recipe=PAPER) == \
                 spec.runs_on(network, experiment)
-    assert registry.effective_recipe(network, PAPER) == PLAIN
+    assert registry.effective_recipe(network, PAPER) == (PAPER if study else PLAIN)
     assert registry.effective_recipe("resnet50", PAPER) == PAPER
+
+
+def test_study_networks_are_the_loadable_networks():
+    from csc_analyzers.models import NETWORK_NAMES
+    assert NETWORK_NAMES == registry.STUDY_NETWORKS
+
+
+def test_recipe_settings_name_every_change():
+    settings = registry.recipe_settings("resnet50", PAPER)
+    assert settings["recipe"] == PAPER
+    changes = settings["recipe_changes"]
+    assert changes["DTD"] == "left out"
+    assert {name for name, c in changes.items() if c != "left out" and
+            "add_relevance_clip" in c} == CLIPPED
+    assert all(changes[name] == {"maxpool_mode": "gradient"} for name in DEEPLIFT)
+    assert set(changes) == CLIPPED | DEEPLIFT | {"DTD"}
+    assert registry.recipe_settings("cifar-net", PAPER)["recipe_changes"] == {
+        name: {"maxpool_mode": "gradient"} for name in DEEPLIFT}
+    assert registry.recipe_settings("resnet50", PLAIN) == registry.RECIPE_SETTINGS_DEFAULTS
+    assert registry.recipe_settings("my_model", PAPER) == registry.RECIPE_SETTINGS_DEFAULTS
+    assert json.loads(json.dumps(settings)) == settings  # what the store compares
 
 
 def test_plain_recipe_is_todays_configuration():
@@ -120,8 +149,8 @@ def test_run_records_the_recipe_and_refuses_to_mix(tmp_path):
     store = run_random_logit(network, x, [1], [0], specs, tmp_path, recipe=PAPER)
     assert [path.name.split("__")[1] for path in store.units_dir.glob("*.csv")] == ["LRP_a2b1"]
     recorded = json.loads(store.settings_path("resnet50").read_text())
-    assert recorded == {"recipe": PAPER}
-    with pytest.raises(ArgumentError, match="made with {'recipe': 'paper'}"):
+    assert recorded == registry.recipe_settings("resnet50", PAPER)
+    with pytest.raises(ArgumentError, match="made with {'recipe': 'paper'"):
         run_random_logit(network, x, [1], [0], specs, tmp_path, recipe=PLAIN)
     run_random_logit(network, x, [1], [0], specs, tmp_path, recipe=PAPER)  # resumes
 
@@ -134,9 +163,16 @@ def test_store_settings_treat_units_without_a_recipe_as_plain(tmp_path):
     check_settings(store, "resnet50", n_vectors=5, seed=0, recipe=PLAIN)
     with pytest.raises(ArgumentError, match="'recipe': 'plain'"):
         check_settings(store, "resnet50", n_vectors=5, seed=0, recipe=PAPER)
-    # the paper recipe changes nothing on cifar-net: stored as plain, no conflict
-    check_settings(store, "cifar-net", n_vectors=5, seed=0, recipe=PAPER)
+    # a store made under the older paper recipe (no DeepLIFT max-pool change,
+    # no recorded changes) is not resumed with the new numbers
+    store.settings_path("cifar-net").write_text(json.dumps(
+        {"n_vectors": 5, "seed": 0, "recipe": PLAIN}))
     check_settings(store, "cifar-net", n_vectors=5, seed=0, recipe=PLAIN)
+    with pytest.raises(ArgumentError, match="'recipe_changes'"):
+        check_settings(store, "cifar-net", n_vectors=5, seed=0, recipe=PAPER)
+    # on a network outside the study the paper recipe is plain: no conflict
+    check_settings(store, "my_model", n_vectors=5, seed=0, recipe=PAPER)
+    check_settings(store, "my_model", n_vectors=5, seed=0, recipe=PLAIN)
     # sanity units of resnet50 stored before any settings file: plain
     sanity = ResultStore(tmp_path, "sanity_cascading")
     sanity.write(("resnet50", "LRP a1b0", 0), [{"value": 1.0}])
@@ -201,6 +237,6 @@ def test_help_says_what_each_recipe_does(script, capsys):
         (module.parse_args if hasattr(module, "parse_args") else module.main)(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--recipe {paper,plain}" in text
-    assert "'paper': the paper's code: on resnet50" in text
+    assert "'paper': the paper's code: DeepLIFT uses deeplift's own max-pool rule" in text
     assert "[0, 1000]" in text and "DTD is left out" in text
     assert "'plain': no recipe changes" in text

@@ -15,7 +15,7 @@ from ..factory import create_analyzer
 from ..integrity import UNDEFINED_SCORE, undefined_reason
 from ..logits import logit_model
 from ..metrics.heatmaps import postprocess
-from ..registry import PLAIN, MethodSpec, effective_recipe
+from ..registry import PLAIN, RECIPE_SETTINGS_DEFAULTS, MethodSpec, recipe_settings
 
 # A patterns provider: ``patterns(network) -> patterns`` for PatternNet/-Attribution.
 PatternsProvider = Callable[[object], object]
@@ -132,12 +132,12 @@ def build_analyzer(spec: MethodSpec, model, network,
 
 
 def record_recipe(store, network, recipe: str = PLAIN) -> None:
-    """Record in ``store`` the recipe in effect on ``network``
-    (:func:`~csc_analyzers.registry.effective_recipe`); ArgumentError if the
-    store holds units of this network made under another one (units stored
-    before recipes were recorded count as ``plain``)."""
-    store.check_settings(network.name, {"recipe": effective_recipe(network.name, recipe)},
-                         defaults={"recipe": PLAIN})
+    """Record in ``store`` the recipe in effect on ``network`` and what it
+    changes there (:func:`~csc_analyzers.registry.recipe_settings`);
+    ArgumentError if the store holds units of this network made under another
+    one (units stored before recipes were recorded count as ``plain``)."""
+    store.check_settings(network.name, recipe_settings(network.name, recipe),
+                         defaults=RECIPE_SETTINGS_DEFAULTS)
 
 
 def image_id_options(analyzer, image_ids) -> dict:

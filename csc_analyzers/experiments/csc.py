@@ -39,7 +39,7 @@ from ..injection import INPUT, LayerNames
 from ..integrity import NAN_INPUT, NAN_MAP, OVERFLOW, ZERO_MAP, undefined_reason
 from ..metrics.csc import (BIN_EDGES, PERCENTILES, abs_cos_histogram, histogram_percentiles,
                            pairwise_cosine, random_baseline)
-from ..registry import PLAIN, MethodSpec, effective_recipe
+from ..registry import PLAIN, RECIPE_SETTINGS_DEFAULTS, MethodSpec, recipe_settings
 from .store import ResultStore, Shard, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -331,12 +331,12 @@ def write_exact_csv(path: Path, table: pd.DataFrame) -> None:
 def check_settings(store: ResultStore, network_name: str, *, n_vectors: int,
                    seed: int, recipe: str = PLAIN) -> None:
     """Record the settings of the units of ``network_name`` in the store (the
-    recipe as :func:`~csc_analyzers.registry.effective_recipe` on that
-    network); raise if the store already holds units made with other
+    recipe and its changes as :func:`~csc_analyzers.registry.recipe_settings`
+    on that network); raise if the store already holds units made with other
     settings (units stored before recipes existed count as ``plain``)."""
     settings = {"n_vectors": int(n_vectors), "seed": int(seed),
-                "recipe": effective_recipe(network_name, recipe)}
-    store.check_settings(network_name, settings, defaults={"recipe": PLAIN})
+                **recipe_settings(network_name, recipe)}
+    store.check_settings(network_name, settings, defaults=RECIPE_SETTINGS_DEFAULTS)
 
 
 def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_dir,

@@ -15,9 +15,10 @@ from typing import Callable
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
 from . import cifar_net, imagenet, small_resnet
+from ..registry import STUDY_NETWORKS
 from .training import TrainConfig, cached_weights
 
-NETWORK_NAMES = ("cifar-net", "small-resnet", "vgg16", "resnet50")
+NETWORK_NAMES = STUDY_NETWORKS
 SMALL_WEIGHTS = ("builtin", "cifar10")
 
 
