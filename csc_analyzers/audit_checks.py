@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
 import innvestigate.backend.graph as igraph
-import tensorflow as tf
 from innvestigate.analyzer.base import AnalyzerBase
 from tensorflow import keras
 
 from .experiments.csc import create_method_analyzer
+from .model_input import reserve_layer_names
 from .experiments.sanity import weight_sync
 from .registry import MethodSpec
 
@@ -65,12 +64,11 @@ class MethodCheck:
 def load_model(path):
     """The Keras model saved at ``path`` (``.keras`` / ``.h5`` file or a
     SavedModel directory), loaded without its training configuration
-    (:func:`csc_analyzers.checks.load_user_model`; its errors become
-    :class:`AuditError`)."""
-    from .checks import load_user_model
+    (:func:`csc_analyzers.load_model`; its errors become :class:`AuditError`)."""
     from .errors import InputError
+    from .model_input import load_model as load_checked
     try:
-        return load_user_model(path, argument="model")
+        return load_checked(path, argument="model")
     except InputError as error:
         raise AuditError(str(error)) from None
 
@@ -97,29 +95,6 @@ def check_model_io(model, source: str = "model") -> dict:
                              "need a flat model (rebuild it from the nested model's layers)")
     return {"height": int(shape[0]), "width": int(shape[1]), "channels": int(shape[2]),
             "n_classes": int(out[0])}
-
-
-def reserve_layer_names(model) -> None:
-    """Advance the graph's layer-name counters past the names of ``model``.
-
-    A loaded model keeps its generated names (``add``, ``add_1``, ...) while
-    the counters of a fresh graph start at zero, so layers created later by
-    an analyzer would get the same names and Keras refuses the analyzer
-    model. Names not of the form ``prefix`` / ``prefix_N`` are left alone.
-    """
-    from keras.src import backend as kbackend  # Keras' own name counters
-
-    highest: dict = {}
-    for layer in model.layers:
-        match = re.fullmatch(r"(.+?)(?:_(\d+))?", layer.name)
-        prefix, number = match.group(1), int(match.group(2) or 0)
-        highest[prefix] = max(highest.get(prefix, -1), number)
-    for prefix, number in highest.items():
-        while True:
-            name = kbackend.unique_object_name(prefix, zero_based=True)
-            suffix = name[len(prefix) + 1:] if name != prefix else "0"
-            if not suffix.isdigit() or int(suffix) >= number:
-                break
 
 
 # -- methods ------------------------------------------------------------------------
