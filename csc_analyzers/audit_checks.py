@@ -275,6 +275,7 @@ def method_warnings(spec: MethodSpec, network, analyzer, x: np.ndarray) -> list:
     explosion of relevance (:func:`csc_analyzers.model_input.relevance_growth`)
     for the predicted class of ``x``."""
     from .checks import RELU_ONLY, RELU_THEORY, layer_activations
+    from . import model_input
     from .model_input import RELEVANCE_PREFIXES, explosion_message, relevance_growth
 
     notes = []
@@ -293,13 +294,14 @@ def method_warnings(spec: MethodSpec, network, analyzer, x: np.ndarray) -> list:
     if spec.analyzer.startswith(RELEVANCE_PREFIXES) and hasattr(analyzer, "injection_layers"):
         target = int(np.argmax(network.model.predict_on_batch(x)[0]))
         try:
-            ratios, first = relevance_growth(analyzer, x, target=target)
+            bound = model_input.EXPLOSION_BOUND
+            ratios, first = relevance_growth(analyzer, x, target=target, bound=bound)
         except Exception as error:  # a diagnosis only; say that it could not be made
             notes.append(f"relevance growth not measured ({type(error).__name__}: "
                          f"{_first_line(error)})")
         else:
             if first is not None:
-                notes.append(explosion_message(ratios, first))
+                notes.append(explosion_message(ratios, first, bound))
     return notes
 
 
