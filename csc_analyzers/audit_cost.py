@@ -13,10 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-# Seconds of the tables, report and figures after the experiments, per method
-# and fixed (measured on small models: 1-3 s per method with figures).
-REPORT_S = 3.0
-REPORT_S_PER_METHOD = 1.5
+# Seconds of the tables, report and figures after the experiments, fixed and
+# per method: fitted to three audits of small models (4-6 methods, 4 images)
+# on a shared 2-core machine, where they took 15-30 s. Not measured per run:
+# the one part of the estimate that is a constant.
+REPORT_S = 5.0
+REPORT_S_PER_METHOD = 2.5
 
 
 def peak_rss() -> int:
