@@ -278,9 +278,28 @@ def check_and_probe(specs, network, data: AuditData, *, patterns, table, seed: i
                       "per image" if check.ok and check.cost else
                       f"not applicable: {check.reason}")
             report(f"[{k + 1}/{len(specs)}] {spec.name}: {status}")
+    setup = (weight_copy_s(network.model)
+             if any(c.ok and c.sanity_ok for c in checks) else 0.0)
     estimate = AuditEstimate(n_images=n, elapsed_s=time.time() - started, costs=costs,
-                             dropped=dropped, rss_bytes=peak_rss(), budget_s=time_budget)
+                             dropped=dropped, rss_bytes=peak_rss(), budget_s=time_budget,
+                             fixed_s=setup)
     return checks, estimate
+
+
+def weight_copy_s(model, sample: int = 5) -> float:
+    """Estimated seconds for the sanity check to copy every weight layer's
+    weights out of the session and back (its randomiser's entry and exit):
+    ``sample`` layers timed, scaled to all weight layers, twice."""
+    from .experiments.randomization import weight_layers
+
+    layers = weight_layers(model)
+    if not layers:
+        return 0.0
+    chosen = layers[:sample]
+    start = time.time()
+    for layer in chosen:
+        layer.get_weights()
+    return 2.0 * (time.time() - start) * len(layers) / len(chosen)
 
 
 def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",

@@ -34,7 +34,9 @@ class AuditEstimate:
     per kept method (``costs``), the methods ``dropped`` to fit
     ``budget_s`` with the reason, and the peak memory (``rss_bytes``: the
     analyzers of all kept methods are built and stay in the graph, so the
-    peak after the probes is the audit's peak, plus the maps of one image)."""
+    peak after the probes is the audit's peak, plus the maps of one image);
+    ``fixed_s``: the sanity check's copy of every weight layer out of the
+    session and back, estimated from a few layers."""
 
     n_images: int
     elapsed_s: float
@@ -42,10 +44,11 @@ class AuditEstimate:
     dropped: list
     rss_bytes: int
     budget_s: Optional[float] = None
+    fixed_s: float = 0.0  # once per audit: the sanity check's copy of every weight
 
     @property
     def experiments_s(self) -> float:
-        return sum(cost.run_s(self.n_images) for cost in self.costs.values())
+        return self.fixed_s + sum(cost.run_s(self.n_images) for cost in self.costs.values())
 
     @property
     def report_s(self) -> float:
