@@ -287,9 +287,10 @@ def check_and_probe(specs, network, data: AuditData, *, patterns, table, seed: i
 
 
 def weight_copy_s(model, sample: int = 5) -> float:
-    """Estimated seconds for the sanity check to copy every weight layer's
-    weights out of the session and back (its randomiser's entry and exit):
-    ``sample`` layers timed, scaled to all weight layers, twice."""
+    """Estimated seconds for the sanity check's randomiser to copy every
+    weight layer's weights out of the session on entry (one session run per
+    layer): ``sample`` layers timed, scaled to all weight layers. Its exit
+    puts back only the randomised top layer."""
     from .experiments.randomization import weight_layers
 
     layers = weight_layers(model)
@@ -299,7 +300,7 @@ def weight_copy_s(model, sample: int = 5) -> float:
     start = time.time()
     for layer in chosen:
         layer.get_weights()
-    return 2.0 * (time.time() - start) * len(layers) / len(chosen)
+    return (time.time() - start) * len(layers) / len(chosen)
 
 
 def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",

@@ -36,7 +36,7 @@ class AuditEstimate:
     analyzers of all kept methods are built and stay in the graph, so the
     peak after the probes is the audit's peak, plus the maps of one image);
     ``fixed_s``: the sanity check's copy of every weight layer out of the
-    session and back, estimated from a few layers."""
+    session, estimated from a few layers."""
 
     n_images: int
     elapsed_s: float
@@ -44,7 +44,7 @@ class AuditEstimate:
     dropped: list
     rss_bytes: int
     budget_s: Optional[float] = None
-    fixed_s: float = 0.0  # once per audit: the sanity check's copy of every weight
+    fixed_s: float = 0.0  # once per audit: the sanity check copies every weight out
 
     @property
     def experiments_s(self) -> float:

@@ -116,7 +116,7 @@ def test_probe_measures_each_method(rng):
     assert smooth.map_s > 0 and gradient.map_s > 0
     assert estimate.total_s == pytest.approx(estimate.elapsed_s + estimate.experiments_s
                                              + estimate.report_s)
-    assert estimate.fixed_s > 0  # the sanity check copies the weights out and back
+    assert estimate.fixed_s > 0  # the sanity check copies the weights out
     assert estimate.experiments_s == pytest.approx(estimate.fixed_s + 4 * (
         gradient.per_image_s + smooth.per_image_s))
     assert estimate.rss_bytes > 50 * 2**20
