@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +26,11 @@ import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
-from .audit_checks import (AuditError, MethodCheck, check_methods, check_model_io, load_model,
+from .audit_cost import (REPORT_S, REPORT_S_PER_METHOD, AuditEstimate, Progress, peak_rss,
+                         progress_weights)
+from .audit_checks import (AuditError, MethodCheck, check_method, check_model_io, load_model,
                            reserve_layer_names)
-from .experiments.common import ModelNetwork
+from .experiments.common import ModelNetwork, analyzer_key
 from .experiments.store import atomic_write_text
 from .logits import logit_model
 from .registry import ALL_METHODS, available_methods, select_methods
@@ -66,7 +69,8 @@ class AuditData:
 @dataclass
 class AuditPlan:
     """Everything :func:`run_audit` needs, checked: the network, the data,
-    the per-method checks, the patterns (or None) and the settings."""
+    the per-method checks, the patterns (or None), the settings and the
+    :class:`AuditEstimate`."""
 
     network: AuditNetwork
     data: AuditData
@@ -74,6 +78,7 @@ class AuditPlan:
     patterns: object
     settings: dict
     info: dict = field(default_factory=dict)
+    estimate: Optional[AuditEstimate] = None
 
     @property
     def applicable(self) -> list:
@@ -228,12 +233,90 @@ def estimate_audit_patterns(model, images) -> tuple:
 
 # -- preparing and running ------------------------------------------------------------
 
+def check_and_probe(specs, network, data: AuditData, *, patterns, table, seed: int,
+                    n_vectors: int, started: float, time_budget: Optional[float] = None,
+                    report=None) -> tuple:
+    """``(checks, estimate)``: :func:`~csc_analyzers.audit_checks.check_method`
+    of each spec in order, each applicable method timed on the first image.
+    With ``time_budget`` (seconds from ``started``, a ``time.time()``), a
+    method whose experiments would not fit in what is left, or whose probe
+    cannot start in time (judged by the probes so far), is dropped with its
+    reason. ``report(text)`` receives one line per method."""
+    n = len(data.images)
+    probe = {"n_vectors": n_vectors, "seed": seed, "patterns": patterns,
+             "composites": data.composites is not None}
+    checks, costs, dropped, probes = [], {}, [], []
+    for k, spec in enumerate(specs):
+        committed = sum(c.run_s(n) for c in costs.values())
+        report_s = REPORT_S + REPORT_S_PER_METHOD * (len(costs) + 1)
+        if time_budget is not None and probes:
+            left = time_budget - (time.time() - started) - committed - report_s
+            if left < sum(probes) / len(probes):
+                dropped.append((spec.name, f"no time left to try it: {max(left, 0):.0f} s "
+                                           f"of the budget left, a probe takes "
+                                           f"~{sum(probes) / len(probes):.0f} s"))
+                checks.append(MethodCheck(spec, False, "dropped by --time-budget"))
+                continue
+        start = time.time()
+        check = check_method(spec, network, data.images[0], patterns=patterns, table=table,
+                             seed=seed, probe=probe)
+        probes.append(time.time() - start)
+        if check.ok and check.cost is not None:
+            cost = check.cost
+            left = (None if time_budget is None
+                    else time_budget - (time.time() - started) - committed - report_s)
+            if left is not None and cost.run_s(n) > left:
+                dropped.append((spec.name, f"its experiments would take ~{cost.run_s(n):.0f} s, "
+                                           f"{max(left, 0):.0f} s of the budget left"))
+                check = MethodCheck(spec, False, "dropped by --time-budget")
+                network.analyzer_cache.pop(analyzer_key(spec, network), None)
+            else:
+                costs[spec.name] = cost
+        checks.append(check)
+        if report is not None:
+            status = (f"analyzer {check.cost.build_s:.1f} s, ~{check.cost.per_image_s:.2f} s "
+                      "per image" if check.ok and check.cost else
+                      f"not applicable: {check.reason}")
+            report(f"[{k + 1}/{len(specs)}] {spec.name}: {status}")
+    setup = (weight_copy_s(network.model)
+             if any(c.ok and c.sanity_ok for c in checks) else 0.0)
+    estimate = AuditEstimate(n_images=n, elapsed_s=time.time() - started, costs=costs,
+                             dropped=dropped, rss_bytes=peak_rss(), budget_s=time_budget,
+                             fixed_s=setup)
+    return checks, estimate
+
+
+def weight_copy_s(model, sample: int = 5) -> float:
+    """Estimated seconds for the sanity check's randomiser to copy every
+    weight layer's weights out of the session on entry (one session run per
+    layer): ``sample`` layers timed, scaled to all weight layers. Its exit
+    puts back only the randomised top layer."""
+    from .experiments.randomization import weight_layers
+
+    layers = weight_layers(model)
+    if not layers:
+        return 0.0
+    chosen = layers[:sample]
+    start = time.time()
+    for layer in chosen:
+        layer.get_weights()
+    return (time.time() - start) * len(layers) / len(chosen)
+
+
 def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
                   methods: Optional[str] = None, n_images: int = 16, n_vectors: int = 5,
-                  seed: int = 0, table=None) -> AuditPlan:
-    """Check everything and build the plan; writes no file. Raises
-    :class:`AuditError` naming the culprit, also when no chosen method can
-    explain the model (then naming each method's blocking layers)."""
+                  seed: int = 0, table=None, time_budget: Optional[float] = None,
+                  started: Optional[float] = None, report=None) -> AuditPlan:
+    """Check everything and build the plan; writes no file. Each applicable
+    method's analyzer is built and timed on the first image, giving the
+    plan's :class:`AuditEstimate` (``time_budget``: seconds from ``started``,
+    default now, that the whole audit may take; methods that do not fit are
+    dropped and named). Raises :class:`AuditError` naming the culprit, also
+    when no chosen method can explain the model (then naming each method's
+    blocking layers)."""
+    started = time.time() if started is None else started
+    if time_budget is not None and time_budget <= 0:
+        raise AuditError(f"--time-budget {time_budget}: must be > 0 seconds")
     if preprocessing not in PREPROCESSING:
         raise AuditError(f"--preprocess {preprocessing!r}: choose from {PREPROCESSING}")
     if n_images < 1:
@@ -262,11 +345,17 @@ def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
     pattern_set, pattern_reason = None, ""
     if any(spec.needs_patterns for spec in specs):
         pattern_set, pattern_reason = estimate_audit_patterns(network.model, data.images)
-    checks = check_methods(specs, network, data.images[0], patterns=pattern_set,
-                           table=table, seed=seed)
     if pattern_reason:
-        checks = [MethodCheck(c.spec, False, f"needs patterns; {pattern_reason}")
-                  if c.spec.needs_patterns else c for c in checks]
+        refused = [MethodCheck(s, False, f"needs patterns; {pattern_reason}")
+                   for s in specs if s.needs_patterns]
+        specs = [s for s in specs if not s.needs_patterns]
+    else:
+        refused = []
+    checks, estimate = check_and_probe(specs, network, data, patterns=pattern_set, table=table,
+                                       seed=seed, n_vectors=n_vectors, started=started,
+                                       time_budget=time_budget, report=report)
+    order = {c.spec.name: c for c in checks + refused}
+    checks = [order[s.name] for s in choose_methods(methods) if s.name in order]
     if not any(check.ok for check in checks):
         lines = "\n".join(f"  {c.spec.name}: {c.reason}" for c in checks)
         raise AuditError(f"model {model_path}: no chosen method can explain it:\n{lines}")
@@ -276,7 +365,7 @@ def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
                 "n_vectors": int(n_vectors), "seed": int(seed)}
     info = {**io, "model_path": str(model_path), "input_range": network.input_range,
             "n_images": len(data.images), "source": data.source}
-    return AuditPlan(network, data, checks, pattern_set, settings, info)
+    return AuditPlan(network, data, checks, pattern_set, settings, info, estimate)
 
 
 def check_resume(out, settings: dict) -> None:
@@ -300,7 +389,8 @@ def _patterns_provider(patterns):
 def run_experiments(plan: AuditPlan, out, *, progress: bool = False) -> dict:
     """Run the audit's experiments for the applicable methods into
     ``out/results`` and return the tables (``csc``, ``histograms``,
-    ``random_logit``, ``sanity``, ``class_sensitivity``)."""
+    ``random_logit``, ``sanity``, ``class_sensitivity``); ``progress``
+    prints :class:`Progress` lines."""
     from .experiments.class_sensitivity import run_class_sensitivity
     from .experiments.cli import SORT_BY
     from .experiments.csc import run_csc
@@ -312,22 +402,29 @@ def run_experiments(plan: AuditPlan, out, *, progress: bool = False) -> dict:
     specs = plan.applicable
     provider = _patterns_provider(plan.patterns)
     ids = list(range(len(data.images)))
+    bar = Progress(progress_weights(plan)) if progress else None
+
+    def hook(experiment):
+        return None if bar is None else bar.unit(experiment)
+
     csc = run_csc(network, specs, data.images, out_dir=results,
                   n_vectors=plan.settings["n_vectors"], seed=seed, patterns=provider,
-                  exact_max_dim=0, progress=progress)
+                  exact_max_dim=0, on_unit=hook("csc"))
     stores = [run_random_logit(network, data.images, data.predicted, ids, specs, results,
-                               seed=seed, patterns=provider, save_maps_for=ids[:1])]
+                               seed=seed, patterns=provider, save_maps_for=ids[:1],
+                               progress=hook("random_logit"))]
     sanity_specs = [c.spec for c in plan.checks if c.ok and c.sanity_ok]
     if sanity_specs:
         stores.append(run_sanity(network, data.images, data.predicted, ids, sanity_specs,
                                  results, mode="cascading", seed=seed, patterns=provider,
-                                 save_maps_for=ids[:1]))
+                                 save_maps_for=ids[:1], progress=hook("sanity")))
     if data.composites is not None:
         _raw, images, masks, labels = data.composites
         stores.append(run_class_sensitivity(network, images, masks, labels,
                                             list(range(len(images))), specs, results,
                                             seed=seed, patterns=provider,
-                                            save_maps_for=[0]))
+                                            save_maps_for=[0],
+                                            progress=hook("class_sensitivity")))
     tables = {"csc": csc["table"], "histograms": csc["histograms"]}
     for store in stores:
         store.consolidate(sort_by=SORT_BY)
@@ -348,7 +445,8 @@ def run_audit(plan: AuditPlan, out, *, progress: bool = False, figures: bool = T
     return write_report(plan, tables, out, figures=figures)
 
 
-__all__ = ["AuditNetwork", "AuditData", "AuditPlan", "AuditError", "PREPROCESSING",
+__all__ = ["AuditNetwork", "AuditData", "AuditPlan", "AuditEstimate", "Progress",
+           "progress_weights", "check_and_probe", "AuditError", "PREPROCESSING",
            "preprocess", "input_range", "read_image_dir", "builtin_data", "top_layer",
            "audit_network", "model_fingerprint", "choose_methods", "estimate_audit_patterns",
            "prepare_audit", "check_resume", "run_experiments", "run_audit"]

@@ -9,19 +9,21 @@ the argument.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from pathlib import Path
+import resource
+import time
+from dataclasses import dataclass, replace
+from typing import Optional
 
 import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
 import innvestigate.backend.graph as igraph
-import tensorflow as tf
 from innvestigate.analyzer.base import AnalyzerBase
 from tensorflow import keras
 
 from .experiments.csc import create_method_analyzer
+from .model_input import reserve_layer_names
 from .experiments.sanity import weight_sync
 from .registry import MethodSpec
 
@@ -58,6 +60,33 @@ class MethodCheck:
     layers: tuple = ()
     sanity_ok: bool = True
     sanity_reason: str = ""
+    warnings: tuple = ()
+    cost: Optional["MethodCost"] = None
+
+
+@dataclass(frozen=True)
+class MethodCost:
+    """What one method costs, measured on one image: ``build_s`` (analyzer
+    graph built, the check's propagation, the first map: paid once),
+    ``csc_s`` (one CSC unit: ``n_vectors`` vectors from the logits to every
+    layer, with its statistics; 0 if the method is left out of CSC),
+    ``map_s`` (one saliency map once the graph runs), ``maps_per_image``
+    (random logit 2, top-layer sanity check 2, class gap 2 when measured),
+    ``rss_bytes`` (peak resident memory of the process after the probe)."""
+
+    build_s: float
+    csc_s: float
+    map_s: float
+    maps_per_image: int
+    rss_bytes: int
+
+    @property
+    def per_image_s(self) -> float:
+        return self.csc_s + self.maps_per_image * self.map_s
+
+    def run_s(self, n_images: int) -> float:
+        """Time of the experiments on ``n_images`` images (graph already built)."""
+        return n_images * self.per_image_s
 
 
 # -- the model file ---------------------------------------------------------------
@@ -65,12 +94,11 @@ class MethodCheck:
 def load_model(path):
     """The Keras model saved at ``path`` (``.keras`` / ``.h5`` file or a
     SavedModel directory), loaded without its training configuration
-    (:func:`csc_analyzers.checks.load_user_model`; its errors become
-    :class:`AuditError`)."""
-    from .checks import load_user_model
+    (:func:`csc_analyzers.load_model`; its errors become :class:`AuditError`)."""
     from .errors import InputError
+    from .model_input import load_model as load_checked
     try:
-        return load_user_model(path, argument="model")
+        return load_checked(path, argument="model")
     except InputError as error:
         raise AuditError(str(error)) from None
 
@@ -97,29 +125,6 @@ def check_model_io(model, source: str = "model") -> dict:
                              "need a flat model (rebuild it from the nested model's layers)")
     return {"height": int(shape[0]), "width": int(shape[1]), "channels": int(shape[2]),
             "n_classes": int(out[0])}
-
-
-def reserve_layer_names(model) -> None:
-    """Advance the graph's layer-name counters past the names of ``model``.
-
-    A loaded model keeps its generated names (``add``, ``add_1``, ...) while
-    the counters of a fresh graph start at zero, so layers created later by
-    an analyzer would get the same names and Keras refuses the analyzer
-    model. Names not of the form ``prefix`` / ``prefix_N`` are left alone.
-    """
-    from keras.src import backend as kbackend  # Keras' own name counters
-
-    highest: dict = {}
-    for layer in model.layers:
-        match = re.fullmatch(r"(.+?)(?:_(\d+))?", layer.name)
-        prefix, number = match.group(1), int(match.group(2) or 0)
-        highest[prefix] = max(highest.get(prefix, -1), number)
-    for prefix, number in highest.items():
-        while True:
-            name = kbackend.unique_object_name(prefix, zero_based=True)
-            suffix = name[len(prefix) + 1:] if name != prefix else "0"
-            if not suffix.isdigit() or int(suffix) >= number:
-                break
 
 
 # -- methods ------------------------------------------------------------------------
@@ -195,13 +200,19 @@ def _unchecked_analyzer(spec: MethodSpec, network, patterns):
 
 
 def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
-                 table=None, seed: int = 0) -> MethodCheck:
+                 table=None, seed: int = 0, probe: Optional[dict] = None) -> MethodCheck:
     """Build the analyzer of ``spec`` on ``network`` and propagate two random
     vectors from the logits to every layer of ``network.layers`` for one
     ``image`` (a method whose analyzer has no ``propagate`` explains the
     image instead). Any failure makes the method not applicable, with the
     layers to blame. Then ask whether the analyzer follows in-place weight
-    randomisation (the top-layer sanity check)."""
+    randomisation (the top-layer sanity check), and collect the
+    :func:`method_warnings`. With ``probe`` (keyword arguments of
+    :func:`probe_cost` but ``build_s``: ``n_vectors``, ``composites``, ...)
+    the check is timed from here and the cost of one image measured
+    (``MethodCheck.cost``)."""
+    if probe is not None:
+        probe = {**probe, "started": time.perf_counter()}
     if table is None:
         from .factory import analyzers as table
     if spec.analyzer not in table:
@@ -236,15 +247,97 @@ def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
     bad = [name for name, value in zip(network.layers, values) if not np.all(np.isfinite(value))]
     if bad:
         return MethodCheck(spec, False, f"non-finite relevance at layer {bad[0]!r}", (bad[0],))
+    notes = tuple(method_warnings(spec, network, analyzer, x))
     if spec.needs_patterns:
-        return MethodCheck(spec, True, sanity_ok=False, sanity_reason=(
+        check = MethodCheck(spec, True, sanity_ok=False, warnings=notes, sanity_reason=(
             "its patterns belong to the trained weights; randomising the top layer "
             "would need patterns estimated anew"))
-    try:
-        weight_sync(analyzer, spec.name, network.model)
-    except ValueError as error:
-        return MethodCheck(spec, True, sanity_ok=False, sanity_reason=_first_line(error))
-    return MethodCheck(spec, True)
+    else:
+        try:
+            weight_sync(analyzer, spec.name, network.model)
+            check = MethodCheck(spec, True, warnings=notes)
+        except ValueError as error:
+            check = MethodCheck(spec, True, sanity_ok=False, sanity_reason=_first_line(error),
+                                warnings=notes)
+    if probe is None:
+        return check
+    started = probe.pop("started", None)
+    cost = probe_cost(spec, analyzer, network, x[0], sanity=check.sanity_ok,
+                      build_s=time.perf_counter() - started if started else 0.0, **probe)
+    return replace(check, cost=cost)
+
+
+def method_warnings(spec: MethodSpec, network, analyzer, x: np.ndarray) -> list:
+    """What the user must know about ``spec`` on this model: the activation
+    warnings of :mod:`csc_analyzers.checks` (methods defined through the
+    ReLU, or whose analysis in the paper assumes ReLU networks, on a model
+    with other activations) and, for methods whose maps are relevance, an
+    explosion of relevance (:func:`csc_analyzers.model_input.relevance_growth`)
+    for the predicted class of ``x``."""
+    from .checks import RELU_ONLY, RELU_THEORY, layer_activations
+    from . import model_input
+    from .model_input import RELEVANCE_PREFIXES, explosion_message, relevance_growth
+
+    notes = []
+    activations = layer_activations(network.model)
+    if activations:
+        listed = ", ".join(f"{layer!r} ({act})" for layer, act in
+                           list(activations.items())[:4]) + (", ..." if len(activations) > 4
+                                                             else "")
+        if spec.analyzer in RELU_ONLY:
+            notes.append(f"defined through the ReLU; the model has other activations at "
+                         f"{listed}: the map follows the project's convention there and the "
+                         "paper's analysis does not apply")
+        elif spec.analyzer in RELU_THEORY:
+            notes.append(f"defined for any activation, but the paper's analysis assumes ReLU "
+                         f"networks; the model has other activations at {listed}")
+    if spec.analyzer.startswith(RELEVANCE_PREFIXES) and hasattr(analyzer, "injection_layers"):
+        target = int(np.argmax(network.model.predict_on_batch(x)[0]))
+        try:
+            bound = model_input.EXPLOSION_BOUND
+            ratios, first = relevance_growth(analyzer, x, target=target, bound=bound)
+        except Exception as error:  # a diagnosis only; say that it could not be made
+            notes.append(f"relevance growth not measured ({type(error).__name__}: "
+                         f"{_first_line(error)})")
+        else:
+            if first is not None:
+                notes.append(explosion_message(ratios, first, bound))
+    return notes
+
+
+def probe_cost(spec: MethodSpec, analyzer, network, image: np.ndarray, *, build_s: float,
+               n_vectors: int, seed: int, sanity: bool, composites: bool,
+               patterns=None) -> MethodCost:
+    """Time a CSC unit and a saliency map of ``spec`` on ``image``, each twice:
+    the first call warms the graph up and is counted with ``build_s``, the
+    second is the per-image cost."""
+    from .experiments.common import explain
+    from .experiments.csc import make_plan, unit_rows
+
+    def twice(run) -> tuple:
+        """(first, second) durations: the first call may build graph parts
+        (IG's and SmoothGrad's CSC sums: 15 s on a small ResNet, minutes on
+        MobileNetV2), the second is what every further image costs."""
+        times = []
+        for k in range(2):
+            start = time.perf_counter()
+            run(k)
+            times.append(time.perf_counter() - start)
+        return times[0], times[1]
+
+    target = int(np.argmax(network.model.predict_on_batch(image[None])[0]))
+    csc_first = csc_s = 0.0
+    if "csc" not in spec.exclude_experiments:
+        plan = make_plan(network, [spec], patterns=patterns)
+        csc_first, csc_s = twice(lambda k: unit_rows(
+            analyzer, image[None], network, plan, image_id=k, method=spec.name,
+            n_vectors=n_vectors, seed=seed, exact_max_dim=0))
+    map_first, map_s = twice(lambda k: explain(analyzer, image, target, spec, image_id=k))
+    maps = 2 + (2 if sanity else 0) + (2 if composites else 0)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    warmup = max(csc_first - csc_s, 0.0) + max(map_first - map_s, 0.0)
+    return MethodCost(build_s=build_s + warmup, csc_s=csc_s, map_s=map_s,
+                      maps_per_image=maps, rss_bytes=int(rss))
 
 
 def check_methods(specs, network, image, *, patterns=None, table=None, seed: int = 0) -> list:
@@ -253,6 +346,6 @@ def check_methods(specs, network, image, *, patterns=None, table=None, seed: int
             for spec in specs]
 
 
-__all__ = ["AuditError", "MethodCheck", "load_model", "check_model_io", "reserve_layer_names",
+__all__ = ["AuditError", "MethodCheck", "MethodCost", "method_warnings", "probe_cost", "load_model", "check_model_io", "reserve_layer_names",
            "triggered_checks", "unknown_layers", "diagnose", "check_method", "check_methods",
            "KNOWN_LAYER_TYPES", "MODEL_SUFFIXES"]

@@ -30,6 +30,13 @@ MIN_CONV_CHANNELS = 32
 INSENSITIVE = "class-insensitive: do not trust for class-specific explanations"
 SENSITIVE = "sensitive to later layers"
 NOT_MEASURED = "not measured"
+DISAGREEMENT = (
+    "the verdict follows the SSIMs: they compare the maps the user sees, while CSC "
+    "measures the relevance that random vectors injected at the logits produce through the "
+    "method's backward chain; a map that is not that chain alone (Contrastive LRP subtracts "
+    "two z+ chains, so their shared direction cancels) can change with the class while the "
+    "chain converges. For a method whose map is the chain, converged CSC makes every map "
+    "alike and the SSIMs high, so the signals cannot disagree")
 METRIC_COLUMNS = ("csc_first_conv", "csc_input", "random_logit_ssim", "top_layer_ssim",
                   "class_sensitivity_gap")
 UNDEFINED_COLUMN = "undefined_maps"  # rows not scored: "0" or "n (reason k, ...)"
@@ -53,7 +60,10 @@ def verdict(csc_first_conv=np.nan, csc_input=np.nan, random_logit_ssim=np.nan,
     logits sent) or the random-logit or top-layer SSIM is >= ``ssim_threshold``
     (the map barely changes when the explained class or the top layer
     changes); sensitive if none is and at least one was measured (NaN: not
-    measured). The CSC after the first convolution counts only if that layer
+    measured). When only CSC fires and every measured SSIM is below its
+    threshold, the signals disagree and the verdict follows the SSIMs
+    (sensitive; :data:`DISAGREEMENT` in the evidence says why). The CSC after
+    the first convolution counts only if that layer
     has at least ``min_conv_channels`` channels (``first_conv_channels``;
     None: unknown, counted)."""
     notes = []
@@ -72,6 +82,20 @@ def verdict(csc_first_conv=np.nan, csc_input=np.nan, random_logit_ssim=np.nan,
         return NOT_MEASURED, "; ".join(notes + ["no test could be measured"])
     fired = [f"{label} {value:.4g} >= {limit:g}" for label, value, limit in measured
              if value >= limit]
+    ssims = [(label, value, limit) for label, value, limit in measured if "SSIM" in label]
+    csc_fired = [text for text in fired if text.startswith("CSC")]
+    if csc_fired and ssims and len(csc_fired) == len(fired):
+        # CSC says the relevance chain converges, every measured SSIM says the map changes
+        below = [f"{label} {value:.4g} < {limit:g}" for label, value, limit in ssims]
+        return SENSITIVE, "; ".join(
+            [f"signals disagree: {', '.join(csc_fired)}, but {', '.join(below)}",
+             DISAGREEMENT] + notes)
+    cscs = [(label, value, limit) for label, value, limit in measured if label.startswith("CSC")]
+    if fired and not csc_fired and cscs:
+        below = [f"{label} {value:.4g} < {limit:g}" for label, value, limit in cscs]
+        notes.insert(0, f"signals disagree: {', '.join(below)}; the verdict follows the "
+                        "SSIMs, which compare the maps themselves: the map barely changes "
+                        "although the injected relevance does not converge")
     if fired:
         return INSENSITIVE, "; ".join(fired + notes)
     return SENSITIVE, "; ".join([f"{label} {value:.4g} < {limit:g}"
@@ -95,7 +119,19 @@ def verdict_table(summary: pd.DataFrame, *, first_conv_channels=None,
                        min_conv_channels=min_conv_channels) for row in out.itertuples()]
     out["verdict"] = [v for v, _ in results]
     out["evidence"] = [e for _, e in results]
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs["unused_columns"] = unused_columns(first_conv_channels, min_conv_channels)
+    return out
+
+
+def unused_columns(first_conv_channels=None, min_conv_channels: int = MIN_CONV_CHANNELS) -> tuple:
+    """The metric columns the verdict rule does not use: the class gap always
+    (reported for reading only), the CSC after the first convolution when that
+    layer has fewer than ``min_conv_channels`` channels."""
+    unused = ["class_sensitivity_gap"]
+    if first_conv_channels is not None and first_conv_channels < min_conv_channels:
+        unused.insert(0, "csc_first_conv")
+    return tuple(unused)
 
 
 # -- from the experiment tables ---------------------------------------------------------
@@ -162,10 +198,13 @@ def _cell(value) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
-def format_table(table: pd.DataFrame, *, markdown: bool = False) -> str:
-    """The verdict table as aligned text (or a Markdown table)."""
+def format_table(table: pd.DataFrame, *, markdown: bool = False, unused=None) -> str:
+    """The verdict table as aligned text (or a Markdown table); the headers
+    of the columns the verdict does not use (``unused``, default
+    ``table.attrs["unused_columns"]``) say "(not in verdict)"."""
     columns = [c for c in HEADERS if c in table.columns]
-    cells = [[HEADERS[c] for c in columns]]
+    unused = set(table.attrs.get("unused_columns", ()) if unused is None else unused)
+    cells = [[HEADERS[c] + (" (not in verdict)" if c in unused else "") for c in columns]]
     cells += [[_cell(row[c]) for c in columns] for _, row in table.iterrows()]
     if markdown:
         lines = ["| " + " | ".join(cells[0]) + " |",
@@ -246,6 +285,15 @@ def markdown_report(plan, table: pd.DataFrame, figures: list, out: Path) -> str:
     lines += [f"- {c.spec.name}: not applicable: {c.reason}" for c in skipped]
     lines += [f"- {c.spec.name}: top-layer SSIM not measured: {c.sanity_reason}"
               for c in partial]
+    lines += [f"- {c.spec.name}: warning: {w}" for c in plan.checks for w in c.warnings]
+    unused = table.attrs.get("unused_columns", ())
+    if "csc_first_conv" in unused:
+        lines.append(f"- CSC 1st conv: shown, not used by the verdict: the first convolution "
+                     f"has fewer than {MIN_CONV_CHANNELS} channels")
+    if "class_sensitivity_gap" in unused:
+        lines.append("- class gap: shown for reading, not used by the verdict")
+    if getattr(plan, "estimate", None) is not None:
+        lines.append("- cost: " + plan.estimate.describe().replace("\n", "\n  "))
     if plan.data.composites is None:
         lines.append(f"- class-sensitivity gap: {plan.data.composites_reason}")
     else:
@@ -334,6 +382,7 @@ def write_report(plan, tables: dict, out, *, figures: bool = True) -> dict:
                              "evidence": c.reason} for c in plan.checks if not c.ok],
                            columns=list(VERDICT_COLUMNS))
     full = pd.concat([table, skipped], ignore_index=True) if len(skipped) else table
+    full.attrs["unused_columns"] = table.attrs.get("unused_columns", ())
     paths = make_figures(plan, tables, out / "figures") if figures else []
     atomic_write_text(out / "verdicts.csv",
                       full.to_csv(index=False, float_format="%.6g"))
@@ -341,7 +390,7 @@ def write_report(plan, tables: dict, out, *, figures: bool = True) -> dict:
     return {"verdicts": full, "paths": [out / "verdicts.csv", out / "AUDIT.md", *paths]}
 
 
-__all__ = ["verdict", "verdict_table", "summarize", "format_table", "guidance",
+__all__ = ["verdict", "verdict_table", "unused_columns", "DISAGREEMENT", "summarize", "format_table", "guidance",
            "markdown_report", "make_figures", "write_report", "CSC_THRESHOLD",
            "SSIM_THRESHOLD", "MIN_CONV_CHANNELS", "INSENSITIVE", "SENSITIVE", "NOT_MEASURED",
            "METRIC_COLUMNS", "VERDICT_COLUMNS", "UNDEFINED_COLUMN", "undefined_summary"]

@@ -59,11 +59,11 @@ DEEPLIFT_ACTIVATIONS = frozenset({"linear", "relu", "sigmoid", "tanh"})
 # --- model files ---------------------------------------------------------------------------
 
 def run_weight_assignments(model, operations) -> None:
-    """Run the variable assignments the ``.keras`` loader created. In graph
-    mode it builds one assign operation per saved weight but never runs them
-    (the model would keep its random initial weights). The Keras session
-    first initialises the variables, then the assignments, in the order they
-    were created, give them the saved values."""
+    """Run the variable assignments among ``operations`` (those a Keras
+    loader created) other than the variables' initialisers. Keras' ``.keras``
+    loader needs this in graph mode; :mod:`residual_support._tf` now does it
+    for every call of the loader, so :func:`load_user_model` no longer calls
+    this function."""
     initializers = {variable.initializer for variable in model.weights}
     assignments = [op for op in operations if op.type in ("AssignVariableOp", "Assign")
                    and op not in initializers]
@@ -92,9 +92,7 @@ def load_user_model(path, *, argument: str = "--network") -> keras.Model:
             "model.save('model.keras') (or .h5)")
     elif path.stat().st_size == 0:
         raise ModelFileError(f"{argument} {path}: the file is empty; save the model again")
-    graph = tf.compat.v1.get_default_graph()
-    first_new_op = len(graph.get_operations())
-    try:
+    try:  # a .keras file's weights: residual_support._tf runs their assignments
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # keras raises many kinds; all mean "cannot load"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -106,8 +104,6 @@ def load_user_model(path, *, argument: str = "--network") -> keras.Model:
         raise ModelFileError(
             f"{argument} {path}: holds a {type(model).__name__}, not a Keras model; save a "
             "Keras model with model.save()")
-    if path.suffix.lower() == ".keras":
-        run_weight_assignments(model, graph.get_operations()[first_new_op:])
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ModelFileError(
             f"{argument} {path}: the model has {len(model.inputs)} inputs and "

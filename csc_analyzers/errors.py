@@ -48,8 +48,30 @@ class PatternsFileError(InputError):
     """A patterns file that is missing, unreadable, or made for another model."""
 
 
+class EagerModelError(InputError):
+    """A model built or loaded in eager mode, before ``import csc_analyzers``
+    switched TensorFlow to graph mode, that cannot be copied into the graph."""
+
+
+class EmptyBatchError(InputError):
+    """An input batch with no image."""
+
+
+class NonFiniteInputError(InputError):
+    """An input array holding NaN or Inf values."""
+
+
+class NeuronSelectionError(InputError):
+    """A ``neuron_selection`` that names no output of the model."""
+
+
 class ArgumentError(InputError):
     """A command-line or keyword argument that makes no sense."""
+
+
+class RelevanceExplosionWarning(UserWarning):
+    """Relevance that grew far beyond the logit it explains (e.g. LRP alpha5-beta4
+    through many layers): the map is finite but its values mean little."""
 
 
 class ModelChangedError(RuntimeError):
@@ -60,4 +82,5 @@ class ModelChangedError(RuntimeError):
 __all__ = ["InputError", "ModelFileError", "ModelFileNotFoundError", "UnsupportedLayerError",
            "ActivationError", "InputShapeError", "ImageDirectoryError",
            "ImageDirectoryNotFoundError", "ImagesFileError", "PatternsFileError",
-           "ArgumentError", "ModelChangedError"]
+           "ArgumentError", "ModelChangedError", "EagerModelError", "EmptyBatchError",
+           "NonFiniteInputError", "NeuronSelectionError", "RelevanceExplosionWarning"]

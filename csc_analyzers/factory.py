@@ -115,23 +115,34 @@ analyzers["deep_lift.wrapper"] = DeepLiftAnalyzer
 # -- end of project analyzers ------------------------------------------------
 
 
-def create_analyzer(name: str, model, *, canonize: bool = False, **kwargs):
+def create_analyzer(name: str, model, *, canonize: bool = False, check_inputs: bool = True,
+                    **kwargs):
     """Build the analyzer called ``name`` for ``model``.
 
     Works like ``innvestigate.create_analyzer``; a model that ends in a
     softmax is analysed on its logits (see :func:`csc_analyzers.logits.logit_model`),
-    the user's model is not changed. ``canonize=True`` analyses
-    :func:`residual_support.fold_batchnorm` of the model (each
-    BatchNormalization folded into its Conv/Dense layer) instead of passing
-    the rule through the BatchNormalization layers. Raises ``KeyError``
-    listing the valid names for an unknown ``name``.
+    the user's model is not changed. A model built before ``import
+    csc_analyzers`` (eager) is analysed as a graph copy, and Keras' layer-name
+    counters are moved past the model's names
+    (:func:`csc_analyzers.model_input.prepare_model`). ``canonize=True`` checks
+    the layers first, then analyses :func:`residual_support.fold_batchnorm` of
+    the model (each BatchNormalization folded into its Conv/Dense layer)
+    instead of passing the rule through the BatchNormalization layers.
+    ``check_inputs`` (default) makes ``analyze`` / ``propagate`` refuse an
+    empty batch, NaN / Inf values and out-of-range ``neuron_selection`` and
+    warn when relevance explodes (:class:`csc_analyzers.model_input.InputCheckMixin`).
+    Raises ``KeyError`` listing the valid names for an unknown ``name``.
     """
+    from .model_input import prepare_model, with_input_checks
+
     try:
         cls = analyzers[name]
     except KeyError:
         raise KeyError(
             f"unknown analyzer {name!r}; valid names: {sorted(analyzers)}") from None
-    model = logit_model(model)
+    model = logit_model(prepare_model(model))
     if canonize:
+        from .checks import check_layers
+        check_layers(model, [name])
         model = fold_batchnorm(model, name=model.name)
-    return cls(model, **kwargs)
+    return (with_input_checks(cls, name) if check_inputs else cls)(model, **kwargs)

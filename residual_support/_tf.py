@@ -13,12 +13,24 @@ Both packages import this module before anything else. It
    (``scripts/benchmark.py`` measures both). With a GPU, Grappler stays on
    (its layout rewrite speeds up convolutions there); ``CSC_TF_GRAPPLER=1``
    keeps it on everywhere;
-3. imports the ``deeplift`` package, whose modules are TF1 code that says
+3. makes Keras' ``.keras`` loader work in graph mode: ``keras.models.load_model``
+   of a ``.keras`` file (and ``model.load_weights`` of a ``.keras`` /
+   ``.weights.h5`` file) assigns every saved weight with ``variable.assign``,
+   which in graph mode only adds an assign operation to the graph; nothing
+   runs it, and the first session run initialises the variables with their
+   random initial values, so the loaded model silently predicts with random
+   weights. :func:`_run_pending_assignments` wraps the two loader functions of
+   ``keras.src.saving.saving_lib`` to run the assignments they created (HDF5
+   files go through another loader that already sets the weights in the
+   session);
+4. imports the ``deeplift`` package, whose modules are TF1 code that says
    ``import tensorflow as tf`` and then calls ``tf.placeholder`` and friends:
    during that import ``tensorflow.compat.v1`` stands in for ``tensorflow`` in
    ``sys.modules``; the real module is put back right afterwards.
 
-Nothing else in the project patches third-party modules.
+Nothing else in the project patches third-party modules. The loader patch
+is applied once (a second import finds it in place) and changes nothing in
+eager mode.
 """
 from __future__ import annotations
 
@@ -54,6 +66,47 @@ if not GRAPPLER:
 
 if tf.executing_eagerly():
     tf.compat.v1.disable_eager_execution()
+
+def _run_pending_assignments(loader):
+    """``loader`` (a Keras v3 loading function) that, in graph mode, runs the
+    variable assignments it added to the default graph, in the order they
+    were created. Variable initialisers are left out (they would put the
+    random initial values back); the session initialises any variable that
+    is still uninitialised first, as it would at its first run."""
+    import functools
+
+    @functools.wraps(loader)
+    def load(*args, **kwargs):
+        if tf.executing_eagerly():
+            return loader(*args, **kwargs)
+        graph = tf.compat.v1.get_default_graph()
+        first = len(graph.get_operations())
+        result = loader(*args, **kwargs)
+        new = graph.get_operations()[first:]
+        initializers = {v.initializer for v in graph.get_collection(
+            tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)}
+        assignments = [op for op in new if op.type in ("AssignVariableOp", "Assign")
+                       and op not in initializers]
+        if assignments:
+            session = tf.compat.v1.keras.backend.get_session()
+            for op in assignments:  # one at a time: a variable assigned twice ends last
+                session.run(op)
+        return result
+
+    load._csc_runs_assignments = True
+    return load
+
+
+def _patch_keras_v3_loading():
+    from keras.src.saving import saving_lib
+
+    for name in ("load_model", "load_weights_only"):
+        function = getattr(saving_lib, name)
+        if not getattr(function, "_csc_runs_assignments", False):
+            setattr(saving_lib, name, _run_pending_assignments(function))
+
+
+_patch_keras_v3_loading()
 
 _DEEPLIFT_MODULES = (
     "deeplift",

@@ -19,8 +19,8 @@ def summary(*rows):
 
 def test_each_criterion_alone_makes_a_method_class_insensitive():
     table = verdict_table(summary(
-        ("conv", 0.995, 0.5, 0.1, 0.1, 0.2),
-        ("input", 0.2, 0.99, 0.1, 0.1, 0.2),        # boundary: >= counts
+        ("conv", 0.995, 0.5, NAN, NAN, 0.2),   # CSC alone: no SSIM measured
+        ("input", 0.2, 0.99, NAN, NAN, 0.2),        # boundary: >= counts
         ("logit", 0.2, 0.5, 0.9, 0.1, 0.2),
         ("top", 0.2, 0.5, 0.1, 0.95, 0.2),
         ("none", 0.989, 0.989, 0.899, 0.899, 0.0),
@@ -45,15 +45,45 @@ def test_missing_values_are_ignored_and_all_missing_is_not_measured():
 
 
 def test_first_conv_with_few_channels_is_not_used():
-    one = summary(("m", 1.0, 0.5, 0.1, 0.1, NAN))
+    one = summary(("m", 1.0, 0.5, NAN, NAN, NAN))
     narrow = verdict_table(one, first_conv_channels=4)
     wide = verdict_table(one, first_conv_channels=64)
     assert narrow.loc[0, "verdict"] == SENSITIVE
     assert "not used (4 channels < 32)" in narrow.loc[0, "evidence"]
     assert wide.loc[0, "verdict"] == INSENSITIVE
     # thresholds are options
-    assert verdict(0.5, 0.5, 0.5, 0.5, csc_threshold=0.4)[0] == INSENSITIVE
+    assert verdict(0.5, 0.5, csc_threshold=0.4)[0] == INSENSITIVE
     assert verdict(0.5, 0.5, 0.5, 0.5, ssim_threshold=0.6)[0] == SENSITIVE
+
+
+def test_disagreeing_signals_follow_the_ssims_and_say_why():
+    """Contrastive LRP: CSC measures the shared z+ chain (converged), both SSIMs
+    say the map changes: the verdict follows the SSIMs and the evidence says so."""
+    table = verdict_table(summary(
+        ("contrastive", 0.999, 0.995, 0.42, 0.3, 0.1),
+        ("one ssim", 0.999, NAN, 0.5, NAN, 0.1),
+        ("agree", 0.999, 0.995, 0.95, 0.3, 0.1),          # an SSIM fires too: insensitive
+        ("ssim only", 0.5, 0.4, 0.95, 0.93, 0.1),
+    ))
+    assert list(table["verdict"]) == [SENSITIVE, SENSITIVE, INSENSITIVE, INSENSITIVE]
+    evidence = table.loc[0, "evidence"]
+    assert evidence.startswith("signals disagree: CSC after the first convolution 0.999 >= "
+                               "0.99, CSC at the input 0.995 >= 0.99, but random-logit SSIM "
+                               "0.42 < 0.9, top-layer SSIM 0.3 < 0.9")
+    assert "the verdict follows the SSIMs" in evidence and "Contrastive LRP" in evidence
+    assert "signals disagree" not in table.loc[2, "evidence"]
+    assert table.loc[3, "evidence"].startswith("random-logit SSIM 0.95 >= 0.9")
+    assert "signals disagree: CSC after the first convolution 0.5 < 0.99" in \
+        table.loc[3, "evidence"]
+
+
+def test_columns_not_in_the_verdict_are_labelled():
+    one = summary(("m", 1.0, 0.5, NAN, NAN, 0.3))
+    narrow = format_table(verdict_table(one, first_conv_channels=4))
+    wide = format_table(verdict_table(one, first_conv_channels=64))
+    assert "CSC 1st conv (not in verdict)" in narrow and "class gap (not in verdict)" in narrow
+    assert "CSC 1st conv (not in verdict)" not in wide and "CSC 1st conv" in wide
+    assert "class gap (not in verdict)" in wide
 
 
 def test_verdict_table_checks_its_columns():

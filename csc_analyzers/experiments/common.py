@@ -122,7 +122,8 @@ def build_analyzer(spec: MethodSpec, model, network,
         if patterns is None:
             raise ValueError(f"method {spec.name!r} needs patterns; pass a patterns provider")
         kwargs["patterns"] = patterns(network) if callable(patterns) else patterns
-    analyzer = create_analyzer(spec.analyzer, model, neuron_selection_mode="index", **kwargs)
+    analyzer = create_analyzer(spec.analyzer, model, neuron_selection_mode="index",
+                               check_inputs=False, **kwargs)  # experiments score bad inputs
     aliases = getattr(network, "aliases", None)
     if aliases:
         analyzer.layer_aliases = dict(aliases)

@@ -197,10 +197,13 @@ class Randomizer:
         return changed
 
     def restore(self) -> None:
-        """Put the original weights of every layer back."""
-        for name, layer in self._layers.items():
-            if name in self._original:
-                layer.set_weights(self._original[name])
+        """Put the original weights back into the layers that hold random
+        weights (the others were never changed). Only those are assigned: on
+        a large graph each layer's first assignment adds operations, and the
+        next session run copies the whole graph (assigning all 105 weight
+        layers of MobileNetV2 next to its analyzers took minutes and GBs)."""
+        for name in sorted(self._randomized, key=self._position.get):
+            self._layers[name].set_weights(self._original[name])
         self._randomized.clear()
 
 

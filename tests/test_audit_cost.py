@@ -1,0 +1,190 @@
+"""The audit's cost estimate, time budget, progress, per-method warnings and
+its command line checked before TensorFlow is imported."""
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorflow import keras
+
+from csc_analyzers import audit, audit_checks
+from csc_analyzers.audit_checks import MethodCost, check_method
+from csc_analyzers.audit_cost import Progress
+from csc_analyzers.registry import ALL_METHODS, get_method
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "audit.py"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=ENV,
+                          capture_output=True, text=True, timeout=120)
+
+
+# -- command line ---------------------------------------------------------------------
+
+def test_methods_comma_says_no_method_was_given(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "m.keras"),
+                             "--methods", ","], env=ENV, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert "argument --methods: ',': no method given" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_parser_module_does_not_import_tensorflow():
+    result = _python(f"""
+        import importlib.util, sys
+        spec = importlib.util.spec_from_file_location("audit_cli", {str(SCRIPT)!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        args = module.parse_args(["m.keras", "--methods", "Gradient, LRP-z",
+                                  "--time-budget", "20m", "--n-vectors", "3"])
+        print(args.methods, args.time_budget, args.n_vectors)
+        for bad in (["m.keras", "--methods", "Gradient,LRP-q"], ["m.keras", "--n-vectors", "1"],
+                    ["m.keras", "--time-budget", "soon"], ["m.keras", "--methods", " , "]):
+            try:
+                module.parse_args(bad)
+            except SystemExit as stop:
+                print("EXIT", stop.code)
+        print("TF", "tensorflow" in sys.modules, "csc_analyzers" in sys.modules)
+    """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Gradient,LRP-z 1200.0 3"
+    assert lines[1:5] == ["EXIT 2"] * 4
+    assert lines[5] == "TF False False"
+    assert "unknown method 'LRP-q'; valid names: all, extra, GuidedBP" in result.stderr
+    assert "--n-vectors: invalid positive_int" not in result.stderr
+    assert "1: must be >= 2" in result.stderr
+    assert "'soon': give a positive duration" in result.stderr
+
+
+def _script():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("audit_script_cost", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_script_choices_equal_the_package_ones():
+    script = _script()
+    assert script.PREPROCESSING == audit.PREPROCESSING
+    assert script.method_names() == [spec.name for spec in ALL_METHODS]
+    assert [script.duration(t) for t in ("90", "90s", "2m", "1.5h")] == [90, 90, 120, 5400]
+
+
+# -- estimate and budget -------------------------------------------------------------
+
+def relu_cnn(activation="relu", seed=0, depth=0):
+    rng = np.random.default_rng(seed)
+    inp = keras.Input((8, 8, 3), name="image")
+    h = keras.layers.Conv2D(4, 3, activation=activation, name="conv1")(inp)
+    h = keras.layers.Flatten(name="flatten")(h)
+    for k in range(depth):
+        h = keras.layers.Dense(16, activation="relu", name=f"fc{k}")(h)
+    out = keras.layers.Dense(3, name="logits")(h)
+    model = keras.Model(inp, out, name=f"net_{activation}")
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32")
+                       for w in model.get_weights()])
+    return model
+
+
+def plan_data(model, n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 1, (n, 8, 8, 3)).astype(np.float32)
+    raw = (images * 255).astype(np.uint8)
+    return audit.AuditData(raw, images, [str(i) for i in range(n)], source="test")
+
+
+def test_probe_measures_each_method(rng):
+    network = audit.audit_network(relu_cnn(), "net", (0.0, 1.0))
+    data = plan_data(network.model)
+    specs = [get_method("Gradient"), get_method("SmoothGrad")]
+    checks, estimate = audit.check_and_probe(specs, network, data, patterns=None, table=None,
+                                             seed=0, n_vectors=3, started=time.time())
+    assert [c.ok for c in checks] == [True, True]
+    gradient, smooth = estimate.costs["Gradient"], estimate.costs["SmoothGrad"]
+    assert gradient.csc_s > 0 and smooth.csc_s == 0  # SmoothGrad is left out of CSC
+    assert gradient.maps_per_image == 4  # random logit 2, top-layer sanity 2, no composites
+    assert smooth.map_s > 0 and gradient.map_s > 0
+    assert estimate.total_s == pytest.approx(estimate.elapsed_s + estimate.experiments_s
+                                             + estimate.report_s)
+    assert estimate.fixed_s > 0  # the sanity check copies the weights out
+    assert estimate.experiments_s == pytest.approx(estimate.fixed_s + 4 * (
+        gradient.per_image_s + smooth.per_image_s))
+    assert estimate.rss_bytes > 50 * 2**20
+    text = estimate.describe()
+    assert "Gradient: analyzer" in text and "peak memory" in text
+
+
+def test_time_budget_drops_what_does_not_fit(monkeypatch):
+    """Fixed per-image costs: Gradient 1 s, LRP-z 100 s, LRP a1b0 1 s; 4 images
+    and a 60 s budget keep Gradient and LRP a1b0 and drop LRP-z, naming it."""
+    per_image = {"Gradient": 1.0, "LRP-z": 100.0, "LRP a1b0": 1.0}
+
+    def fixed(spec, *args, **kwargs):
+        return MethodCost(build_s=0.1, csc_s=per_image[spec.name], map_s=0.0,
+                          maps_per_image=2, rss_bytes=1)
+
+    monkeypatch.setattr(audit_checks, "probe_cost", fixed)
+    network = audit.audit_network(relu_cnn(), "net", (0.0, 1.0))
+    data = plan_data(network.model)
+    specs = [get_method(name) for name in per_image]
+    lines = []
+    checks, estimate = audit.check_and_probe(specs, network, data, patterns=None, table=None,
+                                             seed=0, n_vectors=2,
+                                             started=time.time(),
+                                             time_budget=60.0, report=lines.append)
+    assert [c.ok for c in checks] == [True, False, True]
+    assert checks[1].reason == "dropped by --time-budget"
+    assert list(estimate.costs) == ["Gradient", "LRP a1b0"]
+    assert estimate.dropped[0][0] == "LRP-z"
+    assert "its experiments would take ~400 s" in estimate.dropped[0][1]
+    assert "dropped LRP-z (its experiments would take ~400 s" in estimate.describe()
+    assert "LRP-z" not in network.analyzer_cache and "Gradient" in network.analyzer_cache
+    assert len(lines) == 3 and lines[1].startswith("[2/3] LRP-z: not applicable")
+
+
+def test_progress_extrapolates_from_weighted_units():
+    lines = []
+    bar = Progress({"csc": [1.0, 1.0], "random_logit": [2.0, 2.0]}, every=0.0,
+                   write=lines.append)
+    for experiment in ("csc", "csc", "random_logit", "random_logit"):
+        bar.unit(experiment)()
+    assert [line.split(",")[0] for line in lines] == [f"progress: {k}/4 units"
+                                                       for k in range(1, 5)]
+    assert lines[-1].endswith("~0 s left")
+    assert bar.done_w == pytest.approx(6.0)
+
+
+# -- warnings -------------------------------------------------------------------------
+
+def test_relu_warnings_shown_for_tanh_network(rng):
+    network = audit.audit_network(relu_cnn("tanh"), "tanh_net", (0.0, 1.0))
+    image = rng.uniform(0, 1, (8, 8, 3)).astype(np.float32)
+    ab = check_method(get_method("LRP a1b0"), network, image)
+    grad = check_method(get_method("Gradient"), network, image)
+    assert ab.ok and grad.ok
+    assert any("the paper's analysis assumes ReLU networks" in w and "'conv1' (tanh)" in w
+               for w in ab.warnings)
+    assert not grad.warnings
+
+
+def test_explosion_warning_in_audit_check(rng, monkeypatch):
+    from csc_analyzers import model_input
+
+    network = audit.audit_network(relu_cnn(depth=6, seed=3), "deep", (0.0, 1.0))
+    image = rng.uniform(0, 1, (8, 8, 3)).astype(np.float32)
+    monkeypatch.setattr(model_input, "EXPLOSION_BOUND", 10.0)
+    a5b4 = check_method(get_method("LRP a5b4"), network, image)
+    assert a5b4.ok
+    notes = [w for w in a5b4.warnings if w.startswith("relevance explodes")]
+    assert len(notes) == 1 and "(bound 10)" in notes[0] and "first exceeds the bound at layer" \
+        in notes[0]
