@@ -6,7 +6,7 @@ Analyzers for the modified-backprop methods studied in Sixt, Granz & Landgraf,
 """
 from residual_support import _tf  # noqa: F401  (graph mode and deeplift first)
 
-from .factory import analyzers, create_analyzer  # noqa: E402
+from .factory import analyzers, create_analyzer, load_analyzer, load_analyzer_npz  # noqa: E402
 from .registry import PAPER_METHODS, EXTRA_METHODS, MethodSpec, get_method  # noqa: E402
 
 __version__ = "0.1.0"
@@ -14,6 +14,8 @@ __version__ = "0.1.0"
 __all__ = [
     "analyzers",
     "create_analyzer",
+    "load_analyzer",
+    "load_analyzer_npz",
     "PAPER_METHODS",
     "EXTRA_METHODS",
     "MethodSpec",

@@ -34,6 +34,7 @@ from .logits import logit_model
 from .lrp_presets import LRPCMPAlpha1Beta0, LRPCMPAlpha2Beta1
 from .pattern.analyzers import PatternAttribution, PatternNet
 from .rectgrad import RectGrad
+from .serialization import SavedStateMixin, load_analyzer, load_analyzer_npz  # noqa: F401
 from .smoothgrad import IntegratedGradients, SeededSmoothGrad
 
 
@@ -59,24 +60,28 @@ def compose(cls, name: str | None = None):
     their own ``analyze`` or ``propagate``) is returned unchanged. Mixins a
     class already has are not added twice.
     """
+    # under one of innvestigate's names the class carries innvestigate's class
+    # name, so that save() / load() work with innvestigate's AnalyzerBase.load too
+    class_name = (INNVESTIGATE_ANALYZERS[name].__name__ if name in INNVESTIGATE_ANALYZERS
+                  else getattr(cls, "__name__", None))
+    namespace = {"__doc__": getattr(cls, "__doc__", None), "__module__": __name__,
+                 "method_name": name}
     if (isinstance(cls, type) and issubclass(cls, (GaussianSmoother, PathIntegrator))
             and cls.analyze is AugmentReduceBase.analyze and not hasattr(cls, "propagate")):
-        return type(cls.__name__, (AugmentInNumpyMixin, cls), {
-            "__doc__": cls.__doc__, "__module__": __name__, "method_name": name})
+        return type(class_name, (SavedStateMixin, AugmentInNumpyMixin, cls), namespace)
     if not isinstance(cls, type) or not issubclass(cls, ReverseAnalyzerBase):
         return cls
     if issubclass(cls, (LRP, DeepTaylor)) or getattr(cls, "residual_rules", False):
         wanted = (InjectionMixin, ResidualRulesMixin)
+        if name in INNVESTIGATE_ANALYZERS:
+            namespace["default_residual_rule"] = "innvestigate"
     else:
         wanted = (InjectionMixin, GradientResidualMixin)
-    bases = tuple(mixin for mixin in wanted if not issubclass(cls, mixin))
+    bases = tuple(mixin for mixin in (SavedStateMixin,) + wanted if not issubclass(cls, mixin))
     if not bases and name is None:
         return cls
-    return type(cls.__name__, bases + (cls,), {
-        "__doc__": cls.__doc__,
-        "__module__": __name__,
-        "method_name": name or cls.__name__,
-    })
+    namespace["method_name"] = name or cls.__name__
+    return type(class_name, bases + (cls,), namespace)
 
 
 class AnalyzerTable(dict):
@@ -94,6 +99,9 @@ class AnalyzerTable(dict):
             self[name] = cls
         return self[name]
 
+
+#: innvestigate 2.1.2's analyzer table (name -> innvestigate's class), unchanged.
+INNVESTIGATE_ANALYZERS: dict = dict(ianalyzer.analyzers)
 
 analyzers: dict = AnalyzerTable()
 analyzers.update(ianalyzer.analyzers)

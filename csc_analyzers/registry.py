@@ -158,6 +158,17 @@ class MethodSpec:
                 "linestyle": self.linestyle, "label": self.name}
 
 
+#: The residual handling of every LRP / DTD method of the study: the method's
+#: own rule through Add, BatchNormalization and average pooling
+#: (:data:`residual_support.rules.RESIDUAL_RULES`). The paper's code
+#: (``monkey_patch_lrp_resnet.py``, ``custom_add_bn_rule``) passed the relevance
+#: through Add and BatchNormalization with the method's alpha-beta rule; the
+#: innvestigate names' own default, "innvestigate", would use the z-rule there.
+#: (Its innvestigate 1.0.8 took the z-rule through global average pooling;
+#: after a ReLU that differs from the method's alpha-beta rule only by the
+#: factor alpha on the whole map, which CSC and SSIM do not see.)
+ANALYZER_RULE = "analyzer"
+
 _Z_FAMILY = "#d62728"
 _PAPER_CLIP = {(PAPER, "resnet50"): RecipeChange(
     {"add_relevance_clip": PAPER_ADD_CLIP},
@@ -184,7 +195,8 @@ PAPER_METHODS: tuple = (
                color="#c7c7c7", marker="o", linestyle=":",
                note="left out of CSC as in the paper: an average over noisy inputs, "
                     "not one relevance chain"),
-    MethodSpec("DTD", "deep_taylor.bounded", {"low": INPUT_LOW, "high": INPUT_HIGH},
+    MethodSpec("DTD", "deep_taylor.bounded",
+               {"low": INPUT_LOW, "high": INPUT_HIGH, "residual_rule": ANALYZER_RULE},
                color="#ff7f0e", marker="s", recipes=_PAPER_NO_DTD),
     MethodSpec("PatternAttr.", "pattern.attribution", needs_patterns=True,
                exclude_networks=frozenset({"resnet50"}), color="#2ca02c", marker="D",
@@ -192,16 +204,22 @@ PAPER_METHODS: tuple = (
     MethodSpec("PatternNet", "pattern.net", needs_patterns=True,
                exclude_networks=frozenset({"resnet50"}), color="#98df8a", marker="d",
                note=_NO_RESNET50_PATTERNS),
-    MethodSpec("LRP a1b0", "lrp.alpha_1_beta_0", color=_Z_FAMILY, marker="P",
+    MethodSpec("LRP a1b0", "lrp.alpha_1_beta_0", {"residual_rule": ANALYZER_RULE},
+               color=_Z_FAMILY, marker="P",
                recipes=_PAPER_CLIP),
-    MethodSpec("LRP a2b1", "lrp.alpha_2_beta_1", color="#ff9896", marker="X",
+    MethodSpec("LRP a2b1", "lrp.alpha_2_beta_1", {"residual_rule": ANALYZER_RULE},
+               color="#ff9896", marker="X",
                recipes=_PAPER_CLIP),
-    MethodSpec("LRP a5b4", "lrp.alpha_beta", {"alpha": 5, "beta": 4},
+    MethodSpec("LRP a5b4", "lrp.alpha_beta",
+               {"alpha": 5, "beta": 4, "residual_rule": ANALYZER_RULE},
                color="#e377c2", marker="*", recipes=_PAPER_CLIP),
-    MethodSpec("LRP-z", "lrp.z", color="#8c564b", marker="h", linestyle="--"),
-    MethodSpec("LRP CMP a1b0", "lrp.cmp_alpha_1_beta_0", color="#9467bd", marker="p",
+    MethodSpec("LRP-z", "lrp.z", {"residual_rule": ANALYZER_RULE},
+               color="#8c564b", marker="h", linestyle="--"),
+    MethodSpec("LRP CMP a1b0", "lrp.cmp_alpha_1_beta_0", {"residual_rule": ANALYZER_RULE},
+               color="#9467bd", marker="p",
                recipes=_PAPER_CLIP),
-    MethodSpec("LRP CMP a2b1", "lrp.cmp_alpha_2_beta_1", color="#c5b0d5", marker="H",
+    MethodSpec("LRP CMP a2b1", "lrp.cmp_alpha_2_beta_1", {"residual_rule": ANALYZER_RULE},
+               color="#c5b0d5", marker="H",
                recipes=_PAPER_CLIP),
     MethodSpec("DeepLIFT Rev.C.", "deep_lift.wrapper", {"nonlinear_mode": "reveal_cancel"},
                color="#bcbd22", marker="8", linestyle="--"),
@@ -220,7 +238,8 @@ EXTRA_METHODS: tuple = (
     MethodSpec("Contrastive LRP", "lrp.contrastive", color="#e7969c", marker="3"),
     MethodSpec("Contrastive LRP (no max)", "lrp.contrastive", {"use_max": False},
                color="#7b4173", marker="4"),
-    MethodSpec("LRP z+", "lrp.z_plus", color="#a55194", marker="+",
+    MethodSpec("LRP z+", "lrp.z_plus", {"residual_rule": ANALYZER_RULE},
+               color="#a55194", marker="+",
                note="alpha1-beta0 without bias from the logit; through BatchNormalization "
                     "the map sums to less than the logit unless canonize=True (see "
                     "csc_analyzers.excitation)"),
@@ -289,4 +308,4 @@ def select_methods(names, specs=ALL_METHODS) -> list:
 __all__ = ["MethodSpec", "InputRange", "INPUT_LOW", "INPUT_HIGH", "PAPER_METHODS",
            "EXTRA_METHODS", "ALL_METHODS", "get_method", "available_methods",
            "select_methods", "RecipeChange", "RECIPES", "PLAIN", "PAPER", "PAPER_ADD_CLIP",
-           "check_recipe", "effective_recipe", "recipe_help"]
+           "check_recipe", "effective_recipe", "recipe_help", "ANALYZER_RULE"]
