@@ -11,6 +11,25 @@ Every entry, innvestigate's and the project's own, goes through one function,
 :class:`residual_support.GradientResidualMixin` for the other reverse
 analyzers); wrappers (SmoothGrad, Integrated Gradients) are kept as they are,
 their inner Gradient needs nothing for Add / BatchNormalization.
+
+Under innvestigate's names the analyzers give innvestigate 2.1.2's numbers
+(``tests/test_innvestigate_compat.py``) except for the deliberate deviations
+of :mod:`csc_analyzers.deviations`. That includes residual networks: the
+default ``residual_rule`` of an innvestigate name is ``"innvestigate"`` on
+every model (LRP: z-rule through Add and average pooling; Deep Taylor: the
+gradient there), because a name should mean one computation whatever the
+model, innvestigate itself runs these names on networks with Add, and a
+default that switched with the model's layers would change a plain CNN's
+pooling rule as soon as a skip connection appears. The paper's residual
+handling, the analyzer's own rule through Add / BatchNormalization /
+pooling, is ``residual_rule="analyzer"``: the default of the project's own
+names (``lrp.cmp_*``, ``excitation_backprop*``, ``lrp.contrastive``) and what
+every LRP / DTD method of :mod:`csc_analyzers.registry` passes.
+
+Each class of the table keeps innvestigate's class name under an
+innvestigate name (``save()`` gives e.g. ``("LRPZ", state)``) and loads
+back into the table's class with ``load`` / ``load_npz``
+(:mod:`csc_analyzers.serialization`).
 """
 from __future__ import annotations
 
