@@ -164,9 +164,11 @@ class MethodSpec:
 #: (``monkey_patch_lrp_resnet.py``, ``custom_add_bn_rule``) passed the relevance
 #: through Add and BatchNormalization with the method's alpha-beta rule; the
 #: innvestigate names' own default, "innvestigate", would use the z-rule there.
-#: (Its innvestigate 1.0.8 took the z-rule through global average pooling;
-#: after a ReLU that differs from the method's alpha-beta rule only by the
-#: factor alpha on the whole map, which CSC and SSIM do not see.)
+#: Its innvestigate 1.0.8 took the z-rule through average pooling; after a ReLU
+#: the method's alpha-beta rule there is alpha times the z-rule, so the
+#: relevance below the pooling is scaled by alpha (a1b0: identical), which the
+#: scale-free CSC and SSIM do not see, except through the [0, 1000] clip of the
+#: paper recipe on ResNet-50.
 ANALYZER_RULE = "analyzer"
 
 _Z_FAMILY = "#d62728"

@@ -262,6 +262,7 @@ def test_batch_normalization_hand_example():
     theirs = innvestigate.create_analyzer("lrp.z", model).analyze(x)[0]
     np.testing.assert_allclose(ours, exact, rtol=1e-5)
     np.testing.assert_allclose(theirs, wrong, rtol=1e-4)
+    np.testing.assert_allclose(theirs, [1.374, 0.103, -1.027], atol=1e-3)  # the README's
     assert np.abs(theirs - exact).max() > 0.1
 
 
@@ -365,4 +366,44 @@ def test_save_load_round_trip(nets, name, tmp_path):
 def test_deviations_table():
     table = deviations_markdown()
     assert table.count("\n") == len(DEVIATIONS) + 1
-    assert "19967.8" in table and "noise_scale" in table and "relu_output=True" in table
+    assert "[1.374, 0.103, -1.027]" in table and "[1.999, -1.996, -0.750]" in table
+    assert "noise_scale" in table and "relu_output=True" in table
+
+
+def test_softmax_deviation():
+    """A softmax output: innvestigate refuses it; the project analyses the
+    logits, equal to innvestigate on innvestigate.model_wo_softmax(model)."""
+    x_in = keras.Input((6,))
+    model = _seeded(keras.Model(x_in, klayers.Dense(3, activation="softmax")(
+        klayers.Dense(4, activation="relu")(x_in))), 7)
+    x = np.random.default_rng(7).uniform(-1, 1, (2, 6)).astype("float32")
+    with pytest.raises(Exception):
+        innvestigate.create_analyzer("lrp.z", model).analyze(x)
+    ours = csc_analyzers.create_analyzer("lrp.z", model).analyze(x)
+    theirs = innvestigate.create_analyzer("lrp.z", innvestigate.model_wo_softmax(model))
+    assert _close(ours, theirs.analyze(x))
+
+
+def test_relu_layer_and_padding_deviations():
+    """keras ReLU layers: innvestigate's LRP refuses them, the project gives the
+    map of the same model with Activation("relu"). Bounded Deep Taylor behind
+    ZeroPadding2D: the project applies z^B to the first convolution
+    (innvestigate: z+), so the maps differ."""
+    def net(relu_layer, padding):
+        x_in = keras.Input((6, 6, 2))
+        h = klayers.ZeroPadding2D()(x_in) if padding else x_in
+        h = klayers.Conv2D(3, 3)(h)
+        h = klayers.ReLU()(h) if relu_layer else klayers.Activation("relu")(h)
+        return _seeded(keras.Model(x_in, klayers.Dense(2)(klayers.Flatten()(h))), 8)
+
+    x = np.random.default_rng(8).uniform(-1, 1, (2, 6, 6, 2)).astype("float32")
+    with_relu, with_activation = net(True, False), net(False, False)
+    with pytest.raises(Exception):
+        innvestigate.create_analyzer("lrp.z", with_relu).analyze(x)
+    ours = csc_analyzers.create_analyzer("lrp.z", with_relu).analyze(x)
+    assert _close(ours, innvestigate.create_analyzer("lrp.z", with_activation).analyze(x))
+    padded = net(False, True)
+    bounds = {"low": -1.0, "high": 1.0}
+    ours = csc_analyzers.create_analyzer("deep_taylor.bounded", padded, **bounds).analyze(x)
+    theirs = innvestigate.create_analyzer("deep_taylor.bounded", padded, **bounds).analyze(x)
+    assert not _close(ours, theirs)
