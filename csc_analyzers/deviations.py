@@ -34,7 +34,8 @@ DEVIATIONS: tuple = (
         "b = beta - mean / sqrt(var**2 + eps); LRP-z on Input -> BN -> Dense(1, no bias) "
         "gives [1.374, 0.103, -1.027] where w k x = [1.999, -1.996, -0.750] "
         "(tests/test_innvestigate_compat.py)",
-        "innvestigate's numbers are wrong whenever var != 1, or mean != 0 with gamma != 1 (a bug, not a choice)",
+        "innvestigate's numbers are wrong whenever var != 1, or mean != 0 with "
+        "gamma != 1 (a bug, not a choice)",
         "not offered (innvestigate itself); create_analyzer(..., canonize=True) folds BN "
         "into the layer before it instead"),
     Deviation(
