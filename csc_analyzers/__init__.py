@@ -11,7 +11,7 @@ same weights); a model built before the import is analysed as a graph copy.
 """
 from residual_support import _tf  # noqa: F401  (graph mode and deeplift first)
 
-from .factory import analyzers, create_analyzer  # noqa: E402
+from .factory import analyzers, create_analyzer, load_analyzer, load_analyzer_npz  # noqa: E402
 from .model_input import load_model  # noqa: E402
 from .registry import PAPER_METHODS, EXTRA_METHODS, MethodSpec, get_method  # noqa: E402
 
@@ -21,6 +21,8 @@ __all__ = [
     "load_model",
     "analyzers",
     "create_analyzer",
+    "load_analyzer",
+    "load_analyzer_npz",
     "PAPER_METHODS",
     "EXTRA_METHODS",
     "MethodSpec",

@@ -41,6 +41,7 @@ import tensorflow as tf
 from residual_support.deeplift_layers import MultiplierSource
 from .deeplift_convert import NONLINEAR_MODES, check_model, convert
 from .injection import INPUT, LayerNames, broadcast_inputs, session
+from .serialization import load_analyzer, load_analyzer_npz
 
 tf1 = tf.compat.v1
 
@@ -114,8 +115,37 @@ class DeepLiftAnalyzer:
         self._batch_size = int(batch_size)
         self._maxpool_mode = maxpool_mode
         self._names = LayerNames(model, layer_aliases)
+        self._layer_aliases = dict(layer_aliases or {})
         check_model(model)
         self._converted = None
+
+    # -- save / load (innvestigate's analyzer interface) ----------------------
+
+    load = staticmethod(load_analyzer)
+    load_npz = staticmethod(load_analyzer_npz)
+
+    def _get_state(self) -> dict:
+        return {"model_json": self._model.to_json(), "model_weights": self._model.get_weights(),
+                "nonlinear_mode": self._nonlinear_mode, "cross_mxts": self._cross_mxts,
+                "reference": self._reference, "neuron_selection_mode": self._neuron_selection_mode,
+                "batch_size": self._batch_size, "maxpool_mode": self._maxpool_mode,
+                "layer_aliases": dict(self._layer_aliases)}
+
+    @classmethod
+    def _state_to_kwargs(cls, state: dict) -> dict:
+        kwargs = dict(state)
+        model = tf.keras.models.model_from_json(kwargs.pop("model_json"))
+        model.set_weights(kwargs.pop("model_weights"))
+        return {"model": model, **kwargs}
+
+    def save(self) -> tuple:
+        """``(class name, state)`` for :func:`csc_analyzers.load_analyzer`."""
+        return type(self).__name__, self._get_state()
+
+    def save_npz(self, fname) -> None:
+        """:meth:`save` into a numpy file (read it with ``load_npz``)."""
+        class_name, state = self.save()
+        np.savez(fname, class_name=class_name, state=state)
 
     # -- graph ---------------------------------------------------------------
 

@@ -11,6 +11,25 @@ Every entry, innvestigate's and the project's own, goes through one function,
 :class:`residual_support.GradientResidualMixin` for the other reverse
 analyzers); wrappers (SmoothGrad, Integrated Gradients) are kept as they are,
 their inner Gradient needs nothing for Add / BatchNormalization.
+
+Under innvestigate's names the analyzers give innvestigate 2.1.2's numbers
+(``tests/test_innvestigate_compat.py``) except for the deliberate deviations
+of :mod:`csc_analyzers.deviations`. That includes residual networks: the
+default ``residual_rule`` of an innvestigate name is ``"innvestigate"`` on
+every model (LRP: z-rule through Add and average pooling; Deep Taylor: the
+gradient there), because a name should mean one computation whatever the
+model, innvestigate itself runs these names on networks with Add, and a
+default that switched with the model's layers would change a plain CNN's
+pooling rule as soon as a skip connection appears. The paper's residual
+handling, the analyzer's own rule through Add / BatchNormalization /
+pooling, is ``residual_rule="analyzer"``: the default of the project's own
+names (``lrp.cmp_*``, ``excitation_backprop*``, ``lrp.contrastive``) and what
+every LRP / DTD method of :mod:`csc_analyzers.registry` passes.
+
+Each class of the table keeps innvestigate's class name under an
+innvestigate name (``save()`` gives e.g. ``("LRPZ", state)``) and loads
+back into the table's class with ``load`` / ``load_npz``
+(:mod:`csc_analyzers.serialization`).
 """
 from __future__ import annotations
 
@@ -34,6 +53,7 @@ from .logits import logit_model
 from .lrp_presets import LRPCMPAlpha1Beta0, LRPCMPAlpha2Beta1
 from .pattern.analyzers import PatternAttribution, PatternNet
 from .rectgrad import RectGrad
+from .serialization import SavedStateMixin, load_analyzer, load_analyzer_npz  # noqa: F401
 from .smoothgrad import IntegratedGradients, SeededSmoothGrad
 
 
@@ -59,24 +79,28 @@ def compose(cls, name: str | None = None):
     their own ``analyze`` or ``propagate``) is returned unchanged. Mixins a
     class already has are not added twice.
     """
+    # under one of innvestigate's names the class carries innvestigate's class
+    # name, so that save() / load() work with innvestigate's AnalyzerBase.load too
+    class_name = (INNVESTIGATE_ANALYZERS[name].__name__ if name in INNVESTIGATE_ANALYZERS
+                  else getattr(cls, "__name__", None))
+    namespace = {"__doc__": getattr(cls, "__doc__", None), "__module__": __name__,
+                 "method_name": name}
     if (isinstance(cls, type) and issubclass(cls, (GaussianSmoother, PathIntegrator))
             and cls.analyze is AugmentReduceBase.analyze and not hasattr(cls, "propagate")):
-        return type(cls.__name__, (AugmentInNumpyMixin, cls), {
-            "__doc__": cls.__doc__, "__module__": __name__, "method_name": name})
+        return type(class_name, (SavedStateMixin, AugmentInNumpyMixin, cls), namespace)
     if not isinstance(cls, type) or not issubclass(cls, ReverseAnalyzerBase):
         return cls
     if issubclass(cls, (LRP, DeepTaylor)) or getattr(cls, "residual_rules", False):
         wanted = (InjectionMixin, ResidualRulesMixin)
+        if name in INNVESTIGATE_ANALYZERS:
+            namespace["default_residual_rule"] = "innvestigate"
     else:
         wanted = (InjectionMixin, GradientResidualMixin)
-    bases = tuple(mixin for mixin in wanted if not issubclass(cls, mixin))
+    bases = tuple(mixin for mixin in (SavedStateMixin,) + wanted if not issubclass(cls, mixin))
     if not bases and name is None:
         return cls
-    return type(cls.__name__, bases + (cls,), {
-        "__doc__": cls.__doc__,
-        "__module__": __name__,
-        "method_name": name or cls.__name__,
-    })
+    namespace["method_name"] = name or cls.__name__
+    return type(class_name, bases + (cls,), namespace)
 
 
 class AnalyzerTable(dict):
@@ -94,6 +118,9 @@ class AnalyzerTable(dict):
             self[name] = cls
         return self[name]
 
+
+#: innvestigate 2.1.2's analyzer table (name -> innvestigate's class), unchanged.
+INNVESTIGATE_ANALYZERS: dict = dict(ianalyzer.analyzers)
 
 analyzers: dict = AnalyzerTable()
 analyzers.update(ianalyzer.analyzers)

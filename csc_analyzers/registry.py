@@ -39,7 +39,13 @@ configuration above.
   ResNet-50. So on ``resnet50`` the ``paper`` recipe gives LRP a1b0, LRP
   a2b1, LRP a5b4, LRP CMP a1b0 and LRP CMP a2b1 ``add_relevance_clip=(0,
   1000)`` (see :class:`residual_support.ResidualRulesMixin`; the clip breaks
-  relevance conservation) and leaves DTD out. On every network of the study
+  relevance conservation) and leaves DTD out. The patch replaced only the
+  Add and BN reverse layers, so average pooling kept innvestigate's z-rule:
+  on ``resnet50`` and ``small-resnet`` those five methods take
+  ``residual_rule="paper"`` (their rule through Add and BN, the z-rule
+  through (global) average pooling; ``plain`` keeps ``"analyzer"``, their
+  rule through pooling too, which scales the relevance by alpha where a
+  pooling unit's inputs are all non-negative). On every network of the study
   (:data:`STUDY_NETWORKS`) the three DeepLIFT configurations take deeplift's
   own max-pool rule (``maxpool_mode="gradient"``: the whole multiplier goes
   to the input that is the maximum at ``x``), the rule the paper's code got
@@ -80,7 +86,9 @@ RECIPES = {
     PAPER: "the paper's code: DeepLIFT uses deeplift's own max-pool rule "
            "(maxpool_mode='gradient'); on resnet50, LRP a1b0/a2b1/a5b4 and LRP CMP "
            "a1b0/a2b1 clip the relevance leaving every Add to [0, 1000] "
-           "(add_relevance_clip; breaks relevance conservation) and DTD is left out",
+           "(add_relevance_clip; breaks relevance conservation) and DTD is left out; "
+           "on resnet50 and small-resnet those five take the z-rule through average "
+           "pooling (residual_rule='paper')",
     PLAIN: "no recipe changes: DeepLIFT's interpolating max-pool rule (exact "
            "summation-to-delta), relevance passes Add unclipped and DTD runs on resnet50",
 }
@@ -169,11 +177,34 @@ class MethodSpec:
                 "linestyle": self.linestyle, "label": self.name}
 
 
+#: The residual handling of every LRP / DTD method of the study: the method's
+#: own rule through Add, BatchNormalization and average pooling
+#: (:data:`residual_support.rules.RESIDUAL_RULES`). The paper's code
+#: (``monkey_patch_lrp_resnet.py``, ``custom_add_bn_rule``) passed the relevance
+#: through Add and BatchNormalization with the method's alpha-beta rule; the
+#: innvestigate names' own default, "innvestigate", would use the z-rule there.
+#: Its innvestigate 1.0.8 took the z-rule through average pooling; after a ReLU
+#: the method's alpha-beta rule there is alpha times the z-rule, so the
+#: relevance below the pooling is scaled by alpha (a1b0: identical), which the
+#: scale-free CSC and SSIM do not see, except through the [0, 1000] clip of the
+#: paper recipe on ResNet-50.
+ANALYZER_RULE = "analyzer"
+
 _Z_FAMILY = "#d62728"
-_PAPER_CLIP = {(PAPER, "resnet50"): RecipeChange(
-    {"add_relevance_clip": PAPER_ADD_CLIP},
-    note="paper recipe on ResNet-50: relevance leaving every Add clipped to [0, 1000] "
-         "as in the paper's code")}
+#: what the paper's code did with the alpha-beta rules and the CMP composites
+#: on residual networks (``get_custom_rule`` + ``monkey_patch_lrp_resnet.py``):
+#: the method's rule through Add and BN, innvestigate's z-rule through average
+#: pooling, and on ResNet-50 the relevance leaving every Add clipped to [0, 1000]
+PAPER_RESIDUAL_RULE = "paper"
+_PAPER_ALPHA_BETA = {
+    (PAPER, "resnet50"): RecipeChange(
+        {"add_relevance_clip": PAPER_ADD_CLIP, "residual_rule": PAPER_RESIDUAL_RULE},
+        note="paper recipe on ResNet-50: relevance leaving every Add clipped to [0, 1000] "
+             "and the z-rule through average pooling, as in the paper's code"),
+    (PAPER, "small-resnet"): RecipeChange(
+        {"residual_rule": PAPER_RESIDUAL_RULE},
+        note="paper recipe on a residual network: the z-rule through average pooling, "
+             "as in the paper's code")}
 _PAPER_NO_DTD = {(PAPER, "resnet50"): RecipeChange(
     exclude=True, note="paper recipe: left out on ResNet-50 as in the paper's code "
                        "(exclude_resnet50)")}
@@ -200,7 +231,8 @@ PAPER_METHODS: tuple = (
                color="#c7c7c7", marker="o", linestyle=":",
                note="left out of CSC as in the paper: an average over noisy inputs, "
                     "not one relevance chain"),
-    MethodSpec("DTD", "deep_taylor.bounded", {"low": INPUT_LOW, "high": INPUT_HIGH},
+    MethodSpec("DTD", "deep_taylor.bounded",
+               {"low": INPUT_LOW, "high": INPUT_HIGH, "residual_rule": ANALYZER_RULE},
                color="#ff7f0e", marker="s", recipes=_PAPER_NO_DTD),
     MethodSpec("PatternAttr.", "pattern.attribution", needs_patterns=True,
                exclude_networks=frozenset({"resnet50"}), color="#2ca02c", marker="D",
@@ -208,17 +240,23 @@ PAPER_METHODS: tuple = (
     MethodSpec("PatternNet", "pattern.net", needs_patterns=True,
                exclude_networks=frozenset({"resnet50"}), color="#98df8a", marker="d",
                note=_NO_RESNET50_PATTERNS),
-    MethodSpec("LRP a1b0", "lrp.alpha_1_beta_0", color=_Z_FAMILY, marker="P",
-               recipes=_PAPER_CLIP),
-    MethodSpec("LRP a2b1", "lrp.alpha_2_beta_1", color="#ff9896", marker="X",
-               recipes=_PAPER_CLIP),
-    MethodSpec("LRP a5b4", "lrp.alpha_beta", {"alpha": 5, "beta": 4},
-               color="#e377c2", marker="*", recipes=_PAPER_CLIP),
-    MethodSpec("LRP-z", "lrp.z", color="#8c564b", marker="h", linestyle="--"),
-    MethodSpec("LRP CMP a1b0", "lrp.cmp_alpha_1_beta_0", color="#9467bd", marker="p",
-               recipes=_PAPER_CLIP),
-    MethodSpec("LRP CMP a2b1", "lrp.cmp_alpha_2_beta_1", color="#c5b0d5", marker="H",
-               recipes=_PAPER_CLIP),
+    MethodSpec("LRP a1b0", "lrp.alpha_1_beta_0", {"residual_rule": ANALYZER_RULE},
+               color=_Z_FAMILY, marker="P",
+               recipes=_PAPER_ALPHA_BETA),
+    MethodSpec("LRP a2b1", "lrp.alpha_2_beta_1", {"residual_rule": ANALYZER_RULE},
+               color="#ff9896", marker="X",
+               recipes=_PAPER_ALPHA_BETA),
+    MethodSpec("LRP a5b4", "lrp.alpha_beta",
+               {"alpha": 5, "beta": 4, "residual_rule": ANALYZER_RULE},
+               color="#e377c2", marker="*", recipes=_PAPER_ALPHA_BETA),
+    MethodSpec("LRP-z", "lrp.z", {"residual_rule": ANALYZER_RULE},
+               color="#8c564b", marker="h", linestyle="--"),
+    MethodSpec("LRP CMP a1b0", "lrp.cmp_alpha_1_beta_0", {"residual_rule": ANALYZER_RULE},
+               color="#9467bd", marker="p",
+               recipes=_PAPER_ALPHA_BETA),
+    MethodSpec("LRP CMP a2b1", "lrp.cmp_alpha_2_beta_1", {"residual_rule": ANALYZER_RULE},
+               color="#c5b0d5", marker="H",
+               recipes=_PAPER_ALPHA_BETA),
     MethodSpec("DeepLIFT Rev.C.", "deep_lift.wrapper", {"nonlinear_mode": "reveal_cancel"},
                color="#bcbd22", marker="8", linestyle="--", recipes=_PAPER_DEEPLIFT),
     MethodSpec("DeepLIFT Resc.", "deep_lift.wrapper", {"nonlinear_mode": "rescale"},
@@ -236,7 +274,8 @@ EXTRA_METHODS: tuple = (
     MethodSpec("Contrastive LRP", "lrp.contrastive", color="#e7969c", marker="3"),
     MethodSpec("Contrastive LRP (no max)", "lrp.contrastive", {"use_max": False},
                color="#7b4173", marker="4"),
-    MethodSpec("LRP z+", "lrp.z_plus", color="#a55194", marker="+",
+    MethodSpec("LRP z+", "lrp.z_plus", {"residual_rule": ANALYZER_RULE},
+               color="#a55194", marker="+",
                note="alpha1-beta0 without bias from the logit; through BatchNormalization "
                     "the map sums to less than the logit unless canonize=True (see "
                     "csc_analyzers.excitation)"),
@@ -328,4 +367,5 @@ __all__ = ["MethodSpec", "InputRange", "INPUT_LOW", "INPUT_HIGH", "PAPER_METHODS
            "EXTRA_METHODS", "ALL_METHODS", "get_method", "available_methods",
            "select_methods", "RecipeChange", "RECIPES", "PLAIN", "PAPER", "PAPER_ADD_CLIP",
            "STUDY_NETWORKS", "check_recipe", "effective_recipe", "recipe_settings",
-           "RECIPE_SETTINGS_DEFAULTS", "recipe_help"]
+           "RECIPE_SETTINGS_DEFAULTS", "recipe_help", "ANALYZER_RULE",
+           "PAPER_RESIDUAL_RULE"]

@@ -26,7 +26,14 @@ in memory for ImageNet networks.
 
 The class k is chosen on the clean input (``neuron_selection_mode``
 "max_activation") or given (``"index"``, ``analyze(x, neuron_selection=k)``),
-and kept for every averaged input.
+and kept for every averaged input; ``"all"`` averages the gradient of the sum
+of all outputs, as innvestigate's wrappers do.
+
+Both are innvestigate analyzers (subclasses of innvestigate's ``AnalyzerBase``):
+``save()`` / ``save_npz()`` store the model, the neuron selection mode and
+every constructor argument, and ``load`` / ``load_npz`` (here the project's
+:func:`csc_analyzers.load_analyzer`) rebuild the same class with the same
+numbers.
 """
 from __future__ import annotations
 
@@ -40,6 +47,7 @@ import numpy as np
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
 import tensorflow as tf
+from innvestigate.analyzer.base import AnalyzerBase
 from innvestigate.analyzer.gradient_based import Gradient
 
 from .injection import INPUT, InjectionMixin, LayerNames, broadcast_inputs, session
@@ -58,7 +66,17 @@ class InjectedGradient(InjectionMixin, Gradient):
     """innvestigate's Gradient with relevance injection."""
 
 
-class GradientAverage(ABC):
+def _load(class_name: str, state: dict):
+    from .factory import load_analyzer
+    return load_analyzer(class_name, state)
+
+
+def _load_npz(fname):
+    from .factory import load_analyzer_npz
+    return load_analyzer_npz(fname)
+
+
+class GradientAverage(AnalyzerBase, ABC):
     """Average of the gradient over inputs derived from each image.
 
     Subclasses define :meth:`_points` (the inputs for one image) and may
@@ -71,16 +89,21 @@ class GradientAverage(ABC):
     #: True if ``analyze`` / ``propagate`` use ``image_ids`` (one per image).
     takes_image_ids = False
 
+    load = staticmethod(_load)
+    load_npz = staticmethod(_load_npz)
+
     def __init__(self, model, neuron_selection_mode: str = "max_activation",
-                 batch_size: int | None = None, **gradient_kwargs):
-        if neuron_selection_mode not in ("max_activation", "index"):
+                 batch_size: int | None = None, disable_model_checks: bool = False,
+                 **gradient_kwargs):
+        if neuron_selection_mode not in ("max_activation", "index", "all"):
             raise ValueError(
-                f"neuron_selection_mode must be 'max_activation' or 'index', "
+                f"neuron_selection_mode must be 'max_activation', 'index' or 'all', "
                 f"got {neuron_selection_mode!r}")
         if batch_size is not None and int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        self._model = model
-        self._neuron_selection_mode = neuron_selection_mode
+        super().__init__(model, neuron_selection_mode=neuron_selection_mode,
+                         disable_model_checks=disable_model_checks)
+        self._gradient_kwargs = dict(gradient_kwargs)
         self._input_shape = tuple(model.input_shape[1:])
         if None in self._input_shape:
             raise ValueError(
@@ -89,9 +112,25 @@ class GradientAverage(ABC):
         if batch_size is None:
             batch_size = min(256, max(1, 2 ** 21 // int(np.prod(self._input_shape))))
         self._batch_size = int(batch_size)
-        self._gradient = InjectedGradient(model, neuron_selection_mode="index",
-                                          **gradient_kwargs)
+        self._gradient = InjectedGradient(
+            model, neuron_selection_mode="all" if neuron_selection_mode == "all" else "index",
+            disable_model_checks=disable_model_checks, **gradient_kwargs)
         self._one_image_graphs = {}
+
+    def _get_state(self) -> dict:
+        state = super()._get_state()
+        state.update({"batch_size": self._batch_size,
+                      "gradient_kwargs": dict(self._gradient_kwargs)})
+        return state
+
+    @classmethod
+    def _state_to_kwargs(cls, state: dict) -> dict:
+        batch_size = state.pop("batch_size")
+        gradient_kwargs = state.pop("gradient_kwargs")
+        kwargs = super()._state_to_kwargs(state)
+        kwargs.update(gradient_kwargs)
+        kwargs["batch_size"] = batch_size
+        return kwargs
 
     @property
     def _subanalyzer(self):
@@ -123,7 +162,13 @@ class GradientAverage(ABC):
                 f"(batch,) + {self._input_shape}")
         return X
 
-    def _classes(self, X: np.ndarray, neuron_selection) -> np.ndarray:
+    def _classes(self, X: np.ndarray, neuron_selection):
+        """The explained output per image; None for mode "all" (every output)."""
+        if self._neuron_selection_mode == "all":
+            if neuron_selection is not None:
+                raise ValueError("neuron_selection is only used with "
+                                 "neuron_selection_mode 'index'")
+            return None
         if self._neuron_selection_mode == "index":
             if neuron_selection is None:
                 raise ValueError("neuron_selection_mode 'index' needs neuron_selection")
@@ -144,8 +189,8 @@ class GradientAverage(ABC):
         totals = np.zeros(X.shape, dtype=np.float64)
         for start in range(0, len(points), self._batch_size):
             rows = slice(start, start + self._batch_size)
-            gradients = self._gradient.analyze(points[rows],
-                                               neuron_selection=classes[owners[rows]])
+            selection = {} if classes is None else {"neuron_selection": classes[owners[rows]]}
+            gradients = self._gradient.analyze(points[rows], **selection)
             for owner in np.unique(owners[rows]):
                 totals[owner] += gradients[owners[rows] == owner].sum(axis=0)
         return np.stack([self._finish(x, (t / m).astype(np.float32)) for x, t in zip(X, totals)])
@@ -296,6 +341,19 @@ class SeededSmoothGrad(GradientAverage):
         self._augment_by_n = int(augment_by_n)
         self._noise_scale = float(noise_scale)
 
+    def _get_state(self) -> dict:
+        state = super()._get_state()
+        state.update({"augment_by_n": self._augment_by_n, "noise_scale": self._noise_scale,
+                      "seed": self._seed})
+        return state
+
+    @classmethod
+    def _state_to_kwargs(cls, state: dict) -> dict:
+        extra = {key: state.pop(key) for key in ("augment_by_n", "noise_scale", "seed")}
+        kwargs = super()._state_to_kwargs(state)
+        kwargs.update(extra)
+        return kwargs
+
     def noise(self, key: int) -> np.ndarray:
         """The noise added to the image with key ``key`` (see the class docstring)."""
         rng = np.random.default_rng([self._seed, _key(key, "image id")])
@@ -326,6 +384,18 @@ class IntegratedGradients(GradientAverage):
         self._steps = int(steps)
         self._reference = np.broadcast_to(
             np.asarray(reference_inputs, dtype=np.float32), self._input_shape)
+
+    def _get_state(self) -> dict:
+        state = super()._get_state()
+        state.update({"steps": self._steps, "reference_inputs": np.array(self._reference)})
+        return state
+
+    @classmethod
+    def _state_to_kwargs(cls, state: dict) -> dict:
+        extra = {key: state.pop(key) for key in ("steps", "reference_inputs")}
+        kwargs = super()._state_to_kwargs(state)
+        kwargs.update(extra)
+        return kwargs
 
     def _points(self, x, key):
         t = np.arange(self._steps, dtype=np.float32) / self._steps

@@ -8,12 +8,26 @@
    warning-level model checks, which raise ``NotImplementedError`` on any
    layer outside innvestigate's convnet list (a ``ReLU`` layer, say);
 2. registers reverse mappings that pass relevance through ``Add``,
-   ``BatchNormalization`` and average pooling with the analyzer's rule for
-   those layers, :meth:`_rule_for_residual_layer` (default: the rule the
-   analyzer applies to a convolution in the middle of the network; Deep
-   Taylor: z+); separate ``ReLU`` layers pass relevance on unchanged like
-   ``Activation`` layers; padding, dropout, flatten and max pooling pass it
-   along the gradient;
+   ``BatchNormalization`` and average pooling as ``residual_rule`` says
+   (:data:`residual_support.rules.RESIDUAL_RULES`): ``"analyzer"`` applies
+   the analyzer's rule for those layers, :meth:`_rule_for_residual_layer`
+   (default: the rule the analyzer applies to a convolution in the middle of
+   the network; Deep Taylor: z+) through all three; ``"paper"`` does so
+   through ``Add`` and ``BatchNormalization`` only and takes innvestigate's
+   rule through average pooling (LRP: z-rule; Deep Taylor: the gradient), as
+   the paper's code (``monkey_patch_lrp_resnet.py`` patched only the Add and
+   BN reverse layers); ``"innvestigate"`` gives innvestigate 2.1.2's numbers (LRP: z-rule
+   through Add and average pooling; Deep Taylor: the gradient there and
+   the W**2 rule on BatchNormalization), except that LRP's
+   rule through BatchNormalization (innvestigate's ``bn_layer_rule``, else
+   the z-rule) is computed on the exact affine map of the layer:
+   innvestigate's fused BN layer is wrong (``sqrt(var**2 + eps)`` and
+   ``beta - mean / sqrt(...)``), see :mod:`csc_analyzers.deviations`. The
+   default is the class attribute ``default_residual_rule``: ``"innvestigate"`` for the classes the
+   analyzer table holds under innvestigate's names, ``"analyzer"`` for the
+   project's own names; separate ``ReLU`` layers pass relevance on
+   unchanged like ``Activation`` layers; padding, dropout, flatten and max
+   pooling pass it along the gradient;
 3. computes the alpha-beta family (alpha1-beta0, alpha2-beta1, alpha5-beta4,
    z+, Deep Taylor's z+) on Dense/Conv layers with
    :func:`residual_support.rules.alpha_beta`, which leaves out the terms of
@@ -53,7 +67,8 @@ from tensorflow.keras import layers as klayers
 
 from .layers import check_model, is_first_kernel_layer, nonnegative_inputs
 from .linear import AddView, BatchNormView, KernelView, PoolView
-from .rules import Z_PLUS, ResidualRule, RuleSpec, check_bias_convention, describe_rule
+from .rules import (W_SQUARE, Z, Z_NO_BIAS, Z_PLUS, ResidualRule, RuleSpec, check_bias_convention,
+                    check_residual_rule, describe_rule)
 
 #: Priority of the residual mappings among innvestigate's conditional mappings
 #: (innvestigate's own use -1, bounded DTD's first layer 10).
@@ -148,6 +163,10 @@ class ResidualRulesMixin:
     adds the unclipped relevance from those layers. Default None: the maps
     are those of the analyzer without this option, bit for bit.
 
+    ``residual_rule``: ``"analyzer"`` or ``"innvestigate"`` (None: the class's
+    ``default_residual_rule``), see :data:`residual_support.rules.RESIDUAL_RULES`
+    and the module docstring.
+
     ``alpha_beta_bias``: the bias convention of every alpha-beta rule the
     analyzer applies (on Dense / Conv layers and through ``Add`` /
     ``BatchNormalization``): ``"shared"`` (default) puts the layer's full
@@ -162,11 +181,17 @@ class ResidualRulesMixin:
     raises ValueError instead of falling back to innvestigate's rule.
     """
 
+    #: ``residual_rule`` when none is given (see the module docstring).
+    default_residual_rule = "analyzer"
+
     def __init__(self, model, *args, add_relevance_clip=None, alpha_beta_bias="shared",
-                 **kwargs):
+                 residual_rule=None, **kwargs):
         if not isinstance(self, (LRP, DeepTaylor)):
             raise TypeError(f"{type(self).__name__}: ResidualRulesMixin needs an "
                             "innvestigate LRP or DeepTaylor class after it in the bases")
+        self._residual_rule = check_residual_rule(
+            type(self).default_residual_rule if residual_rule is None else residual_rule,
+            _method_name(self))
         self._add_relevance_clip = check_add_relevance_clip(add_relevance_clip,
                                                             _method_name(self))
         self._alpha_beta_bias = check_bias_convention(alpha_beta_bias, _method_name(self))
@@ -179,13 +204,16 @@ class ResidualRulesMixin:
         state = super()._get_state()
         state["add_relevance_clip"] = self._add_relevance_clip
         state["alpha_beta_bias"] = self._alpha_beta_bias
+        state["residual_rule"] = self._residual_rule
         return state
 
     @classmethod
     def _state_to_kwargs(cls, state):
         clip = state.pop("add_relevance_clip", None)
         bias_convention = state.pop("alpha_beta_bias", "shared")
+        residual_rule = state.pop("residual_rule", None)
         kwargs = super()._state_to_kwargs(state)
+        kwargs["residual_rule"] = residual_rule
         kwargs["add_relevance_clip"] = clip
         kwargs["alpha_beta_bias"] = bias_convention
         return kwargs
@@ -259,12 +287,64 @@ class ResidualRulesMixin:
         return self._describe(self._rule_for_residual_layer(layer))
 
     # -- mappings -------------------------------------------------------------
-    def _residual_mapping(self, make_view, clip=None):
+    def _residual_mapping(self, make_view, clip=None, spec=None):
+        """The mapping applying ``spec`` (default: the analyzer's rule for the
+        layer) to the layer seen through ``make_view``; clipped if ``clip``."""
         def mapping(layer, _reverse_state):
-            rule = ResidualRule(make_view(layer), self._residual_spec(layer),
+            rule = ResidualRule(make_view(layer), spec or self._residual_spec(layer),
                                 nonnegative=nonnegative_inputs(layer))
             return rule.apply if clip is None else _clipped(rule.apply, *clip)
         return mapping
+
+    def _add_residual_mappings(self, add):
+        """Mappings for Add, BatchNormalization and average pooling as
+        ``residual_rule`` says; ``add`` registers one."""
+        clip = self._add_relevance_clip
+        if self._residual_rule in ("analyzer", "paper"):
+            add(ichecks.is_add_layer, self._residual_mapping(lambda layer: AddView(), clip),
+                PRIORITY, name="residual_add")
+            add(ichecks.is_batch_normalization_layer, self._residual_mapping(BatchNormView),
+                PRIORITY, name="residual_batch_norm")
+            if self._residual_rule == "analyzer":
+                pooling = self._residual_mapping(PoolView)
+            elif isinstance(self, DeepTaylor):
+                pooling = self._gradient_reverse_mapping
+            else:
+                pooling = self._residual_mapping(PoolView, spec=Z_NO_BIAS)
+            add(lambda layer: isinstance(layer, _POOLING), pooling, PRIORITY,
+                name="residual_average_pooling")
+            return
+        if isinstance(self, DeepTaylor):
+            # innvestigate's gradient through Add and average pooling, and its
+            # W**2 rule on BatchNormalization on the exact affine map (a relevance
+            # pass-through per channel; innvestigate's fused layer is wrong)
+            gradient = self._gradient_reverse_mapping
+            add(ichecks.is_add_layer, gradient if clip is None else _clipped(gradient, *clip),
+                PRIORITY, name="residual_add_gradient")
+            add(lambda layer: isinstance(layer, _POOLING), gradient, PRIORITY,
+                name="residual_average_pooling_gradient")
+            add(ichecks.is_batch_normalization_layer,
+                self._residual_mapping(BatchNormView, spec=W_SQUARE), PRIORITY,
+                name="residual_batch_norm_w_square")
+            return
+        add(ichecks.is_add_layer,
+            self._residual_mapping(lambda layer: AddView(), clip, spec=Z_NO_BIAS),
+            PRIORITY, name="residual_add_z")
+        add(lambda layer: isinstance(layer, _POOLING),
+            self._residual_mapping(PoolView, spec=Z_NO_BIAS), PRIORITY,
+            name="residual_average_pooling_z")
+        # innvestigate's rule choice for BatchNormalization (its bn_layer_rule,
+        # else the z-rule), computed on the exact affine map of the layer
+        # (a rule with no RuleSpec, e.g. the presets' AlphaBetaX2m100Rule, keeps
+        # innvestigate's own BN mapping)
+        bn_rule = getattr(self, "_bn_layer_rule", None)
+        try:
+            bn_spec = Z if bn_rule is None else self._describe(bn_rule)
+        except TypeError:
+            return
+        add(ichecks.is_batch_normalization_layer,
+            self._residual_mapping(BatchNormView, spec=bn_spec),
+            PRIORITY, name="residual_batch_norm_exact")
 
     def _fast_kernel_mapping(self, layer, spec: RuleSpec):
         """The fast alpha-beta rule for a Dense/Conv layer, or None."""
@@ -275,13 +355,7 @@ class ResidualRulesMixin:
 
     def _create_analysis(self, *args, **kwargs):
         add = self._add_conditional_reverse_mapping
-        add(ichecks.is_add_layer,
-            self._residual_mapping(lambda layer: AddView(), clip=self._add_relevance_clip),
-            PRIORITY, name="residual_add")
-        add(ichecks.is_batch_normalization_layer, self._residual_mapping(BatchNormView),
-            PRIORITY, name="residual_batch_norm")
-        add(lambda layer: isinstance(layer, _POOLING), self._residual_mapping(PoolView),
-            PRIORITY, name="residual_average_pooling")
+        self._add_residual_mappings(add)
         add(lambda layer: isinstance(layer, _ALONG_GRADIENT), self._gradient_reverse_mapping,
             PRIORITY, name="residual_along_gradient")
         if isinstance(self, DeepTaylor):

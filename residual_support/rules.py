@@ -44,6 +44,36 @@ KINDS = ("z", "epsilon", "alpha_beta", "zplus_fast", "bounded", "w_square", "fla
 #: and the inhibitor's Z; innvestigate, the paper) or "split" (b+ / b-).
 BIAS_CONVENTIONS = ("shared", "split")
 
+#: The ``residual_rule`` choices: which rule passes relevance through ``Add``,
+#: ``BatchNormalization`` and (global) average pooling.
+RESIDUAL_RULES = {
+    "innvestigate": "innvestigate 2.1.2's handling: LRP takes the z-rule (no bias) through "
+                    "Add and average pooling, whatever its rule on kernel layers, and its "
+                    "bn_layer_rule (else the z-rule) through BatchNormalization, computed "
+                    "on the layer's exact affine map; "
+                    "Deep Taylor takes the gradient through Add and average pooling and "
+                    "the W**2 rule on BatchNormalization (exact affine map)",
+    "analyzer": "the analyzer's own rule (its rule for a convolution; Deep Taylor: z+) "
+                "through Add, BatchNormalization and average pooling, each seen as a "
+                "linear layer",
+    "paper": "the paper's code (monkey_patch_lrp_resnet.py): the analyzer's own rule "
+             "through Add and BatchNormalization, and innvestigate's rule through "
+             "average pooling (LRP: the z-rule; Deep Taylor: the gradient)",
+}
+
+
+def check_residual_rule(value, method: str = "analyzer") -> str:
+    """``value`` if it is a key of :data:`RESIDUAL_RULES`; a ValueError naming
+    ``method``, the value and the choices otherwise."""
+    if not isinstance(value, str) or value not in RESIDUAL_RULES:
+        raise ValueError(
+            f"{method}: residual_rule={value!r} is not valid; choose one of "
+            f"{list(RESIDUAL_RULES)} ('innvestigate': innvestigate 2.1.2's rules through "
+            "Add / BatchNormalization / average pooling; 'analyzer': the analyzer's own "
+            "rule there; 'paper': the analyzer's own rule through Add and BN, "
+            "innvestigate's through average pooling, as the paper's code)")
+    return value
+
 
 def check_bias_convention(value, method: str = "alpha-beta rule") -> str:
     """``value`` if it is one of :data:`BIAS_CONVENTIONS`; a ValueError naming
@@ -78,6 +108,10 @@ class RuleSpec:
 
 
 Z = RuleSpec("z")
+#: innvestigate's z-rule through Add and average pooling (no bias).
+Z_NO_BIAS = RuleSpec("z", bias=False)
+#: innvestigate Deep Taylor's rule on BatchNormalization.
+W_SQUARE = RuleSpec("w_square", bias=False)
 Z_PLUS = RuleSpec("alpha_beta", alpha=1.0, beta=0.0, bias=False)
 
 
@@ -256,6 +290,7 @@ def describe_rule(rule, probe) -> RuleSpec:
         "returns an innvestigate rule or a residual_support.rules.RuleSpec")
 
 
-__all__ = ["RuleSpec", "Z", "Z_PLUS", "KINDS", "BIAS_CONVENTIONS", "check_bias_convention",
+__all__ = ["RuleSpec", "Z", "Z_NO_BIAS", "W_SQUARE", "Z_PLUS", "KINDS", "BIAS_CONVENTIONS",
+           "check_bias_convention", "RESIDUAL_RULES", "check_residual_rule",
            "redistribute", "square_rule", "apply_rule",
            "alpha_beta", "ResidualRule", "describe_rule"]

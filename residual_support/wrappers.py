@@ -12,6 +12,10 @@ analyzer's own graph instead, in chunks of ``chunk_size`` samples:
   ``noise_scale`` and uses standard deviation 1);
 - Integrated Gradients: ``(x - x0) * mean_k grad(x0 + k/n (x - x0))`` for
   k = 0..n-1, as innvestigate's ``PathIntegrator``.
+
+``neuron_selection_mode`` "all" averages the inner gradient of the sum of all
+outputs, as innvestigate's wrappers do; ``seed`` and ``chunk_size`` are saved
+by ``save()``.
 """
 from __future__ import annotations
 
@@ -36,6 +40,18 @@ class AugmentInNumpyMixin:
     def create_analyzer_model(self):
         self._subanalyzer.create_analyzer_model()
 
+    def _get_state(self):
+        state = super()._get_state()
+        state.update({"seed": self._seed, "chunk_size": self._chunk_size})
+        return state
+
+    @classmethod
+    def _state_to_kwargs(cls, state):
+        seed, chunk_size = state.pop("seed", None), state.pop("chunk_size", 16)
+        kwargs = super()._state_to_kwargs(state)
+        kwargs.update({"seed": seed, "chunk_size": chunk_size})
+        return kwargs
+
     def _samples(self, x: np.ndarray) -> np.ndarray:
         """The ``augment_by_n`` inputs for one input ``x`` (shape (n,) + x.shape)."""
         n = self._augment_by_n
@@ -58,10 +74,12 @@ class AugmentInNumpyMixin:
         if not self._subanalyzer._analyzer_model_done:
             self.create_analyzer_model()
         mode = self._neuron_selection_mode
-        if mode == "all":
-            raise ValueError(f"{type(self).__name__}: neuron_selection_mode 'all' "
-                             "is not supported")
-        if mode == "max_activation":
+        if mode == "all":  # the inner gradient of the sum of all outputs
+            if neuron_selection is not None:
+                raise ValueError("neuron_selection is only used with "
+                                 "neuron_selection_mode='index'")
+            indices = [None] * len(X)
+        elif mode == "max_activation":
             if neuron_selection is not None:
                 raise ValueError("neuron_selection is only used with "
                                  "neuron_selection_mode='index'")
@@ -76,8 +94,9 @@ class AugmentInNumpyMixin:
             total = np.zeros_like(x, dtype=np.float64)
             for start in range(0, len(samples), self._chunk_size):
                 chunk = samples[start:start + self._chunk_size]
-                grads = self._subanalyzer.analyze(
-                    chunk, neuron_selection=np.repeat(index, len(chunk)))
+                selection = {} if index is None else {
+                    "neuron_selection": np.repeat(index, len(chunk))}
+                grads = self._subanalyzer.analyze(chunk, **selection)
                 total += np.asarray(grads, np.float64).sum(axis=0)
             results.append(self._finish((total / len(samples)).astype(np.float32), x))
         return np.stack(results)

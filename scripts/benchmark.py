@@ -119,7 +119,9 @@ def innvestigate_twin(spec, kwargs):
     import innvestigate.analyzer as ianalyzer
     if spec.analyzer not in ianalyzer.analyzers:
         return None
-    return ianalyzer.analyzers[spec.analyzer], kwargs
+    # residual_rule is the project's option (innvestigate has one handling)
+    return ianalyzer.analyzers[spec.analyzer], {
+        key: value for key, value in kwargs.items() if key != "residual_rule"}
 
 
 def inputs_for(net, batch: int, seed: int) -> np.ndarray:

@@ -36,8 +36,9 @@ def cifar_differences(n_images: int) -> None:
     x = network.preprocess(images.astype("float32"))
     print(f"CIFAR net ({network.weights}), {n_images} built-in test images, top logit")
     for name in FAMILY:
-        maps = {c: csc_analyzers.create_analyzer(name, network.model, alpha_beta_bias=c)
-                .analyze(x) for c in ("shared", "split")}
+        maps = {c: csc_analyzers.create_analyzer(name, network.model, alpha_beta_bias=c,
+                                                 residual_rule="analyzer").analyze(x)
+                for c in ("shared", "split")}
         a, b = (maps[c].reshape(len(x), -1).astype(np.float64) for c in ("shared", "split"))
         per_image = np.linalg.norm(b - a, axis=1) / np.linalg.norm(a, axis=1)
         pooled = np.linalg.norm(b - a) / np.linalg.norm(a)
@@ -64,7 +65,7 @@ def resnet_sums(seeds) -> None:
                 for convention in ("shared", "split"):
                     analyzer = csc_analyzers.create_analyzer(
                         name, model, canonize=canonize, alpha_beta_bias=convention,
-                        neuron_selection_mode="index", **kwargs)
+                        residual_rule="analyzer", neuron_selection_mode="index", **kwargs)
                     total = float(np.sum(analyzer.analyze(x, neuron_selection=top),
                                          dtype=np.float64))
                     row.append(f"canonize={canonize!s:5s} {convention:6s} {total / start:+.4g}")

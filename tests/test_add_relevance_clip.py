@@ -111,10 +111,10 @@ def test_clip_breaks_conservation_only_when_active():
     model = small_resnet(seed=1, zero_shifts=True, positive_scales=True)
     x = np.random.default_rng(5).normal(size=(2, 12, 12, 3)).astype("float32")
     logits = model.predict(x, verbose=0).max(axis=1)
-    wide = csc_analyzers.create_analyzer("lrp.alpha_1_beta_0", model,
+    wide = csc_analyzers.create_analyzer("lrp.alpha_1_beta_0", model, residual_rule="analyzer",
                                          add_relevance_clip=(0.0, 1e6)).analyze(x)
     np.testing.assert_allclose(wide.reshape(2, -1).sum(axis=1), logits, rtol=1e-3)
-    low = csc_analyzers.create_analyzer("lrp.alpha_1_beta_0", model,
+    low = csc_analyzers.create_analyzer("lrp.alpha_1_beta_0", model, residual_rule="analyzer",
                                         add_relevance_clip=(0.0, 1e-3)).analyze(x)
     assert (low.reshape(2, -1).sum(axis=1) < 0.5 * logits).all()
 

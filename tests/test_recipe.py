@@ -32,7 +32,9 @@ def test_paper_recipe_on_resnet50_clips_exactly_the_alpha_beta_and_cmp_methods()
         plain = spec.analyzer_kwargs(RANGE, network="resnet50", recipe=PLAIN)
         paper = spec.analyzer_kwargs(RANGE, network="resnet50", recipe=PAPER)
         if "add_relevance_clip" in paper:
-            assert paper == {**plain, "add_relevance_clip": PAPER_ADD_CLIP}
+            assert paper == {**plain, "add_relevance_clip": PAPER_ADD_CLIP,
+                             "residual_rule": "paper"}
+            assert plain["residual_rule"] == "analyzer"
             clipped.add(spec.name)
         elif spec.name in DEEPLIFT:
             assert paper == {**plain, "maxpool_mode": "gradient"}
@@ -60,6 +62,8 @@ def test_paper_recipe_elsewhere_changes_only_deeplifts_maxpool_rule_on_study_net
         paper = spec.analyzer_kwargs(RANGE, network=network, recipe=PAPER)
         if study and spec.name in DEEPLIFT:
             assert paper == {**spec.analyzer_kwargs(RANGE), "maxpool_mode": "gradient"}
+        elif network == "small-resnet" and spec.name in CLIPPED:
+            assert paper == {**spec.analyzer_kwargs(RANGE), "residual_rule": "paper"}
         else:
             assert paper == spec.analyzer_kwargs(RANGE), spec.name
         for experiment in EXPERIMENTS:

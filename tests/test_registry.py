@@ -32,7 +32,7 @@ def test_postprocessing_as_in_the_paper():
 
 def test_input_range_kwargs_resolve():
     dtd = get_method("DTD").analyzer_kwargs((-2.0, 3.0))
-    assert dtd == {"low": -2.0, "high": 3.0}
+    assert dtd == {"low": -2.0, "high": 3.0, "residual_rule": "analyzer"}
     smooth = get_method("SmoothGrad").analyzer_kwargs((0.0, 255.0))
     assert smooth["noise_scale"] == pytest.approx(0.15 * 255.0)
     assert smooth["augment_by_n"] == 50

@@ -72,7 +72,7 @@ def _explain_top_logit(model, x, name, layers):
     c = int(np.argmax(logits[0]))
     v = np.zeros((1, logits.shape[1]), np.float32)
     v[0, c] = logits[0, c]
-    analyzer = csc_analyzers.create_analyzer(name, model)
+    analyzer = csc_analyzers.create_analyzer(name, model, residual_rule="analyzer")
     found = analyzer.propagate(x[:1], v, from_layer="logits",
                                to_layers=layers(analyzer))
     return logits[0, c], found
@@ -80,7 +80,8 @@ def _explain_top_logit(model, x, name, layers):
 
 @pytest.mark.parametrize("name", ["lrp.z", "lrp.alpha_1_beta_0"])
 def test_conservation_with_zero_shifts(name, resnet_conservative, x):
-    relevance = csc_analyzers.create_analyzer(name, resnet_conservative).analyze(x)
+    relevance = csc_analyzers.create_analyzer(name, resnet_conservative,
+                                              residual_rule="analyzer").analyze(x)
     logits = resnet_conservative.predict(x, verbose=0).max(axis=1)
     sums = relevance.reshape(len(x), -1).sum(axis=1)
     np.testing.assert_allclose(sums, logits, rtol=1e-3)
