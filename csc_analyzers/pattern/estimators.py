@@ -41,7 +41,7 @@ from tensorflow.keras import layers as klayers
 from .storage import (PatternSet, atomic_savez, combined_fingerprint, meta_array,
                       model_fingerprints, pattern_layer_weights, pattern_layers,
                       read_meta)
-from .graph import Accumulators, layer_sums
+from .graph import Accumulators, centers, layer_sums
 from .unfold import conv_geometry
 
 ESTIMATORS = ("linear", "relu")
@@ -120,22 +120,35 @@ def _to_list(x) -> list:
 
 
 class LayerStatistics:
-    """Float64 sums over the samples (x, y = K^T x) of one layer.
+    """Float64 sums over the samples of one layer, of the centred input
+    ``x' = x - center_x`` and pre-activation ``y' = K^T x + b - center_y``.
 
-    Linear estimator: ``count``, ``sum_x``, ``sum_y`` and ``sum_xy``
-    (``sum x y^T``). Two-component estimator: ``count``, ``sum_y`` and, over
-    the samples with positive ReLU output of each neuron, ``count_pos``,
-    ``sum_x_pos`` and ``sum_xy_pos``. A sample of a convolution is one input
-    patch; with sampled positions only the sampled patches count.
+    ``center_x`` (per input channel; tiled over the kernel positions of a
+    convolution) and ``center_y`` (per output) are fixed before the first
+    batch. Linear estimator: ``count``, ``sum_x``, ``sum_y`` and ``sum_xy``
+    (``sum x' y'^T``). Two-component estimator: ``count``, ``sum_y`` and,
+    over the samples with positive ReLU output of each neuron,
+    ``count_pos``, ``sum_y_pos``, ``sum_x_pos`` and ``sum_xy_pos``. A sample
+    of a convolution is one input patch; with sampled positions only the
+    sampled patches count.
+
+    The linear estimator's covariance is the same for any centring; the
+    two-component one is ``E+[x'y'] - E+[x'] E[y'] - c (E[y'] - E+[y'])``,
+    the ``x, y`` form of the module docstring.
     """
 
-    LINEAR_FIELDS = ("count", "sum_x", "sum_y", "sum_xy")
-    TWO_COMPONENT_FIELDS = ("count", "sum_y", "count_pos", "sum_x_pos", "sum_xy_pos")
+    LINEAR_FIELDS = ("center_x", "center_y", "count", "sum_x", "sum_y", "sum_xy")
+    TWO_COMPONENT_FIELDS = ("center_x", "center_y", "count", "sum_y", "count_pos",
+                            "sum_y_pos", "sum_x_pos", "sum_xy_pos")
 
-    def __init__(self, n_in: int, n_out: int, two_component: bool):
+    def __init__(self, n_in: int, n_out: int, two_component: bool, n_channels=None):
         self.two_component = two_component
-        self.shapes = {"count": (), "sum_x": (n_in,), "sum_y": (n_out,),
-                       "sum_xy": (n_in, n_out), "count_pos": (n_out,),
+        n_channels = n_in if n_channels is None else n_channels
+        if n_in % n_channels:
+            raise ValueError(f"{n_in} inputs are not a whole number of {n_channels} channels")
+        self.shapes = {"center_x": (n_channels,), "center_y": (n_out,), "count": (),
+                       "sum_x": (n_in,), "sum_y": (n_out,), "sum_xy": (n_in, n_out),
+                       "count_pos": (n_out,), "sum_y_pos": (n_out,),
                        "sum_x_pos": (n_in, n_out), "sum_xy_pos": (n_in, n_out)}
         for name in self.fields:
             setattr(self, name, np.zeros(self.shapes[name], np.float64))
@@ -151,6 +164,7 @@ class LayerStatistics:
         if self.count == 0:
             raise ValueError("no samples seen")
         mean_y = self.sum_y / self.count
+        center_x = np.tile(self.center_x, kernel.shape[0] // len(self.center_x))
         result = np.empty(kernel.shape, dtype=np.float32)
         for start in range(0, kernel.shape[1], block):
             cols = slice(start, start + block)
@@ -158,7 +172,10 @@ class LayerStatistics:
                 count_pos = self.count_pos[None, cols]
                 mean_x_pos = _safe_divide(self.sum_x_pos[:, cols], count_pos)
                 mean_xy_pos = _safe_divide(self.sum_xy_pos[:, cols], count_pos)
-                cov = mean_xy_pos - mean_x_pos * mean_y[None, cols]
+                mean_y_pos = _safe_divide(self.sum_y_pos[cols], self.count_pos[cols])
+                cov = (mean_xy_pos - mean_x_pos * mean_y[None, cols]
+                       - np.outer(center_x, mean_y[cols] - mean_y_pos))
+                cov[:, self.count_pos[cols] == 0] = 0.0  # never active: zero pattern
             else:
                 mean_x = self.sum_x / self.count
                 cov = self.sum_xy[:, cols] / self.count - np.outer(mean_x, mean_y[cols])
@@ -226,15 +243,21 @@ class PatternEstimator:
                                  for name in self.kernels}
         self.geometry = {layer.name: conv_geometry(layer) for layer in self.layers
                          if isinstance(layer, klayers.Conv2D)}
-        self.stats = {name: LayerStatistics(k.shape[0], k.shape[1],
-                                            self.layer_estimators[name] == "relu")
-                      for name, k in self.kernels.items()}
+        self.stats = {layer.name: LayerStatistics(
+            *self.kernels[layer.name].shape, self.layer_estimators[layer.name] == "relu",
+            int(layer.input.shape[-1])) for layer in self.layers}
         self.batches_seen = 0
         self._build_graph()
 
     def _build_graph(self) -> None:
         sess = tf.compat.v1.keras.backend.get_session()
-        shapes, deltas, self._weights = {}, {}, {}
+        shapes, deltas, initial, self._weights = {}, {}, {}, {}
+        for layer in self.layers:
+            name, stats = layer.name, self.stats[layer.name]
+            for field in stats.fields:
+                shapes[(name, field)] = stats.shapes[field]
+        self._accumulators = Accumulators(shapes, sess)
+        variables = self._accumulators.variables
         for layer in self.layers:
             name = layer.name
             weight = None
@@ -243,16 +266,18 @@ class PatternEstimator:
                 weight = tf.compat.v1.placeholder(tf.float32, (None,) + out_shape,
                                                   name=f"pattern_positions_{name}")
                 self._weights[name] = weight
+            center_x, center_y = variables[(name, "center_x")], variables[(name, "center_y")]
             sums = layer_sums(layer, layer.input, layer.output, self.masks[name],
-                              self.geometry.get(name), weight)
-            stats = self.stats[name]
-            for field in stats.fields:
-                shapes[(name, field)] = stats.shapes[field]
-                deltas[(name, field)] = sums[field]
-        self._accumulators = Accumulators(shapes, sess)
+                              self.geometry.get(name), center_x, center_y, weight)
+            deltas.update({(name, field): value for field, value in sums.items()})
+            mean_x, mean_y = centers(layer, layer.input, layer.output)
+            initial.update({(name, "center_x"): mean_x, (name, "center_y"): mean_y})
         update = self._accumulators.update_op(deltas)
         feeds = [self.model.inputs[0]] + list(self._weights.values())
         self._run = sess.make_callable(update, feeds)
+        self._center = sess.make_callable(self._accumulators.assign_op(initial),
+                                          [self.model.inputs[0]])
+        self._centred = False
 
     # -- accumulation ------------------------------------------------------
     def _position_weights(self, n_images: int) -> list:
@@ -273,6 +298,9 @@ class PatternEstimator:
     def update(self, batch: np.ndarray) -> None:
         """Add one batch of model inputs to the statistics."""
         batch = np.asarray(batch, dtype=np.float32)
+        if not self._centred:  # the first batch fixes the centring
+            self._center(batch)
+            self._centred = True
         self._run(batch, *self._position_weights(len(batch)))
         self.batches_seen += 1
 
@@ -282,10 +310,11 @@ class PatternEstimator:
             setattr(self.stats[name], field, value)
 
     def fit(self, batches: Iterable, *, skip: int = 0, progress=None, checkpoint=None,
-            checkpoint_every: int = 0) -> "PatternEstimator":
+            checkpoint_every: int = 0, save_at_end: bool = True) -> "PatternEstimator":
         """Consume ``batches``; the first ``skip`` batches are passed over (a
         resumed run). With ``checkpoint`` (a path) the statistics are saved
-        every ``checkpoint_every`` batches and at the end."""
+        every ``checkpoint_every`` batches and, with ``save_at_end``, at the
+        end."""
         for index, batch in enumerate(batches):
             if index < skip:
                 continue
@@ -295,7 +324,7 @@ class PatternEstimator:
             if checkpoint is not None and checkpoint_every and \
                     self.batches_seen % checkpoint_every == 0:
                 self.save_statistics(checkpoint)
-        if checkpoint is not None:
+        if checkpoint is not None and save_at_end:
             self.save_statistics(checkpoint)
         return self
 
@@ -360,6 +389,7 @@ class PatternEstimator:
                 stats.load_arrays({field: data[f"{name}::{field}"] for field in stats.fields})
         self._accumulators.write({(name, field): value for name, stats in self.stats.items()
                                   for field, value in stats.arrays().items()})
+        self._centred = True
         self.batches_seen = int(meta["batches_seen"])
         self.rng.bit_generator.state = meta["rng_state"]
         return self.batches_seen

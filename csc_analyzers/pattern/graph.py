@@ -9,14 +9,16 @@ patch matrix is materialised, and the cost is that of the layer's forward
 convolution times the number of columns of ``R`` over the number of output
 channels (2 for the two-component estimator).
 
-Precision. The per-batch products run in float32; to keep their rounding far
-below the covariances the estimators need, the layer input ``x`` and the
-pre-activation ``z`` are centred by their batch means ``c`` and ``d`` before
-the products, and the uncentred sums are restored in float64:
-``sum m x = S1 + c n_pos`` and ``sum m x y' = S2 + c sum(m y')`` with
-``y' = z - d``, then ``y = K^T x = y' + d - b``. Padding is applied
-explicitly before the centring, so that padded entries are ``0 - c`` like
-every other centred entry.
+Precision. The per-batch products run in float32 and are added to the
+float64 sums. To keep their rounding far below the covariances the
+estimators need, the layer input ``x`` and the pre-activation
+``z = K^T x + b`` are centred before the products by fixed per-channel
+values (their means over the first batch, kept with the sums): the sums are
+those of ``x' = x - c`` and ``y' = z - d``. The covariances are unchanged by
+the centring except for a known term of the two-component estimator
+(:class:`~csc_analyzers.pattern.estimators.LayerStatistics`). Padding is
+applied explicitly before the centring, so that padded entries are ``-c``
+like every other centred entry.
 """
 from __future__ import annotations
 
@@ -57,31 +59,26 @@ def _sum64(tensor, axes):
 
 
 class _Products:
-    """``X'^T R`` over the samples of one layer, with ``X'`` its centred
-    input (patches for a convolution) and ``c`` (per input column) the
-    centring."""
+    """``X'^T R`` over the samples of one layer, with ``X' = X - c`` its
+    input (patches for a convolution) centred by ``center`` (per input
+    channel)."""
 
-    def __init__(self, layer, x, geometry):
+    def __init__(self, layer, x, geometry, center):
         self.layer, self.geometry = layer, geometry
         if geometry is None:  # Dense: samples are all leading positions
-            n_in = int(x.shape[-1])
-            self.x = tf.reshape(x, [-1, n_in])
-            self.c = tf.reduce_mean(self.x, axis=0)
-            self.xc = self.x - self.c
-            self.c_columns = self.c
+            self.x = tf.reshape(x, [-1, int(x.shape[-1])])
+            self.xc = self.x - center
             return
         if any(d is None for d in x.shape[1:]):
             raise ValueError(f"layer {layer.name!r}: pattern statistics need a fixed input "
                              f"shape, got {tuple(x.shape)}")
         (kh, kw), (sh, sw), (dh, dw) = (geometry["kernel_size"], geometry["strides"],
                                         geometry["dilation_rate"])
-        self.c = tf.reduce_mean(x, axis=[0, 1, 2])
         if geometry["padding"] == "same":
             pads = [(0, 0), _same_padding(int(x.shape[1]), kh, sh, dh),
                     _same_padding(int(x.shape[2]), kw, sw, dw), (0, 0)]
             x = tf.pad(x, pads)
-        self.xc = x - self.c
-        self.c_columns = tf.tile(self.c, [kh * kw])  # patch order: (kh, kw, C)
+        self.xc = x - center
 
     def __call__(self, right):
         """``sum over samples of x'^T right`` as float64 (n_in, k); ``right``
@@ -98,48 +95,45 @@ class _Products:
         return tf.cast(tf.reshape(products, [-1, k]), F64)
 
 
-def layer_sums(layer, x, output, mask, geometry, weight=None) -> dict:
+def centers(layer, x, output):
+    """Per-channel means of the layer's input and pre-activation over a batch
+    (the centring of :func:`layer_sums`)."""
+    z = preactivation(layer, x, output)
+    return (tf.reduce_mean(x, axis=list(range(x.shape.rank - 1))),
+            tf.reduce_mean(z, axis=list(range(z.shape.rank - 1))))
+
+
+def layer_sums(layer, x, output, mask, geometry, center_x, center_z, weight=None) -> dict:
     """The float64 sums of one batch for ``layer`` (keys as
-    :class:`~csc_analyzers.pattern.estimators.LayerStatistics` fields):
+    :class:`~csc_analyzers.pattern.estimators.LayerStatistics` fields) of the
+    centred ``x' = x - center_x`` and ``y' = K^T x + b - center_z``.
     ``mask`` is the ReLU output selecting the positive regime (``None``: the
     linear estimator), ``weight`` an optional per-sample weight (0/1 for
     sampled positions) shaped like the output without its channel axis."""
     z = preactivation(layer, x, output)
     rank = z.shape.rank
     axes = list(range(rank - 1))
-    d = tf.reduce_mean(z, axis=axes)
-    yc = z - d
-    shift = tf.cast(d, F64)  # y = K^T x = yc + shift
-    if getattr(layer, "use_bias", False):
-        shift = shift - tf.cast(layer.bias, F64)
-    products = _Products(layer, x, geometry)
-    c = tf.cast(products.c_columns, F64)[:, None]
+    yc = z - center_z
+    products = _Products(layer, x, geometry, center_x)
     w = None if weight is None else tf.cast(weight, z.dtype)[..., None]
     n_out = int(z.shape[-1])
+    weighted = yc if w is None else yc * w
+    count = _sum64(w, axes + [rank - 1]) if w is not None else \
+        tf.cast(tf.size(z) // n_out, F64)
+    sums = {"count": count, "sum_y": _sum64(weighted, axes)}
     if mask is not None:
         positive = tf.cast(mask > 0, z.dtype)
         if w is not None:
             positive = positive * w
         my = yc * positive
         both = products(tf.concat([positive, my], axis=-1))
-        count_pos = _sum64(positive, axes)
-        sum_my = _sum64(my, axes)
-        sum_x_pos = both[:, :n_out] + c * count_pos[None, :]
-        sum_xy_pos = both[:, n_out:] + c * sum_my[None, :] + sum_x_pos * shift[None, :]
-        count = _sum64(w, axes + [rank - 1]) if w is not None else \
-            tf.cast(tf.size(z) // n_out, F64)
-        sum_y = _sum64(yc if w is None else yc * w, axes) + count * shift
-        return {"count": count, "sum_y": sum_y, "count_pos": count_pos,
-                "sum_x_pos": sum_x_pos, "sum_xy_pos": sum_xy_pos}
-    ones = tf.ones_like(z[..., :1]) if w is None else w
-    weighted = yc if w is None else yc * w
-    both = products(tf.concat([weighted, ones], axis=-1))
-    count = _sum64(ones, axes + [rank - 1])
-    sum_yc = _sum64(weighted, axes)
-    sum_x = both[:, n_out] + c[:, 0] * count
-    sum_xy = both[:, :n_out] + c * sum_yc[None, :] + sum_x[:, None] * shift[None, :]
-    return {"count": count, "sum_x": sum_x, "sum_y": sum_yc + count * shift,
-            "sum_xy": sum_xy}
+        sums.update(count_pos=_sum64(positive, axes), sum_y_pos=_sum64(my, axes),
+                    sum_x_pos=both[:, :n_out], sum_xy_pos=both[:, n_out:])
+    else:
+        ones = tf.ones_like(z[..., :1]) if w is None else w
+        both = products(tf.concat([weighted, ones], axis=-1))
+        sums.update(sum_x=both[:, n_out], sum_xy=both[:, :n_out])
+    return sums
 
 
 class Accumulators:
@@ -149,10 +143,11 @@ class Accumulators:
         self.session = session
         self.variables = {}
         for key, shape in shapes.items():
+            dtype = tf.float32 if key[1].startswith("center") else F64
             self.variables[key] = tf.compat.v1.Variable(
-                np.zeros(shape, np.float64), dtype=F64, trainable=False,
+                tf.zeros(shape, dtype), dtype=dtype, trainable=False,
                 use_resource=True, name="pattern_" + "_".join(key).replace(":", "_"))
-        self._placeholders = {key: tf.compat.v1.placeholder(F64, v.shape)
+        self._placeholders = {key: tf.compat.v1.placeholder(v.dtype, v.shape)
                               for key, v in self.variables.items()}
         self._assign = tf.group(*[v.assign(self._placeholders[key])
                                   for key, v in self.variables.items()])
@@ -163,10 +158,16 @@ class Accumulators:
         return tf.group(*[self.variables[key].assign_add(delta, read_value=False)
                           for key, delta in deltas.items()])
 
+    def assign_op(self, values: dict):
+        """One op setting variables (keys of ``values``) to tensors."""
+        return tf.group(*[self.variables[key].assign(value, read_value=False)
+                          for key, value in values.items()])
+
     def read(self) -> dict:
         keys = list(self.variables)
         return dict(zip(keys, self.session.run([self.variables[k] for k in keys])))
 
     def write(self, values: dict) -> None:
-        self.session.run(self._assign, {self._placeholders[key]: np.asarray(value, np.float64)
-                                        for key, value in values.items()})
+        self.session.run(self._assign, {
+            self._placeholders[key]: np.asarray(value, self.variables[key].dtype.as_numpy_dtype)
+            for key, value in values.items()})
