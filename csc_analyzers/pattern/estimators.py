@@ -157,6 +157,40 @@ class LayerStatistics:
     def fields(self) -> tuple:
         return self.TWO_COMPONENT_FIELDS if self.two_component else self.LINEAR_FIELDS
 
+    @property
+    def product_fields(self) -> tuple:
+        """The matrix sums, in the order the statistics graph computes them
+        side by side (vectors become one column)."""
+        return ("sum_x_pos", "sum_xy_pos") if self.two_component else ("sum_xy", "sum_x")
+
+    def accumulator_shapes(self) -> dict:
+        """Shapes of the graph's accumulators: the fields, with the matrix
+        sums joined as ``products``."""
+        shapes = {f: self.shapes[f] for f in self.fields if f not in self.product_fields}
+        n_in, n_out = self.shapes["sum_xy"]
+        shapes["products"] = (n_in, 2 * n_out if self.two_component else n_out + 1)
+        return shapes
+
+    def set_accumulators(self, values: dict) -> None:
+        """Set the fields from accumulator values (:meth:`accumulator_shapes`)."""
+        n_out = self.shapes["sum_y"][0]
+        first, second = self.product_fields
+        for field, value in values.items():
+            if field == "products":
+                setattr(self, first, np.ascontiguousarray(value[:, :n_out]))
+                setattr(self, second, np.ascontiguousarray(
+                    value[:, n_out:] if self.two_component else value[:, n_out]))
+            else:
+                setattr(self, field, value)
+
+    def accumulators(self) -> dict:
+        """The fields as accumulator values (inverse of :meth:`set_accumulators`)."""
+        first, second = (getattr(self, f) for f in self.product_fields)
+        values = {f: getattr(self, f) for f in self.fields if f not in self.product_fields}
+        values["products"] = np.concatenate([first, second if second.ndim == 2
+                                             else second[:, None]], axis=1)
+        return values
+
     def pattern(self, kernel: np.ndarray, *, block: int = 256) -> np.ndarray:
         """The float32 pattern matrix (n_in, n_out) for the kernel matrix
         ``kernel``, computed ``block`` output columns at a time (bounded
@@ -253,9 +287,9 @@ class PatternEstimator:
         sess = tf.compat.v1.keras.backend.get_session()
         shapes, deltas, initial, self._weights = {}, {}, {}, {}
         for layer in self.layers:
-            name, stats = layer.name, self.stats[layer.name]
-            for field in stats.fields:
-                shapes[(name, field)] = stats.shapes[field]
+            name = layer.name
+            for field, shape in self.stats[name].accumulator_shapes().items():
+                shapes[(name, field)] = shape
         self._accumulators = Accumulators(shapes, sess)
         variables = self._accumulators.variables
         for layer in self.layers:
@@ -272,7 +306,7 @@ class PatternEstimator:
             deltas.update({(name, field): value for field, value in sums.items()})
             mean_x, mean_y = centers(layer, layer.input, layer.output)
             initial.update({(name, "center_x"): mean_x, (name, "center_y"): mean_y})
-        update = self._accumulators.update_op(deltas)
+        update = self._update_op = self._accumulators.update_op(deltas)
         feeds = [self.model.inputs[0]] + list(self._weights.values())
         self._run = sess.make_callable(update, feeds)
         self._center = sess.make_callable(self._accumulators.assign_op(initial),
@@ -306,8 +340,11 @@ class PatternEstimator:
 
     def _read(self) -> None:
         """Copy the accumulators into :attr:`stats`."""
+        values: dict = {}
         for (name, field), value in self._accumulators.read().items():
-            setattr(self.stats[name], field, value)
+            values.setdefault(name, {})[field] = value
+        for name, fields in values.items():
+            self.stats[name].set_accumulators(fields)
 
     def fit(self, batches: Iterable, *, skip: int = 0, progress=None, checkpoint=None,
             checkpoint_every: int = 0, save_at_end: bool = True) -> "PatternEstimator":
@@ -388,7 +425,7 @@ class PatternEstimator:
             for name, stats in self.stats.items():
                 stats.load_arrays({field: data[f"{name}::{field}"] for field in stats.fields})
         self._accumulators.write({(name, field): value for name, stats in self.stats.items()
-                                  for field, value in stats.arrays().items()})
+                                  for field, value in stats.accumulators().items()})
         self._centred = True
         self.batches_seen = int(meta["batches_seen"])
         self.rng.bit_generator.state = meta["rng_state"]

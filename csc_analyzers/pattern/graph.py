@@ -55,6 +55,12 @@ def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple:
 
 
 def _sum64(tensor, axes):
+    """Sum over ``axes`` (leading axes, the batch first) as float64: float32
+    within each sample of the batch (at most an image's positions), float64
+    across the batch."""
+    inner = [a for a in axes if a != 0]
+    if inner:
+        tensor = tf.reduce_sum(tensor, axis=inner, keepdims=True)
     return tf.reduce_sum(tf.cast(tensor, F64), axis=axes)
 
 
@@ -104,9 +110,11 @@ def centers(layer, x, output):
 
 
 def layer_sums(layer, x, output, mask, geometry, center_x, center_z, weight=None) -> dict:
-    """The float64 sums of one batch for ``layer`` (keys as
-    :class:`~csc_analyzers.pattern.estimators.LayerStatistics` fields) of the
-    centred ``x' = x - center_x`` and ``y' = K^T x + b - center_z``.
+    """The float64 sums of one batch for ``layer`` of the centred
+    ``x' = x - center_x`` and ``y' = K^T x + b - center_z``, keyed as the
+    :class:`~csc_analyzers.pattern.estimators.LayerStatistics` fields except
+    that ``products`` holds ``[sum_x_pos, sum_xy_pos]`` (two-component) or
+    ``[sum_xy, sum_x]`` (linear) side by side.
     ``mask`` is the ReLU output selecting the positive regime (``None``: the
     linear estimator), ``weight`` an optional per-sample weight (0/1 for
     sampled positions) shaped like the output without its channel axis."""
@@ -126,13 +134,11 @@ def layer_sums(layer, x, output, mask, geometry, center_x, center_z, weight=None
         if w is not None:
             positive = positive * w
         my = yc * positive
-        both = products(tf.concat([positive, my], axis=-1))
         sums.update(count_pos=_sum64(positive, axes), sum_y_pos=_sum64(my, axes),
-                    sum_x_pos=both[:, :n_out], sum_xy_pos=both[:, n_out:])
+                    products=products(tf.concat([positive, my], axis=-1)))
     else:
         ones = tf.ones_like(z[..., :1]) if w is None else w
-        both = products(tf.concat([weighted, ones], axis=-1))
-        sums.update(sum_x=both[:, n_out], sum_xy=both[:, :n_out])
+        sums["products"] = products(tf.concat([weighted, ones], axis=-1))
     return sums
 
 
