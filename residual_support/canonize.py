@@ -13,6 +13,7 @@ from . import _tf  # noqa: F401  (graph mode first)
 
 import numpy as np
 from tensorflow import keras
+from tensorflow.keras import backend
 from tensorflow.keras import layers as klayers
 
 _FOLDABLE = (klayers.Conv1D, klayers.Conv2D, klayers.Conv3D, klayers.Dense)
@@ -53,10 +54,13 @@ def _foldable_pairs(model, config) -> dict:
     return pairs
 
 
-def folded_weights(kernel, bias, bn_layer):
-    """Kernel and bias of ``conv -> bn`` as one layer (float64 arithmetic)."""
+def folded_weights(kernel, bias, bn_layer, bn_weights=None):
+    """Kernel and bias of ``conv -> bn`` as one layer (float64 arithmetic);
+    ``bn_weights``: the BN layer's weights if already read."""
     config = bn_layer.get_config()
-    weights = [np.asarray(w, np.float64) for w in bn_layer.get_weights()]
+    if bn_weights is None:
+        bn_weights = bn_layer.get_weights()
+    weights = [np.asarray(w, np.float64) for w in bn_weights]
     gamma = weights.pop(0) if config["scale"] else 1.0
     beta = weights.pop(0) if config["center"] else 0.0
     mean, variance = weights
@@ -104,14 +108,31 @@ def fold_batchnorm(model, name: str | None = None):
 
     by_name = {layer.name: layer for layer in source_model.layers}
     bn_of = {conv: bn for bn, conv in pairs.items()}
+    # one session run reads every weight and one writes them: a get_weights /
+    # set_weights per layer extends and runs the session once per layer, which
+    # costs minutes on models with hundreds of layers
+    sources = [by_name[layer.name] for layer in folded.layers] + [by_name[bn] for bn in pairs]
+    variables = [v for layer in sources for v in layer.weights]
+    values = dict(zip((id(v) for v in variables), backend.batch_get_value(variables)))
+
+    def weights_of(layer):
+        return [values[id(v)] for v in layer.weights]
+
+    assignments = []
     for layer in folded.layers:
         source = by_name[layer.name]
         if layer.name in bn_of:
-            weights = source.get_weights()
+            weights = weights_of(source)
             bias = weights[1] if source.use_bias else None
-            layer.set_weights(list(folded_weights(weights[0], bias, by_name[bn_of[layer.name]])))
-        elif source.weights:
-            layer.set_weights(source.get_weights())
+            new = folded_weights(weights[0], bias, by_name[bn_of[layer.name]],
+                                 weights_of(by_name[bn_of[layer.name]]))
+        else:
+            new = weights_of(source)
+        if len(new) != len(layer.weights):
+            raise ValueError(f"layer {layer.name!r}: {len(new)} weights for "
+                             f"{len(layer.weights)} variables")
+        assignments.extend(zip(layer.weights, new))
+    backend.batch_set_value(assignments)
     aliases = getattr(model, "_csc_layer_aliases", None)
     if aliases:
         folded._csc_layer_aliases = {k: pairs.get(v, v) for k, v in aliases.items()}

@@ -216,8 +216,12 @@ class Dense(LinearRuleMixin, dl.core.Dense):
     """
 
     def __init__(self, kernel, bias, cross_mxts=True, sources=None, **kwargs):
-        super().__init__(kernel=kernel, bias=bias,
+        # deeplift's constructor copies the kernel twice (np.array, astype): seconds
+        # for VGG-16's fc1; it gets empty arrays and the weights are set here
+        super().__init__(kernel=np.zeros((0, 0), np.float32), bias=np.zeros(0, np.float32),
                          dense_mxts_mode=dl.DenseMxtsMode.Linear, **kwargs)
+        self.kernel = np.asarray(kernel, np.float32)
+        self.bias = np.asarray(bias, np.float32)
         self.cross_mxts = bool(cross_mxts)
         _hold_kernel_and_bias(self, sources)
 

@@ -20,13 +20,28 @@ relative to one analysis of that image and timed in turn with it. Peak
 resident memory of CSC on each network is measured in a fresh subprocess,
 for the method whose CSC holds the most memory (``MEMORY_METHOD``).
 SmoothGrad and Integrated Gradients (50 and 64 gradient passes per image)
-are timed on VGG-16 only with --include-slow. Writes a CSV and
+are timed on VGG-16 only with --include-slow. The PatternNet /
+PatternAttribution statistics (the default run's pattern step: the
+two-component estimator on 1,024 built-in training images of the CIFAR net,
+batches of 64) are timed batch by batch in turn with the forward pass of the
+same batch; their row ("pattern statistics") has the setup (building the
+statistics graph) in ``build_s``, the summed statistics time in
+``median_s`` and the summed forward time in ``forward_s``. Writes a CSV and
 prints a table.
 
     python scripts/benchmark.py                  # VGG-16 (7 methods) + CIFAR net (all)
     python scripts/benchmark.py --methods all,extra   # every method on both networks
+    python scripts/benchmark.py --quick          # the same protocol, short: about 5 min
     python scripts/benchmark.py --tiny           # CIFAR net, batch 16, 2 repeats,
                                                  # one method per family (tests)
+
+``--quick`` keeps the side-by-side protocol (method, forward pass and
+innvestigate's analyzer timed in turn, build + first call per method, CSC
+and sanity-level costs, the pattern statistics against the forward pass) on
+both networks with ``QUICK_METHODS``, 2 repeats of at least
+``QUICK_MIN_SECONDS`` each, and no memory probe (the pattern statistics keep
+their 1,024 images: with fewer, the fixed cost of computing the patterns
+from the sums distorts the ratio).
 """
 from __future__ import annotations
 
@@ -65,6 +80,16 @@ DEFAULT_METHODS = {"cifar-net": "all,extra",
                    "vgg16": "Gradient,LRP-z,LRP a1b0,LRP z+,Excitation BP,LRP a2b1,LRP a5b4"}
 # one method per family: gradient, LRP with and without an innvestigate twin, patterns, DeepLIFT
 TINY_METHODS = "Gradient,LRP a1b0,LRP-z,Excitation BP,PatternNet,DeepLIFT Resc."
+# --quick: on VGG-16 the innvestigate reference points (LRP a1b0's setup alone took 163 s of a
+# 23-minute --quick run on a loaded machine), on the CIFAR net one method per family;
+# 2 repeats of at least QUICK_MIN_SECONDS per function
+QUICK_METHODS = {"vgg16": "Gradient,LRP-z",
+                 "cifar-net": "Gradient,LRP-z,LRP a1b0,PatternNet,DeepLIFT Resc."}
+QUICK_REPEATS, QUICK_MIN_SECONDS = 2, 0.5
+PATTERN_IMAGES, PATTERN_BATCH = 1024, 64
+
+
+MIN_SECONDS = 2.0  # per function in timed_together (--quick: QUICK_MIN_SECONDS)
 
 
 def timed(fn, repeats: int) -> float:
@@ -78,12 +103,14 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def timed_together(fns, repeats: int, min_seconds: float = 2.0,
+def timed_together(fns, repeats: int, min_seconds: float | None = None,
                    max_repeats: int = 50) -> list:
     """Median wall time of each function in ``fns``, run in turn (after one
     warm-up of each) so that all see the same machine load: at least
     ``repeats`` rounds, more (up to ``max_repeats``) until each function has
-    run ``min_seconds`` in total, which steadies the ratios of fast calls."""
+    run ``min_seconds`` in total (default :data:`MIN_SECONDS`), which steadies
+    the ratios of fast calls."""
+    min_seconds = MIN_SECONDS if min_seconds is None else min_seconds
     for fn in fns:
         fn()
     times = [[] for _ in fns]
@@ -152,7 +179,8 @@ def fresh_network(name: str, seed: int):
 
 
 def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None = None,
-                  include_slow: bool = False, on_row=None) -> list:
+                  include_slow: bool = False, on_row=None,
+                  min_seconds: float | None = None) -> list:
     """The rows of ``name``; ``on_row(rows)`` is called after each method."""
     from csc_analyzers.experiments.common import build_analyzer
     from csc_analyzers.experiments.randomization import Randomizer, weight_layers
@@ -190,7 +218,7 @@ def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None
             cls, twin_kwargs = twin
             reference = cls(model, neuron_selection_mode="index", **twin_kwargs)
             fns.append(lambda: reference.analyze(x, neuron_selection=targets))
-        median_s, forward_s, *reference_s = timed_together(fns, repeats)
+        median_s, forward_s, *reference_s = timed_together(fns, repeats, min_seconds)
         if reference_s:
             row["innvestigate_s"] = reference_s[0]
             row["ratio_innvestigate"] = median_s / reference_s[0]
@@ -209,7 +237,7 @@ def bench_network(name: str, repeats: int, methods, seed: int, batch: int | None
                 vectors = rng.standard_normal((5, net.n_classes)).astype(np.float32)
                 layers = [layer for layer in net.layers[:-1] if layer != net.csc_layers[0]]
                 fns.append(lambda: analyzer.propagate(one, vectors, net.csc_layers[0], layers))
-            single_s, level_s, *csc_s = timed_together(fns, repeats)
+            single_s, level_s, *csc_s = timed_together(fns, repeats, min_seconds)
         if csc_s:
             row["csc_s"], row["csc_ratio"] = csc_s[0], csc_s[0] / single_s
         row["sanity_level_s"], row["sanity_ratio"] = level_s, level_s / single_s
@@ -297,6 +325,43 @@ def op_profile(name: str, method: str, seed: int, top: int = 12) -> pd.DataFrame
     return table.head(top)
 
 
+def pattern_statistics(n_images: int, seed: int, batch: int = PATTERN_BATCH) -> dict:
+    """The default run's pattern step on the CIFAR net (seeded random weights,
+    the two-component estimator, ``n_images`` built-in training images in
+    batches of ``batch``): each batch's statistics update and forward pass
+    timed in turn (same machine load), summed over the batches; the setup is
+    building the statistics graph, ``median_s`` includes reading the sums
+    and computing the patterns."""
+    from csc_analyzers.data import builtin
+    from csc_analyzers.pattern.estimators import PatternEstimator
+
+    net, model = fresh_network("cifar-net", seed)
+    images = builtin.load("train", n=n_images, seed=seed)[0]
+    batches = [net.preprocess(images[i:i + batch]) for i in range(0, n_images, batch)]
+    model.predict_on_batch(batches[0])  # warm-up
+    start = time.perf_counter()
+    estimator = PatternEstimator(net.model, "relu")
+    setup_s = time.perf_counter() - start
+    stats_s = forward_s = 0.0
+    for x in batches:
+        start = time.perf_counter()
+        estimator.update(x)
+        stats_s += time.perf_counter() - start
+        start = time.perf_counter()
+        net.model.predict_on_batch(x)
+        forward_s += time.perf_counter() - start
+    start = time.perf_counter()
+    estimator.patterns()
+    stats_s += time.perf_counter() - start
+    print(f"cifar-net: pattern statistics, {n_images} images in batches of {batch}: "
+          f"{stats_s:.2f} s, forward passes {forward_s:.2f} s "
+          f"({stats_s / forward_s:.2f}x forward); graph setup {setup_s:.2f} s", flush=True)
+    return {"network": "cifar-net", "batch": batch,
+            "method": f"pattern statistics ({n_images} images)", "analyzer": "PatternEstimator",
+            "innvestigate_twin": "none", "build_s": setup_s, "setup_s": setup_s,
+            "median_s": stats_s, "forward_s": forward_s, "ratio_forward": stats_s / forward_s}
+
+
 def write_table(rows: list, out: Path) -> None:
     """Write ``rows`` as the benchmark CSV, atomically (readers see the old
     file or the whole new one)."""
@@ -316,6 +381,12 @@ def main(argv=None) -> int:
                         help="registry names, 'all' (paper) and/or 'extra', for every network "
                              "(default: both on the CIFAR net; on VGG-16 "
                              f"{DEFAULT_METHODS['vgg16']}; with --tiny: {TINY_METHODS})")
+    parser.add_argument("--quick", action="store_true",
+                        help="the same protocol in about 5 minutes: QUICK_METHODS, "
+                             f"{QUICK_REPEATS} repeats, no memory probe")
+    parser.add_argument("--pattern-images", type=int, default=None,
+                        help="images for the pattern statistics on the CIFAR net (default "
+                             f"{PATTERN_IMAGES}, --tiny {PATTERN_BATCH}; 0 leaves them out)")
     parser.add_argument("--tiny", action="store_true",
                         help=f"CIFAR net only, batch {TINY_BATCH}, 2 repeats, one method per "
                              "family: a quick check that every column fills")
@@ -331,8 +402,14 @@ def main(argv=None) -> int:
 
     from csc_analyzers.registry import available_methods, select_methods
 
+    if args.quick and args.tiny:
+        parser.error("--quick and --tiny exclude each other")
     networks = ["cifar-net"] if args.tiny else [n.strip() for n in args.networks.split(",")]
-    repeats = 2 if args.tiny else args.repeats
+    repeats = 2 if args.tiny else QUICK_REPEATS if args.quick else args.repeats
+    min_seconds = QUICK_MIN_SECONDS if args.quick else MIN_SECONDS
+    pattern_images = args.pattern_images
+    if pattern_images is None:
+        pattern_images = PATTERN_BATCH if args.tiny else PATTERN_IMAGES
     unknown = [n for n in networks if n not in BATCH]
     if unknown:
         parser.error(f"--networks: unknown {unknown}; valid: {sorted(BATCH)}")
@@ -341,7 +418,9 @@ def main(argv=None) -> int:
         print(table.to_string(index=False, float_format="%.3f"))
         return 0
     def methods_for(network):
-        chosen = args.methods or (TINY_METHODS if args.tiny else DEFAULT_METHODS[network])
+        default = (TINY_METHODS if args.tiny else QUICK_METHODS[network] if args.quick
+                   else DEFAULT_METHODS[network])
+        chosen = args.methods or default
         return available_methods(select_methods(chosen))
 
     try:  # bad names fail here, before any timing
@@ -350,6 +429,7 @@ def main(argv=None) -> int:
         parser.error(f"--methods: {error.args[0]}")
     out = Path(args.out)
     rows = []
+    started = time.perf_counter()
 
     def save(new_rows=()):  # after every method: a killed run keeps what it measured
         write_table(rows + list(new_rows), out)
@@ -357,8 +437,12 @@ def main(argv=None) -> int:
     for name in networks:
         rows.extend(bench_network(name, repeats, methods[name], args.seed,
                                   TINY_BATCH if args.tiny else None, args.include_slow,
-                                  on_row=save))
+                                  on_row=save, min_seconds=min_seconds))
+        if name == "cifar-net" and pattern_images > 0:
+            rows.append(pattern_statistics(pattern_images, args.seed))
         save()
+        if args.quick:
+            continue
         peak = memory_probe(name, args.seed)
         for row in rows:
             if row["network"] == name:
@@ -369,7 +453,8 @@ def main(argv=None) -> int:
     table = pd.DataFrame(rows, columns=COLUMNS)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.drop(columns=["analyzer"]).to_string(index=False, float_format="%.3g"))
-    print(f"process peak RSS: {peak_rss_mb():.0f} MB; wrote {out}")
+    print(f"process peak RSS: {peak_rss_mb():.0f} MB; wall time "
+          f"{time.perf_counter() - started:.0f} s; wrote {out}")
     return 0
 
 

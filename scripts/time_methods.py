@@ -12,6 +12,7 @@ what it measured.
 
     python scripts/time_methods.py --network vgg16 --batch 8
     python scripts/time_methods.py --network resnet50 --batch 1 --out resnet50_times.csv
+    python scripts/time_methods.py --network resnet50 --batch 1 --canonize
 
 scripts/benchmark.py gives the ratios (to the forward pass, to innvestigate,
 CSC and sanity-check costs); this script answers "how long will a run take".
@@ -31,18 +32,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmark import fresh_network, inputs_for, random_patterns, timed  # noqa: E402
 
 NETWORKS = ("cifar-net", "small-resnet", "vgg16", "resnet50")
-COLUMNS = ["network", "batch", "method", "analyzer", "build_s", "median_batch_s",
+COLUMNS = ["network", "batch", "method", "analyzer", "canonize", "build_s", "median_batch_s",
            "s_per_image", "forward_s_per_image", "finite", "nonzero"]
 
 
 def time_method(spec, name: str, x: np.ndarray, targets: np.ndarray, repeats: int,
-                seed: int, patterns=None) -> dict:
+                seed: int, patterns=None, canonize: bool = False) -> dict:
     """Build, first-call and per-image time of ``spec`` on ``name``, with the
-    checks of its maps."""
+    checks of its maps; with ``canonize`` the build includes folding every
+    BatchNormalization into its convolution (``create_analyzer(...,
+    canonize=True)``)."""
     from csc_analyzers.experiments.common import build_analyzer
+    from residual_support import fold_batchnorm
 
     net, model = fresh_network(name, seed)
     start = time.perf_counter()
+    if canonize:
+        model = fold_batchnorm(model, name=model.name)
     analyzer = build_analyzer(spec, model, net, lambda _net: patterns)
     maps = analyzer.analyze(x, neuron_selection=targets)
     build_s = time.perf_counter() - start
@@ -54,7 +60,7 @@ def time_method(spec, name: str, x: np.ndarray, targets: np.ndarray, repeats: in
     median_s = float(np.median(times))
     maps = np.asarray(maps)
     return {"network": name, "batch": len(x), "method": spec.name, "analyzer": spec.analyzer,
-            "build_s": build_s, "median_batch_s": median_s, "s_per_image": median_s / len(x),
+            "canonize": canonize, "build_s": build_s, "median_batch_s": median_s, "s_per_image": median_s / len(x),
             "finite": bool(maps.shape == x.shape and np.isfinite(maps).all()),
             "nonzero": bool(np.abs(maps).sum() > 0)}
 
@@ -70,6 +76,10 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=1,
                         help="timed analyses after the first call, which warms up "
                              "(default 1; the median counts)")
+    parser.add_argument("--canonize", action="store_true",
+                        help="fold BatchNormalization into the convolutions first "
+                             "(create_analyzer(..., canonize=True)); the fold counts in the "
+                             "build time")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="CSV to write (default: print only)")
     args = parser.parse_args(argv)
@@ -97,7 +107,8 @@ def main(argv=None) -> int:
           flush=True)
     rows = []
     for spec in methods:
-        row = time_method(spec, args.network, x, targets, args.repeats, args.seed, patterns)
+        row = time_method(spec, args.network, x, targets, args.repeats, args.seed, patterns,
+                          canonize=args.canonize)
         row["forward_s_per_image"] = forward_s
         rows.append(row)
         print(f"  {spec.name:<24} build+first {row['build_s']:7.1f} s  "

@@ -12,12 +12,23 @@ from csc_analyzers.registry import ALL_METHODS, select_methods
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def check_pattern_row(row):
+    """The pattern-statistics row: times positive, the ratio their quotient."""
+    assert row["network"] == "cifar-net" and row["batch"] == 64
+    assert row["median_s"] > 0 and row["forward_s"] > 0 and row["build_s"] > 0
+    assert np.isclose(row["ratio_forward"], row["median_s"] / row["forward_s"], rtol=1e-3)
+
+
 @pytest.mark.slow
 def test_tiny_benchmark_writes_every_column(tmp_path):
     out = tmp_path / "bench.csv"
     script = runpy.run_path(str(ROOT / "scripts" / "benchmark.py"))
     assert script["main"](["--tiny", "--out", str(out)]) == 0
     table = pd.read_csv(out)
+    pattern_row = table["method"] == "pattern statistics (64 images)"
+    assert pattern_row.sum() == 1
+    check_pattern_row(table[pattern_row].iloc[0])
+    table = table[~pattern_row]
     specs = {spec.name: spec for spec in ALL_METHODS}
     expected = [spec.name for spec in select_methods(script["TINY_METHODS"])]
     assert list(table["method"]) == expected
@@ -91,3 +102,44 @@ def test_timed_together_alternates_and_runs_long_enough():
     calls.clear()
     timed_together(fns[:2], repeats=3, min_seconds=10.0, max_repeats=7)
     assert calls == ["a", "b"] * 8  # too fast to reach 10 s: stops at max_repeats
+
+
+@pytest.mark.slow
+def test_quick_protocol_plumbing(tmp_path):
+    """--quick on the CIFAR net with two methods: the side-by-side calls get the
+    quick repeats and minimum time, every method row and the pattern-statistics
+    row are written, and the memory probe is left out (not a timed test)."""
+    out = tmp_path / "quick.csv"
+    script = runpy.run_path(str(ROOT / "scripts" / "benchmark.py"))
+    calls = []
+    timed_together = script["timed_together"]
+
+    def recording(fns, repeats, min_seconds=None, **kwargs):
+        calls.append((len(fns), repeats, min_seconds))
+        return timed_together(fns, repeats, min_seconds, **kwargs)
+
+    main = script["main"]
+    main.__globals__["timed_together"] = recording
+    main.__globals__["memory_probe"] = lambda *args: pytest.fail("--quick ran the memory probe")
+    assert main(["--quick", "--networks", "cifar-net", "--methods", "Gradient,LRP-z",
+                 "--pattern-images", "64", "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert list(table["method"]) == ["Gradient", "LRP-z", "pattern statistics (64 images)"]
+    check_pattern_row(table.iloc[2])
+    methods = table.iloc[:2]
+    assert methods["csc_peak_rss_mb"].isna().all()
+    assert methods[["build_s", "median_s", "forward_s", "innvestigate_s", "csc_s",
+                    "sanity_level_s"]].notna().all().all()
+    # per method: (analysis, forward, innvestigate) in turn, then (one image, sanity, CSC)
+    quick = (script["QUICK_REPEATS"], script["QUICK_MIN_SECONDS"])
+    assert calls == [(3, *quick), (3, *quick)] * 2
+    assert set(script["QUICK_METHODS"]) == set(script["BATCH"])
+    for names in script["QUICK_METHODS"].values():
+        assert select_methods(names)
+
+
+def test_quick_and_tiny_exclude_each_other():
+    script = runpy.run_path(str(ROOT / "scripts" / "benchmark.py"))
+    with pytest.raises(SystemExit) as error:
+        script["main"](["--quick", "--tiny"])
+    assert error.value.code == 2

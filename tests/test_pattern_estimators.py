@@ -80,7 +80,7 @@ def numpy_patterns(x, y, positive=None):
 def test_streaming_equals_one_shot_numpy_and_conv_equals_dense_on_patches(rng, estimator):
     model = conv_model()
     x = rng.normal(size=(21, 9, 9, 3)).astype("float32")
-    streamed = estimate_patterns(model, batched(x, 4), estimator, max_rows=7)
+    streamed = estimate_patterns(model, batched(x, 4), estimator)
     conv = model.get_layer("conv")
     kernel, bias = conv.get_weights()
     k2 = kernel.reshape(-1, kernel.shape[-1]).astype(np.float64)

@@ -4,8 +4,10 @@ Every Dense and Conv2D layer computes ``y = K^T x`` per sample (plus a bias),
 with ``K`` the kernel reshaped to ``(n_in, n_out)``; for a convolution the
 samples are the input patches at every output position
 (:mod:`csc_analyzers.pattern.unfold`). The estimators need only sums over the
-samples, accumulated in float64 one batch at a time, so the memory is that of
-the sums (the kernels' size, a few times) plus one batch.
+samples, accumulated in float64 one batch at a time (in the graph of
+:mod:`csc_analyzers.pattern.graph`, one ``session.run`` per batch for all
+layers), so the memory is that of the sums (the kernels' size, two or three
+times) plus one batch.
 
 ``linear``  eq. 9 of the paper: ``a = cov[x] w / (w^T cov[x] w)``, computed as
             ``cov(x, y) / (w^T cov(x, y))`` since ``cov(x, y) = cov[x] w``.
@@ -29,7 +31,6 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from scipy.linalg import blas
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
@@ -40,10 +41,11 @@ from tensorflow.keras import layers as klayers
 from .storage import (PatternSet, atomic_savez, combined_fingerprint, meta_array,
                       model_fingerprints, pattern_layer_weights, pattern_layers,
                       read_meta)
-from .unfold import conv_geometry, output_size, patch_rows, patches_at
+from .graph import Accumulators, centers, layer_sums
+from .unfold import conv_geometry
 
 ESTIMATORS = ("linear", "relu")
-STATISTICS_FORMAT = "csc-pattern-statistics/1"
+STATISTICS_FORMAT = "csc-pattern-statistics/2"
 
 _PASS_THROUGH = (klayers.BatchNormalization, klayers.Dropout)
 
@@ -117,63 +119,77 @@ def _to_list(x) -> list:
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def _accumulate(total: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
-    """``total += a.T @ b`` in place (BLAS dgemm with beta=1, no temporary);
-    ``total`` is a Fortran-ordered float64 matrix, ``a``, ``b`` C-ordered."""
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    b = np.ascontiguousarray(b, dtype=np.float64)
-    # a.T and b.T are Fortran-ordered views: no copies for BLAS.
-    result = blas.dgemm(1.0, a.T, b.T, beta=1.0, c=total, trans_b=True, overwrite_c=True)
-    if not np.shares_memory(result, total):
-        total[...] = result
-
-
-def _zeros(shape) -> np.ndarray:
-    return np.zeros(shape, dtype=np.float64, order="F")
-
-
 class LayerStatistics:
-    """Float64 sums over samples (x, y = K^T x) of one layer.
+    """Float64 sums over the samples of one layer, of the centred input
+    ``x' = x - center_x`` and pre-activation ``y' = K^T x + b - center_y``.
 
-    ``update(x, y, positive)`` adds a chunk of samples: ``x`` (m, n_in), ``y``
-    (m, n_out) and, for the two-component estimator, the boolean mask
-    ``positive`` (m, n_out) of samples with positive ReLU output.
+    ``center_x`` (per input channel; tiled over the kernel positions of a
+    convolution) and ``center_y`` (per output) are fixed before the first
+    batch. Linear estimator: ``count``, ``sum_x``, ``sum_y`` and ``sum_xy``
+    (``sum x' y'^T``). Two-component estimator: ``count``, ``sum_y`` and,
+    over the samples with positive ReLU output of each neuron,
+    ``count_pos``, ``sum_y_pos``, ``sum_x_pos`` and ``sum_xy_pos``. A sample
+    of a convolution is one input patch; with sampled positions only the
+    sampled patches count.
+
+    The linear estimator's covariance is the same for any centring; the
+    two-component one is ``E+[x'y'] - E+[x'] E[y'] - c (E[y'] - E+[y'])``,
+    the ``x, y`` form of the module docstring.
     """
 
-    FIELDS = ("count", "sum_x", "sum_y", "sum_xy")
-    POSITIVE_FIELDS = ("count_pos", "sum_x_pos", "sum_xy_pos")
+    LINEAR_FIELDS = ("center_x", "center_y", "count", "sum_x", "sum_y", "sum_xy")
+    TWO_COMPONENT_FIELDS = ("center_x", "center_y", "count", "sum_y", "count_pos",
+                            "sum_y_pos", "sum_x_pos", "sum_xy_pos")
 
-    def __init__(self, n_in: int, n_out: int, two_component: bool):
+    def __init__(self, n_in: int, n_out: int, two_component: bool, n_channels=None):
         self.two_component = two_component
-        self.count = np.zeros((), np.float64)
-        self.sum_x = np.zeros(n_in, np.float64)
-        self.sum_y = np.zeros(n_out, np.float64)
-        self.sum_xy = _zeros((n_in, n_out))
-        if two_component:
-            self.count_pos = np.zeros(n_out, np.float64)
-            self.sum_x_pos = _zeros((n_in, n_out))
-            self.sum_xy_pos = _zeros((n_in, n_out))
+        n_channels = n_in if n_channels is None else n_channels
+        if n_in % n_channels:
+            raise ValueError(f"{n_in} inputs are not a whole number of {n_channels} channels")
+        self.shapes = {"center_x": (n_channels,), "center_y": (n_out,), "count": (),
+                       "sum_x": (n_in,), "sum_y": (n_out,), "sum_xy": (n_in, n_out),
+                       "count_pos": (n_out,), "sum_y_pos": (n_out,),
+                       "sum_x_pos": (n_in, n_out), "sum_xy_pos": (n_in, n_out)}
+        for name in self.fields:
+            setattr(self, name, np.zeros(self.shapes[name], np.float64))
 
     @property
     def fields(self) -> tuple:
-        return self.FIELDS + (self.POSITIVE_FIELDS if self.two_component else ())
+        return self.TWO_COMPONENT_FIELDS if self.two_component else self.LINEAR_FIELDS
 
-    def update(self, x: np.ndarray, y: np.ndarray, positive: np.ndarray | None = None) -> None:
-        if x.shape[0] != y.shape[0] or x.shape[1] != self.sum_x.shape[0] \
-                or y.shape[1] != self.sum_y.shape[0]:
-            raise ValueError(f"x {x.shape} and y {y.shape} do not match statistics "
-                             f"of shape {self.sum_xy.shape}")
-        self.count += x.shape[0]
-        self.sum_x += x.sum(axis=0)
-        self.sum_y += y.sum(axis=0)
-        _accumulate(self.sum_xy, x, y)
-        if self.two_component:
-            if positive is None or positive.shape != y.shape:
-                raise ValueError("the two-component estimator needs a mask shaped like y")
-            mask = positive.astype(np.float64)
-            self.count_pos += mask.sum(axis=0)
-            _accumulate(self.sum_x_pos, x, mask)
-            _accumulate(self.sum_xy_pos, x, y * mask)
+    @property
+    def product_fields(self) -> tuple:
+        """The matrix sums, in the order the statistics graph computes them
+        side by side (vectors become one column)."""
+        return ("sum_x_pos", "sum_xy_pos") if self.two_component else ("sum_xy", "sum_x")
+
+    def accumulator_shapes(self) -> dict:
+        """Shapes of the graph's accumulators: the fields, with the matrix
+        sums joined as ``products``."""
+        shapes = {f: self.shapes[f] for f in self.fields if f not in self.product_fields}
+        n_in, n_out = self.shapes["sum_xy"]
+        shapes["products"] = (n_in, 2 * n_out if self.two_component else n_out + 1)
+        return shapes
+
+    def set_accumulators(self, values: dict) -> None:
+        """Set the fields from accumulator values (:meth:`accumulator_shapes`)."""
+        n_out = self.shapes["sum_y"][0]
+        first, second = self.product_fields
+        for field, value in values.items():
+            if field == "products":
+                setattr(self, first, np.ascontiguousarray(value[:, :n_out]))
+                setattr(self, second, np.ascontiguousarray(
+                    value[:, n_out:] if self.two_component else value[:, n_out]))
+            else:
+                setattr(self, field, value)
+
+    def accumulators(self) -> dict:
+        """The fields as accumulator values (inverse of :meth:`set_accumulators`)."""
+        first, second = (getattr(self, f) for f in self.product_fields)
+        values = {f: getattr(self, f) for f in self.fields if f not in self.product_fields}
+        values["products"] = np.concatenate([first, second if second.ndim == 2
+                                             else second[:, None]], axis=1)
+        return values
 
     def pattern(self, kernel: np.ndarray, *, block: int = 256) -> np.ndarray:
         """The float32 pattern matrix (n_in, n_out) for the kernel matrix
@@ -182,7 +198,7 @@ class LayerStatistics:
         if self.count == 0:
             raise ValueError("no samples seen")
         mean_y = self.sum_y / self.count
-        mean_x = self.sum_x / self.count
+        center_x = np.tile(self.center_x, kernel.shape[0] // len(self.center_x))
         result = np.empty(kernel.shape, dtype=np.float32)
         for start in range(0, kernel.shape[1], block):
             cols = slice(start, start + block)
@@ -190,8 +206,12 @@ class LayerStatistics:
                 count_pos = self.count_pos[None, cols]
                 mean_x_pos = _safe_divide(self.sum_x_pos[:, cols], count_pos)
                 mean_xy_pos = _safe_divide(self.sum_xy_pos[:, cols], count_pos)
-                cov = mean_xy_pos - mean_x_pos * mean_y[None, cols]
+                mean_y_pos = _safe_divide(self.sum_y_pos[cols], self.count_pos[cols])
+                cov = (mean_xy_pos - mean_x_pos * mean_y[None, cols]
+                       - np.outer(center_x, mean_y[cols] - mean_y_pos))
+                cov[:, self.count_pos[cols] == 0] = 0.0  # never active: zero pattern
             else:
+                mean_x = self.sum_x / self.count
                 cov = self.sum_xy[:, cols] / self.count - np.outer(mean_x, mean_y[cols])
             result[:, cols] = linear_pattern(cov, kernel[:, cols])
         return result
@@ -202,10 +222,10 @@ class LayerStatistics:
     def load_arrays(self, arrays: dict) -> None:
         for name in self.fields:
             value = np.asarray(arrays[name], dtype=np.float64)
-            if value.shape != getattr(self, name).shape:
+            if value.shape != self.shapes[name]:
                 raise ValueError(f"statistic {name} has shape {value.shape}, "
-                                 f"expected {getattr(self, name).shape}")
-            setattr(self, name, np.array(value, dtype=np.float64, order="F"))
+                                 f"expected {self.shapes[name]}")
+            setattr(self, name, np.array(value, dtype=np.float64))
 
 
 def _as_matrix(kernel: np.ndarray) -> np.ndarray:
@@ -221,13 +241,23 @@ class PatternEstimator:
     """Streams input batches through ``model`` and accumulates, per Dense and
     Conv2D layer, the statistics of ``estimator`` ("linear" or "relu").
 
-    ``positions_per_image``: for convolutions, use this many output positions
-    per image drawn with ``rng`` (``None``: all positions, the default).
-    ``max_rows`` bounds the number of patches materialised at once.
+    Every batch is one ``session.run`` of a graph that holds the forward pass
+    and every layer's sums (:mod:`csc_analyzers.pattern.graph`); the sums
+    live in float64 variables until :meth:`patterns` or a checkpoint reads
+    them.
+
+    ``positions_per_image``: for convolutions, count only this many output
+    positions per image, drawn with ``rng`` (``None``: all positions, the
+    default). ``chunk``: images per session run; the float32 products of a
+    run sum over its samples (a run of 64 CIFAR images sums 65,536 patches
+    per convolution), so smaller chunks round less.
     """
 
     def __init__(self, model, estimator: str = "linear", *, positions_per_image=None,
-                 rng: np.random.Generator | None = None, max_rows: int = 1 << 15):
+                 rng: np.random.Generator | None = None, chunk: int = 16):
+        if int(chunk) < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        self.chunk = int(chunk)
         if estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator {estimator!r}; valid: {ESTIMATORS}")
         if positions_per_image is not None and positions_per_image < 1:
@@ -239,7 +269,6 @@ class PatternEstimator:
         self.estimator = estimator
         self.positions_per_image = positions_per_image
         self.rng = rng if rng is not None else np.random.default_rng(0)
-        self.max_rows = max_rows
         self.layers = pattern_layers(model)
         if not self.layers:
             raise ValueError(f"model {model.name!r} has no Dense or Conv2D layer")
@@ -253,73 +282,85 @@ class PatternEstimator:
                                  for name in self.kernels}
         self.geometry = {layer.name: conv_geometry(layer) for layer in self.layers
                          if isinstance(layer, klayers.Conv2D)}
-        self.stats = {name: LayerStatistics(k.shape[0], k.shape[1],
-                                            self.layer_estimators[name] == "relu")
-                      for name, k in self.kernels.items()}
+        self.stats = {layer.name: LayerStatistics(
+            *self.kernels[layer.name].shape, self.layer_estimators[layer.name] == "relu",
+            int(layer.input.shape[-1])) for layer in self.layers}
         self.batches_seen = 0
-        fetches = [layer.input for layer in self.layers]
-        fetches += [m for m in self.masks.values() if m is not None]
-        # The model input itself cannot be fetched while it is fed.
-        self._fed = [any(t is x for x in model.inputs) for t in fetches]
-        fetched = [t for t, fed in zip(fetches, self._fed) if not fed]
-        self._function = (tf.compat.v1.keras.backend.function(model.inputs, fetched)
-                          if fetched else (lambda _inputs: []))
+        self._build_graph()
 
-    # -- accumulation ------------------------------------------------------
-    def update(self, batch: np.ndarray) -> None:
-        """Add one batch of model inputs to the statistics."""
-        batch = np.asarray(batch, dtype=np.float32)
-        fetched = iter(self._function([batch]))
-        values = [batch if fed else next(fetched) for fed in self._fed]
-        inputs = dict(zip([layer.name for layer in self.layers], values))
-        mask_values = iter(values[len(self.layers):])
-        masks = {name: (next(mask_values) > 0 if m is not None else None)
-                 for name, m in self.masks.items()}
+    def _build_graph(self) -> None:
+        sess = tf.compat.v1.keras.backend.get_session()
+        shapes, deltas, initial, self._weights = {}, {}, {}, {}
         for layer in self.layers:
             name = layer.name
-            if name in self.geometry:
-                self._update_conv(name, inputs[name], masks[name])
-            else:
-                self._update_dense(name, inputs[name], masks[name])
+            for field, shape in self.stats[name].accumulator_shapes().items():
+                shapes[(name, field)] = shape
+        self._accumulators = Accumulators(shapes, sess)
+        variables = self._accumulators.variables
+        for layer in self.layers:
+            name = layer.name
+            weight = None
+            if self.positions_per_image is not None and name in self.geometry:
+                out_shape = tuple(int(d) for d in layer.output.shape[1:3])
+                weight = tf.compat.v1.placeholder(tf.float32, (None,) + out_shape,
+                                                  name=f"pattern_positions_{name}")
+                self._weights[name] = weight
+            center_x, center_y = variables[(name, "center_x")], variables[(name, "center_y")]
+            sums = layer_sums(layer, layer.input, layer.output, self.masks[name],
+                              self.geometry.get(name), center_x, center_y, weight)
+            deltas.update({(name, field): value for field, value in sums.items()})
+            mean_x, mean_y = centers(layer, layer.input, layer.output)
+            initial.update({(name, "center_x"): mean_x, (name, "center_y"): mean_y})
+        update = self._update_op = self._accumulators.update_op(deltas)
+        feeds = [self.model.inputs[0]] + list(self._weights.values())
+        self._run = sess.make_callable(update, feeds)
+        self._center = sess.make_callable(self._accumulators.assign_op(initial),
+                                          [self.model.inputs[0]])
+        self._centred = False
+
+    # -- accumulation ------------------------------------------------------
+    def _position_weights(self, n_images: int) -> list:
+        """Per sampled convolution, a 0/1 map of the positions drawn for each
+        image (drawn layer by layer, image by image)."""
+        maps = []
+        for layer in self.layers:
+            if layer.name not in self._weights:
+                continue
+            out_h, out_w = (int(d) for d in layer.output.shape[1:3])
+            take = min(self.positions_per_image, out_h * out_w)
+            chosen = np.zeros((n_images, out_h * out_w), np.float32)
+            for image in range(n_images):
+                chosen[image, self.rng.choice(out_h * out_w, size=take, replace=False)] = 1
+            maps.append(chosen.reshape(n_images, out_h, out_w))
+        return maps
+
+    def update(self, batch: np.ndarray) -> None:
+        """Add one batch of model inputs to the statistics (``chunk`` images
+        per session run)."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if not self._centred:  # the first batch fixes the centring
+            self._center(batch)
+            self._centred = True
+        weights = self._position_weights(len(batch))
+        for start in range(0, len(batch), self.chunk):
+            part = slice(start, start + self.chunk)
+            self._run(batch[part], *[w[part] for w in weights])
         self.batches_seen += 1
 
-    def _update_dense(self, name, x, mask):
-        kernel = self.kernels[name]
-        x = np.asarray(x, dtype=np.float64).reshape(-1, kernel.shape[0])
-        positive = None if mask is None else mask.reshape(-1, kernel.shape[1])
-        self.stats[name].update(x, x @ kernel, positive)
-
-    def _update_conv(self, name, x, mask):
-        kernel, geometry = self.kernels[name], self.geometry[name]
-        if self.positions_per_image is not None:
-            self._update_conv_sampled(name, x, mask)
-            return
-        for image, rows, patches in patch_rows(x, max_rows=self.max_rows, **geometry):
-            positive = None
-            if mask is not None:
-                positive = mask[image, rows].reshape(-1, kernel.shape[1])
-            self.stats[name].update(patches, patches @ kernel, positive)
-
-    def _update_conv_sampled(self, name, x, mask):
-        kernel, geometry = self.kernels[name], self.geometry[name]
-        out_h, out_w = output_size(x.shape, **geometry)
-        take = min(self.positions_per_image, out_h * out_w)
-        xs, positives = [], []
-        for image in range(x.shape[0]):
-            chosen = self.rng.choice(out_h * out_w, size=take, replace=False)
-            rows, cols = np.divmod(chosen, out_w)
-            xs.append(patches_at(x[image], rows, cols, **geometry))
-            if mask is not None:
-                positives.append(mask[image, rows, cols])
-        patches = np.concatenate(xs)
-        positive = np.concatenate(positives) if mask is not None else None
-        self.stats[name].update(patches, patches @ kernel, positive)
+    def _read(self) -> None:
+        """Copy the accumulators into :attr:`stats`."""
+        values: dict = {}
+        for (name, field), value in self._accumulators.read().items():
+            values.setdefault(name, {})[field] = value
+        for name, fields in values.items():
+            self.stats[name].set_accumulators(fields)
 
     def fit(self, batches: Iterable, *, skip: int = 0, progress=None, checkpoint=None,
-            checkpoint_every: int = 0) -> "PatternEstimator":
+            checkpoint_every: int = 0, save_at_end: bool = True) -> "PatternEstimator":
         """Consume ``batches``; the first ``skip`` batches are passed over (a
         resumed run). With ``checkpoint`` (a path) the statistics are saved
-        every ``checkpoint_every`` batches and at the end."""
+        every ``checkpoint_every`` batches and, with ``save_at_end``, at the
+        end."""
         for index, batch in enumerate(batches):
             if index < skip:
                 continue
@@ -329,13 +370,14 @@ class PatternEstimator:
             if checkpoint is not None and checkpoint_every and \
                     self.batches_seen % checkpoint_every == 0:
                 self.save_statistics(checkpoint)
-        if checkpoint is not None:
+        if checkpoint is not None and save_at_end:
             self.save_statistics(checkpoint)
         return self
 
     # -- results -----------------------------------------------------------
     def patterns(self) -> PatternSet:
         """The patterns (kernel-shaped float32 arrays keyed by layer name)."""
+        self._read()
         patterns, counts = {}, {}
         for layer in self.layers:
             name = layer.name
@@ -348,6 +390,7 @@ class PatternEstimator:
     # -- resumable statistics --------------------------------------------
     def save_statistics(self, path) -> Path:
         """Save the accumulators (atomically) so that a run can resume."""
+        self._read()
         meta = {"format": STATISTICS_FORMAT, "estimator": self.estimator,
                 "batches_seen": self.batches_seen,
                 "positions_per_image": self.positions_per_image,
@@ -367,6 +410,9 @@ class PatternEstimator:
         path = Path(path)
         with np.load(path, allow_pickle=False) as data:
             meta = read_meta(data, path)
+            if meta.get("format") == "csc-pattern-statistics/1":
+                raise ValueError(f"{path}: pattern statistics of an earlier version "
+                                 "(format 1); delete the file to start the run afresh")
             if meta.get("format") != STATISTICS_FORMAT:
                 raise ValueError(f"{path}: not a pattern statistics file")
             if meta["estimator"] != self.estimator:
@@ -387,6 +433,9 @@ class PatternEstimator:
                 raise ValueError(f"{path}: no statistics for layer(s) {missing}")
             for name, stats in self.stats.items():
                 stats.load_arrays({field: data[f"{name}::{field}"] for field in stats.fields})
+        self._accumulators.write({(name, field): value for name, stats in self.stats.items()
+                                  for field, value in stats.accumulators().items()})
+        self._centred = True
         self.batches_seen = int(meta["batches_seen"])
         self.rng.bit_generator.state = meta["rng_state"]
         return self.batches_seen

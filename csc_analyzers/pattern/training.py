@@ -180,7 +180,7 @@ def train_patterns(model, batches: Iterable[np.ndarray], *, out, estimator: str 
     Partial statistics go to :func:`statistics_path` every
     ``checkpoint_every`` batches; if that file exists when the run starts, the
     run resumes from it. It is deleted after the pattern file is written
-    unless ``keep_statistics``.
+    unless ``keep_statistics`` (which also saves the final statistics).
     """
     out = Path(out)
     partial = statistics_path(out)
@@ -193,7 +193,7 @@ def train_patterns(model, batches: Iterable[np.ndarray], *, out, estimator: str 
         bar = tqdm(total=n_batches, initial=skip, unit="batch", desc="pattern statistics")
     try:
         est.fit(batches, skip=skip, progress=bar, checkpoint=partial,
-                checkpoint_every=checkpoint_every)
+                checkpoint_every=checkpoint_every, save_at_end=keep_statistics)
     finally:
         if bar is not None:
             bar.close()
