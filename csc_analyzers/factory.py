@@ -23,6 +23,7 @@ from innvestigate.analyzer.reverse_base import ReverseAnalyzerBase
 from innvestigate.analyzer.wrapper import AugmentReduceBase, GaussianSmoother, PathIntegrator
 
 from residual_support import GradientResidualMixin, ResidualRulesMixin, fold_batchnorm
+from residual_support.flatten import flatten_model
 from residual_support.wrappers import AugmentInNumpyMixin
 
 from .contrastive import ContrastiveLRP
@@ -120,7 +121,8 @@ def create_analyzer(name: str, model, *, canonize: bool = False, **kwargs):
 
     Works like ``innvestigate.create_analyzer``; a model that ends in a
     softmax is analysed on its logits (see :func:`csc_analyzers.logits.logit_model`),
-    the user's model is not changed. ``canonize=True`` analyses
+    the user's model is not changed; nested models are flattened
+    (:func:`residual_support.flatten.flatten_model`). ``canonize=True`` analyses
     :func:`residual_support.fold_batchnorm` of the model (each
     BatchNormalization folded into its Conv/Dense layer) instead of passing
     the rule through the BatchNormalization layers. Raises ``KeyError``
@@ -131,7 +133,7 @@ def create_analyzer(name: str, model, *, canonize: bool = False, **kwargs):
     except KeyError:
         raise KeyError(
             f"unknown analyzer {name!r}; valid names: {sorted(analyzers)}") from None
-    model = logit_model(model)
+    model = logit_model(flatten_model(model))
     if canonize:
         model = fold_batchnorm(model, name=model.name)
     return cls(model, **kwargs)
