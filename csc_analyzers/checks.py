@@ -244,8 +244,9 @@ def check_activations(model, specs) -> list:
 
     A non-ReLU activation raises :class:`ActivationError` for the methods of
     :data:`RELU_ONLY` (GuidedBP, Deconv, RectGrad, DTD, PatternNet/-Attribution
-    are defined through the ReLU) and for DeepLIFT if it is not sigmoid or
-    tanh; for the rules of :data:`RELU_THEORY` (z+/alpha-beta LRP and their
+    are defined through the ReLU) and for DeepLIFT if it is not a leaky ReLU,
+    sigmoid or tanh (the deeplift package has no rule for ReLU6, swish, GELU,
+    ELU); for the rules of :data:`RELU_THEORY` (z+/alpha-beta LRP and their
     relatives) it gives a warning, returned and logged. Gradient, SmoothGrad,
     Integrated Gradients and LRP-z are defined for any activation."""
     activations = layer_activations(model)
@@ -267,8 +268,8 @@ def check_activations(model, specs) -> list:
             f"model {model.name!r} has non-ReLU activations at {listed}; "
             f"{', '.join(_spec_names(errors))} {'is' if len(errors) == 1 else 'are'} only "
             "defined for ReLU networks "
-            "(DeepLIFT: ReLU, leaky ReLU, sigmoid, tanh). Use a ReLU model or leave these methods out "
-            "(--methods)")
+            "(DeepLIFT: ReLU, leaky ReLU, sigmoid, tanh). Use a ReLU model or leave these "
+            "methods out (--methods)")
     messages = [f"model {model.name!r} has non-ReLU activations at {listed}; "
                 f"{spec.name if hasattr(spec, 'name') else spec} is defined for them, "
                 "but the paper's analysis assumes ReLU networks" for spec in warnings]
