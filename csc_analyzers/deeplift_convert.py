@@ -50,7 +50,7 @@ from deeplift.models import GraphModel
 
 from residual_support import deeplift_layers as rl
 from residual_support.flatten import flatten_model
-from residual_support.layers import DEEPLIFT_SUPPORT
+from residual_support.layers import AUGMENTATION, DEEPLIFT_SUPPORT
 
 from .errors import UnsupportedLayerError
 
@@ -61,6 +61,8 @@ NONLINEAR_MODES = {
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
 SUPPORTED = tuple(DEEPLIFT_SUPPORT)
 _CONV_LIKE = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+#: Augmentation layers: the identity at inference.
+_IDENTITY = tuple(cls.__name__ for cls in AUGMENTATION)
 
 
 @dataclass
@@ -375,7 +377,7 @@ def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts
                             name=name, verbose=False)
     elif cls == "Flatten":
         node = dl.core.Flatten(name=name, verbose=False)
-    elif cls == "Dropout":
+    elif cls == "Dropout" or cls in _IDENTITY:
         node = dl.core.NoOp(name=name, verbose=False)
     elif cls == "BatchNormalization":
         sources = _batchnorm_sources(spec)

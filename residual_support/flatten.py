@@ -8,7 +8,9 @@ same function with the same weights (shared variables: a change of the
 user's weights shows in the analysis). The user's model is not changed: its
 layers, outputs and predictions stay as they were (Keras only records one
 more call node on each shared layer, as for any model built from existing
-layers). A model without nested models is returned as it is.
+layers). Layers that take a ``training`` argument are called with
+``training=False`` (analyses explain the model at inference). A model
+without nested models is returned as it is.
 """
 from __future__ import annotations
 
@@ -52,16 +54,26 @@ def _call_graph(model, inputs: list) -> list:
                 outs = _call_graph(layer, [t for t in flat_inputs if _is_symbolic(t)])
                 outs = outs[0] if len(outs) == 1 else outs
             else:
-                outs = layer(*args, **kwargs)
+                outs = layer(*args, **_inference(layer, kwargs))
             for t, v in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(outs)):
                 values[id(t)] = v
     return [values[id(t)] for t in model.outputs]
 
 
+def _inference(layer, kwargs: dict) -> dict:
+    """``kwargs`` with ``training=False`` for a layer whose call takes it: the
+    outer model's call used to pass its (inference) learning phase to the
+    nested model's layers; called alone, augmentation layers such as
+    ``RandomFlip`` would otherwise default to training mode."""
+    if getattr(layer, "_expects_training_arg", False) and kwargs.get("training") is None:
+        return {**kwargs, "training": False}
+    return kwargs
+
+
 def _call_layer(layer, inputs):
     if isinstance(layer, keras.Model):
         return _call_graph(layer, inputs)
-    return [layer(inputs[0])]
+    return [layer(inputs[0], **_inference(layer, {}))]
 
 
 def flatten_model(model):

@@ -76,6 +76,10 @@ RESHAPING = _group(["ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping
 IDENTITY_AT_INFERENCE = _group(["Dropout", "SpatialDropout1D", "SpatialDropout2D",
                                 "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
                                 "AlphaDropout", "ActivityRegularization"])
+#: Data-augmentation layers: the identity at inference (RandomCrop is not:
+#: it crops the centre at inference, and is not listed).
+AUGMENTATION = _group(["RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+                       "RandomContrast", "RandomBrightness"])
 #: Element-wise activation layers (``Activation`` itself: any element-wise
 #: function; a softmax inside the network is not element-wise and is refused).
 ELEMENTWISE = _group(["Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU"])
@@ -96,7 +100,7 @@ _RULE_CONVENTIONS = [
     (MAX_POOLING, "all relevance to the maximum (gradient)"),
     (UPSAMPLING, "gradient: the relevance of the copies is summed (innvestigate)"),
     (RESHAPING, "moved with the values (gradient)"),
-    (IDENTITY_AT_INFERENCE, "identity (inference mode)"),
+    (IDENTITY_AT_INFERENCE + AUGMENTATION, "identity (inference mode)"),
     (ELEMENTWISE, "passed through unchanged (as innvestigate does for activations)"),
     (_group(["Multiply"]), "gate: all relevance to the signal input (the full-size one, "
                            "else the one not from a sigmoid); the gate gets none"),
@@ -135,6 +139,7 @@ DEEPLIFT_SUPPORT = OrderedDict([
     ("ZeroPadding2D", "linear rule"),
     ("Flatten", "linear rule"),
     ("Dropout", "identity"),
+] + [(cls.__name__, "identity (inference mode)") for cls in AUGMENTATION] + [
     ("Activation", "Rescale / RevealCancel (relu, sigmoid, tanh)"),
     ("ReLU", "Rescale / RevealCancel (negative_slope allowed; no max_value, threshold)"),
     ("LeakyReLU", "Rescale / RevealCancel"),
@@ -268,7 +273,7 @@ def layer_problem(layer, family: str):
         for group, reason in _REFUSAL_REASONS:
             if isinstance(layer, group):
                 return reason
-        if _is_subclass_with_own_call(layer, table):
+        if isinstance(layer, tuple(table)):
             return "a subclass of a supported layer with its own call(): its function is unknown"
         return "no rule of this family is defined for this layer type"
     if _is_softmax_activation(layer):

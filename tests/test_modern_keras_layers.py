@@ -207,7 +207,8 @@ def test_gate_gets_no_relevance(rng):
 
 
 def test_nested_models_are_flattened_and_the_user_model_is_unchanged(rng):
-    inner = keras.Sequential([klayers.Conv2D(3, 3, activation="relu", use_bias=False),
+    inner = keras.Sequential([klayers.RandomFlip("horizontal"),
+                              klayers.Conv2D(3, 3, activation="relu", use_bias=False),
                               klayers.MaxPooling2D()], name="features")
     head = keras.Sequential([klayers.Flatten(), klayers.Dense(3, use_bias=False)],
                             name="head")
@@ -217,7 +218,7 @@ def test_nested_models_are_flattened_and_the_user_model_is_unchanged(rng):
     before = (model.to_json(), model.predict(x, verbose=0), len(model.layers))
     flat = flatten_model(model)
     assert [type(layer).__name__ for layer in flat.layers] == [
-        "InputLayer", "Conv2D", "MaxPooling2D", "Flatten", "Dense"]
+        "InputLayer", "RandomFlip", "Conv2D", "MaxPooling2D", "Flatten", "Dense"]
     np.testing.assert_allclose(flat.predict(x, verbose=0), before[1], rtol=1e-6)
     z = csc_analyzers.create_analyzer("lrp.z", model).analyze(x)
     gi = csc_analyzers.create_analyzer("input_t_gradient", model).analyze(x)

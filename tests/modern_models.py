@@ -1,0 +1,139 @@
+"""Modern Keras models for the layer-support tests and the model x method table:
+keras.applications networks (random weights, small inputs) and tutorial-style
+models (Rescaling(1/255), LeakyReLU, nested Sequential, LayerNormalization,
+default layer names).
+
+:func:`method_row` runs one registry method on one model the way a user
+would (the checks, then ``create_analyzer`` and ``analyze``) and reports
+"runs", "refused" (with the checks' reason) or "failed", and for LRP-z the
+relative error against gradient x input, for DeepLIFT the relative error of
+summation-to-delta.
+"""
+import time
+
+import numpy as np
+
+import csc_analyzers
+from csc_analyzers import checks
+from csc_analyzers.errors import InputError
+from tensorflow import keras
+from tensorflow.keras import layers as klayers
+
+#: name -> (constructor kwargs, input size, input range)
+APPLICATIONS = {
+    "MobileNetV2": ({"alpha": 0.35}, 32, (-1.0, 1.0)),
+    "EfficientNetB0": ({}, 32, (0.0, 255.0)),
+    "Xception": ({}, 71, (-1.0, 1.0)),
+    "ResNet50V2": ({}, 32, (-1.0, 1.0)),
+    "DenseNet121": ({}, 32, (-1.0, 1.0)),
+}
+
+
+def application(name, classes=10):
+    kwargs, size, _ = APPLICATIONS[name]
+    return getattr(keras.applications, name)(
+        weights=None, input_shape=(size, size, 3), classes=classes,
+        classifier_activation=None, **kwargs)
+
+
+def tutorial_rescaling(seed=0):
+    """The Keras image-classification tutorial's CNN (default names)."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((16, 16, 3)), klayers.Rescaling(1.0 / 255),
+        klayers.Conv2D(8, 3, padding="same", activation="relu"), klayers.MaxPooling2D(),
+        klayers.Conv2D(8, 3, padding="same", activation="relu"), klayers.MaxPooling2D(),
+        klayers.Flatten(), klayers.Dense(16, activation="relu"), klayers.Dense(5)])
+
+
+def tutorial_leaky(seed=0):
+    """A DCGAN-style discriminator: strided convolutions, LeakyReLU, Dropout."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((16, 16, 3)),
+        klayers.Conv2D(8, 3, strides=2, padding="same"), klayers.LeakyReLU(0.2),
+        klayers.Dropout(0.3),
+        klayers.Conv2D(16, 3, strides=2, padding="same"), klayers.LeakyReLU(0.2),
+        klayers.Flatten(), klayers.Dense(3)])
+
+
+def tutorial_nested(seed=0):
+    """Augmentation and feature extractor as nested Sequential models inside a
+    functional model (transfer-learning tutorial layout)."""
+    keras.utils.set_random_seed(seed)
+    augment = keras.Sequential([klayers.RandomFlip("horizontal"),
+                                klayers.RandomRotation(0.1)])
+    features = keras.Sequential([
+        klayers.Conv2D(8, 3, activation="relu"), klayers.BatchNormalization(),
+        klayers.Conv2D(8, 3, activation="relu"), klayers.GlobalAveragePooling2D()])
+    inp = keras.Input((16, 16, 3))
+    h = klayers.Rescaling(1.0 / 127.5, offset=-1)(augment(inp))
+    return keras.Model(inp, klayers.Dense(4)(klayers.Dropout(0.2)(features(h))))
+
+
+def tutorial_layernorm(seed=0):
+    """A small CNN with LayerNormalization (refused by the rule-based family)."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((16, 16, 3)), klayers.Conv2D(8, 3, activation="relu"),
+        klayers.LayerNormalization(), klayers.Conv2D(8, 3, activation="relu"),
+        klayers.LayerNormalization(), klayers.GlobalAveragePooling2D(), klayers.Dense(3)])
+
+
+TUTORIALS = {
+    "tutorial Rescaling": (tutorial_rescaling, (0.0, 255.0)),
+    "tutorial LeakyReLU": (tutorial_leaky, (-1.0, 1.0)),
+    "tutorial nested": (tutorial_nested, (0.0, 255.0)),
+    "tutorial LayerNorm": (tutorial_layernorm, (-1.0, 1.0)),
+}
+
+
+def _relative(error, scale):
+    return float(error) / max(float(scale), 1e-12)
+
+
+def method_row(spec, model, x, input_range, *, fast=True):
+    """``dict(status, detail, error, seconds)`` for registry method ``spec`` on
+    ``model`` and the batch ``x``. ``fast`` lowers SmoothGrad's samples to 4
+    (the layers it needs are those of 50)."""
+    start = time.perf_counter()
+    try:
+        checks.check_layers(model, [spec])
+        checks.check_activations(model, [spec])
+    except InputError as error:
+        return dict(status="refused", detail=str(error), error=None,
+                    seconds=time.perf_counter() - start)
+    if spec.needs_patterns:
+        return dict(status="not run", detail="needs patterns estimated on data", error=None,
+                    seconds=0.0)
+    kwargs = spec.analyzer_kwargs(input_range)
+    if fast and "augment_by_n" in kwargs:
+        kwargs["augment_by_n"] = 4
+    try:
+        analyzer = csc_analyzers.create_analyzer(spec.analyzer, model,
+                                                 neuron_selection_mode="index", **kwargs)
+        maps = np.asarray(analyzer.analyze(x, neuron_selection=0))
+    except Exception as error:  # reported in the table
+        return dict(status="failed", detail=f"{type(error).__name__}: {str(error)[:300]}",
+                    error=None, seconds=time.perf_counter() - start)
+    row = dict(status="runs" if np.isfinite(maps).all() else "non-finite", detail="",
+               error=None, seconds=time.perf_counter() - start, maps=maps)
+    if spec.analyzer == "lrp.z":
+        gradient = csc_analyzers.create_analyzer("gradient", model,
+                                                 neuron_selection_mode="index")
+        reference = np.asarray(gradient.analyze(x, neuron_selection=0)) * x
+        row["error"] = ("LRP-z vs grad x input", _relative(
+            np.abs(maps - reference).max(), np.abs(reference).max()))
+    if spec.analyzer == "deep_lift.wrapper":
+        logits = model.predict(np.concatenate([x, np.zeros_like(x[:1])]), verbose=0)[:, 0]
+        delta = logits[:-1] - logits[-1]
+        sums = maps.reshape(len(x), -1).sum(1)
+        row["error"] = ("sum - (f(x) - f(0))", _relative(
+            np.abs(sums - delta).max(), np.abs(delta).max()))
+    return row
+
+
+def input_batch(model, input_range, n=1, seed=0):
+    low, high = input_range
+    shape = (n,) + tuple(int(d) for d in model.inputs[0].shape[1:])
+    return np.random.default_rng(seed).uniform(low, high, shape).astype(np.float32)
