@@ -53,11 +53,14 @@ RELU_THEORY = frozenset({"lrp.alpha_1_beta_0", "lrp.alpha_2_beta_1", "lrp.alpha_
                          "lrp.contrastive", "excitation_backprop",
                          "excitation_backprop.contrastive"})
 # DeepLIFT's converter has rules for these activations (and leaky ReLUs).
-DEEPLIFT_ACTIVATIONS = frozenset({"linear", "relu", "sigmoid", "tanh", "leakyrelu"})
+# (monotonic activations: the deeplift package's and those of
+# residual_support.deeplift_activations).
+DEEPLIFT_ACTIVATIONS = frozenset({"linear", "relu", "sigmoid", "tanh", "leakyrelu", "elu",
+                                  "softplus"})
 
 
 def _deeplift_activation(name: str) -> bool:
-    return name in DEEPLIFT_ACTIVATIONS or name.startswith("leaky relu(")
+    return name in DEEPLIFT_ACTIVATIONS or name.startswith(("leaky relu(", "relu(max_value="))
 
 
 # --- model files ---------------------------------------------------------------------------
@@ -244,9 +247,9 @@ def check_activations(model, specs) -> list:
 
     A non-ReLU activation raises :class:`ActivationError` for the methods of
     :data:`RELU_ONLY` (GuidedBP, Deconv, RectGrad, DTD, PatternNet/-Attribution
-    are defined through the ReLU) and for DeepLIFT if it is not a leaky ReLU,
-    sigmoid or tanh (the deeplift package has no rule for ReLU6, swish, GELU,
-    ELU); for the rules of :data:`RELU_THEORY` (z+/alpha-beta LRP and their
+    are defined through the ReLU) and for DeepLIFT if it is not monotonic
+    (DeepLIFT runs on ReLU, ReLU6, leaky ReLU, ELU, softplus, sigmoid, tanh;
+    swish and GELU are refused); for the rules of :data:`RELU_THEORY` (z+/alpha-beta LRP and their
     relatives) it gives a warning, returned and logged. Gradient, SmoothGrad,
     Integrated Gradients and LRP-z are defined for any activation."""
     activations = layer_activations(model)
@@ -268,8 +271,8 @@ def check_activations(model, specs) -> list:
             f"model {model.name!r} has non-ReLU activations at {listed}; "
             f"{', '.join(_spec_names(errors))} {'is' if len(errors) == 1 else 'are'} only "
             "defined for ReLU networks "
-            "(DeepLIFT: ReLU, leaky ReLU, sigmoid, tanh). Use a ReLU model or leave these "
-            "methods out (--methods)")
+            "(DeepLIFT: monotonic ones: ReLU, ReLU6, leaky ReLU, ELU, softplus, sigmoid, "
+            "tanh). Use a ReLU model or leave these methods out (--methods)")
     messages = [f"model {model.name!r} has non-ReLU activations at {listed}; "
                 f"{spec.name if hasattr(spec, 'name') else spec} is defined for them, "
                 "but the paper's analysis assumes ReLU networks" for spec in warnings]

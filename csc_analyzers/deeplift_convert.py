@@ -15,9 +15,11 @@ and functional models (nested models are flattened first,
     (as per-channel affine maps, deeplift's BatchNormalization with mean 0,
     variance 1, epsilon 0).
 
-Nonlinearities get the Rescale (or RevealCancel) rule: ReLU, leaky ReLU
-(deeplift's PReLU), sigmoid, tanh. A ReLU with ``max_value`` (ReLU6), swish,
-GELU, ELU have no rule in the deeplift package and are refused. A softmax at
+Nonlinearities get the Rescale (or RevealCancel) rule: the monotonic ReLU,
+leaky ReLU (deeplift's PReLU), sigmoid, tanh, and the monotonic activations
+of :mod:`residual_support.deeplift_activations` (ReLU with ``max_value``
+such as ReLU6, ELU, softplus). Swish and GELU are not monotonic and are
+refused. A softmax at
 the output is dropped: the deeplift model ends
 at the logits. The whole model is checked first; an unsupported layer or
 option raises :class:`UnsupportedLayerError` naming the layer before any graph
@@ -48,6 +50,7 @@ import deeplift.layers as dl
 from tensorflow import keras
 from deeplift.models import GraphModel
 
+from residual_support import deeplift_activations as ra
 from residual_support import deeplift_layers as rl
 from residual_support.flatten import flatten_model
 from residual_support.layers import AUGMENTATION, DEEPLIFT_SUPPORT
@@ -58,7 +61,7 @@ NONLINEAR_MODES = {
     "rescale": dl.NonlinearMxtsMode.Rescale,
     "reveal_cancel": dl.NonlinearMxtsMode.RevealCancel,
 }
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
+ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "elu", "softplus", "softmax")
 SUPPORTED = tuple(DEEPLIFT_SUPPORT)
 _CONV_LIKE = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 #: Augmentation layers: the identity at inference.
@@ -196,8 +199,12 @@ def _check(spec: LayerSpec, is_output: bool, model) -> None:
     if cls == "Dense" and len(model.get_layer(spec.name).input_shape) != 2:
         raise _unsupported(spec, "Dense on a tensor of rank > 2")
     if cls == "ReLU":
-        if cfg.get("max_value") is not None or float(cfg.get("threshold", 0.0)) != 0.0:
-            raise _unsupported(spec, "ReLU with max_value or threshold")
+        if float(cfg.get("threshold", 0.0)) != 0.0:
+            raise _unsupported(spec, "ReLU with a threshold")
+        if cfg.get("max_value") is not None and float(cfg.get("negative_slope", 0.0)) != 0.0:
+            raise _unsupported(spec, "ReLU with both max_value and negative_slope")
+    if cls == "ELU" and float(cfg.get("alpha", 1.0)) <= 0:
+        raise _unsupported(spec, "ELU with alpha <= 0 (not monotonic)")
     if cls in ("BatchNormalization", "Normalization"):
         axis = cfg.get("axis", -1)
         axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
@@ -229,6 +236,10 @@ def _activation_node(activation: str, name: str, nonlinear_mode: str):
         return dl.activations.ReLU(**kwargs)
     if activation == "sigmoid":
         return dl.activations.Sigmoid(**kwargs)
+    if activation == "elu":
+        return ra.ELU(**kwargs)
+    if activation == "softplus":
+        return ra.Softplus(**kwargs)
     return dl.activations.Tanh(**kwargs)
 
 
@@ -365,8 +376,14 @@ def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts
         slope = float(cfg.get("negative_slope", 0.0))
         kwargs = dict(name=name, verbose=False,
                       nonlinear_mxts_mode=NONLINEAR_MODES[nonlinear_mode])
-        node = (dl.activations.ReLU(**kwargs) if slope == 0.0
-                else dl.activations.PReLU(alpha=slope, **kwargs))
+        if cfg.get("max_value") is not None:
+            node = ra.ClippedReLU(max_value=float(cfg["max_value"]), **kwargs)
+        else:
+            node = (dl.activations.ReLU(**kwargs) if slope == 0.0
+                    else dl.activations.PReLU(alpha=slope, **kwargs))
+    elif cls == "ELU":
+        node = ra.ELU(alpha=float(cfg.get("alpha", 1.0)), name=name, verbose=False,
+                      nonlinear_mxts_mode=NONLINEAR_MODES[nonlinear_mode])
     elif cls == "MaxPooling2D":
         node = rl.MaxPool2D(mode=maxpool_mode, pool_size=tuple(cfg["pool_size"]),
                             strides=tuple(cfg["strides"]), padding=_padding(cfg),

@@ -140,9 +140,10 @@ DEEPLIFT_SUPPORT = OrderedDict([
     ("Flatten", "linear rule"),
     ("Dropout", "identity"),
 ] + [(cls.__name__, "identity (inference mode)") for cls in AUGMENTATION] + [
-    ("Activation", "Rescale / RevealCancel (relu, sigmoid, tanh)"),
-    ("ReLU", "Rescale / RevealCancel (negative_slope allowed; no max_value, threshold)"),
+    ("Activation", "Rescale / RevealCancel (monotonic: relu, sigmoid, tanh, elu, softplus)"),
+    ("ReLU", "Rescale / RevealCancel (negative_slope or max_value, e.g. ReLU6; no threshold)"),
     ("LeakyReLU", "Rescale / RevealCancel"),
+    ("ELU", "Rescale / RevealCancel"),
     ("Softmax", "only at the output (stripped)"),
 ])
 

@@ -295,3 +295,24 @@ def test_support_table_covers_every_family_and_layer():
     for name in rlayers.DEEPLIFT_SUPPORT:
         assert f"| {name} |" in table
     assert "LayerNormalization" not in table  # refused by the rules: not a row
+
+
+@pytest.mark.parametrize("mode", ["rescale", "reveal_cancel"])
+def test_deeplift_monotonic_activations_sum_to_delta(mode, rng):
+    """ReLU6, ELU (layer and activation) and softplus: summation-to-delta."""
+    inp = keras.Input((6, 6, 2))
+    h = klayers.Conv2D(4, 3, padding="same")(inp)
+    h = klayers.ReLU(6.0)(h)
+    h = klayers.Conv2D(4, 3, padding="same", activation="elu")(h)
+    h = klayers.ELU(0.5)(h)
+    h = klayers.Dense(3, activation="softplus")(klayers.Flatten()(h))
+    model = _randomize(keras.Model(inp, klayers.Dense(2)(h)), rng, scale=1.0)
+    x = rng.normal(0, 3, size=(2, 6, 6, 2)).astype(np.float32)
+    analyzer = csc_analyzers.create_analyzer("deep_lift.wrapper", model, nonlinear_mode=mode,
+                                             neuron_selection_mode="index")
+    scores = analyzer.analyze(x, neuron_selection=1)
+    f = model.predict(np.concatenate([x, np.zeros_like(x[:1])]), verbose=0)[:, 1]
+    np.testing.assert_allclose(scores.reshape(2, -1).sum(1), f[:2] - f[2], rtol=1e-4,
+                               atol=1e-5)
+    first = keras.Model(inp, model.layers[1].output).predict(x, verbose=0)
+    assert (first > 6).any() and (first < 0).any()  # both kinks of ReLU6 are used
