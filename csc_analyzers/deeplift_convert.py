@@ -219,10 +219,26 @@ def _check(spec: LayerSpec, is_output: bool, model) -> None:
 
 
 def check_model(model) -> tuple[list, str]:
-    """Check every layer of ``model`` (no graph operation is created)."""
-    specs, output = read_layers(flatten_model(model))
+    """Check every layer of ``model`` (no graph operation is created); ONE
+    :class:`UnsupportedLayerError` lists every layer the converter cannot
+    handle, grouped by type and reason."""
+    model = flatten_model(model)
+    specs, output = read_layers(model)
+    problems = OrderedDict()
     for spec in specs:
-        _check(spec, spec.name == output, model)
+        try:
+            _check(spec, spec.name == output, model)
+        except UnsupportedLayerError as error:
+            reason = str(error).split(": ", 1)[-1].split("; the DeepLIFT converter")[0]
+            problems.setdefault((spec.class_name, reason), []).append(spec.name)
+    if problems:
+        if len(problems) == 1 and len(next(iter(problems.values()))) == 1:
+            (kind, reason), names = next(iter(problems.items()))
+            raise _unsupported(LayerSpec(names[0], kind, {}), reason)
+        text = "; ".join(f"layers {', '.join(repr(n) for n in names)} ({kind}): {reason}"
+                         for (kind, reason), names in problems.items())
+        raise UnsupportedLayerError(f"model {model.name!r}: {text}; the DeepLIFT converter "
+                                    f"supports {', '.join(SUPPORTED)}")
     return specs, output
 
 

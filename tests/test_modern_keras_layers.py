@@ -316,3 +316,15 @@ def test_deeplift_monotonic_activations_sum_to_delta(mode, rng):
                                atol=1e-5)
     first = keras.Model(inp, model.layers[1].output).predict(x, verbose=0)
     assert (first > 6).any() and (first < 0).any()  # both kinks of ReLU6 are used
+
+
+def test_deeplift_refusal_lists_every_layer():
+    inp = keras.Input((6, 6, 2))
+    h = klayers.Conv2D(2, 3, activation="swish", name="c1")(inp)
+    h = klayers.Conv2D(2, 3, activation="swish", name="c2")(h)
+    h = klayers.LayerNormalization(name="ln")(h)
+    model = keras.Model(inp, klayers.Dense(2)(klayers.Flatten()(h)))
+    with pytest.raises(csc_analyzers.errors.UnsupportedLayerError) as info:
+        csc_analyzers.create_analyzer("deep_lift.wrapper", model)
+    message = str(info.value)
+    assert "'c1', 'c2' (Conv2D)" in message and "'ln' (LayerNormalization)" in message
