@@ -328,3 +328,22 @@ def test_deeplift_refusal_lists_every_layer():
         csc_analyzers.create_analyzer("deep_lift.wrapper", model)
     message = str(info.value)
     assert "'c1', 'c2' (Conv2D)" in message and "'ln' (LayerNormalization)" in message
+
+
+@pytest.mark.parametrize("method", ["lrp.z", "lrp.epsilon", "gradient"])
+def test_equals_innvestigate_on_linear_modern_layers(method, rng):
+    """Depthwise, separable, transposed convolutions and upsampling: the z and
+    epsilon rules depend only on the linear map, so they equal innvestigate's
+    (forced past its model checks); the gradient too."""
+    import innvestigate
+
+    inp = keras.Input((6, 6, 2))
+    h = klayers.DepthwiseConv2D(3, padding="same", activation="relu")(inp)
+    h = klayers.SeparableConv2D(3, 3, activation="relu")(h)
+    h = klayers.UpSampling2D()(h)
+    h = klayers.Conv2DTranspose(2, 3, strides=2, activation="relu")(h)
+    model = _randomize(keras.Model(inp, klayers.Dense(2)(klayers.Flatten()(h))), rng)
+    x = rng.normal(size=(2, 6, 6, 2)).astype(np.float32)
+    ours = csc_analyzers.create_analyzer(method, model).analyze(x)
+    theirs = innvestigate.create_analyzer(method, model, disable_model_checks=True).analyze(x)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6 * np.abs(theirs).max())
