@@ -21,6 +21,16 @@ Method families (:data:`FAMILIES`):
 - ``deeplift`` (the deeplift-package wrapper): :data:`DEEPLIFT_SUPPORT`
   (by class name; the converter checks layer options itself).
 
+The rules family's conventions on the layers of modern networks are those of
+:mod:`residual_support.modern` (separable convolution as one linear map,
+Multiply as a gate, element-wise activations passed through unchanged).
+LayerNormalization (and Group- / UnitNormalization) is refused by the rules,
+pattern and DeepLIFT families: its scale 1/std(x) is a function of the input
+itself, so the layer is not a fixed affine map, and no rule of these
+families says how relevance divides between a value and its normalisation
+(innvestigate has none either; treating the std as a constant, as done for
+transformers, is a different method); the gradient families run on it.
+
 Nested models are flattened before an analyzer is built
 (:mod:`residual_support.flatten`), so their layers are checked one by one.
 
@@ -93,15 +103,23 @@ _RULE_CONVENTIONS = [
                 "depthwise kernel x pointwise kernel"),
     (TRANSPOSED, "innvestigate's rule classes (positive / negative parts of the kernel)"),
     (_group(["Add"]), "the analyzer's rule for residual layers on W = [I ... I]"),
-    (_group(["Subtract"]), "the analyzer's rule for residual layers on W = [I, -I]"),
-    (AFFINE, "the analyzer's rule for residual layers on the per-channel affine map "
-             "k x + b"),
+    (_group(["Subtract"]), "the analyzer's rule for residual layers on W = [I, -I] "
+                           "(innvestigate: the gradient, +R and -R)"),
+    (_group(["BatchNormalization"]), "the analyzer's rule for residual layers on the "
+                                     "per-channel affine map k x + b"),
+    (_group(["Rescaling", "Normalization"]),
+     "as BatchNormalization: k x + b per channel (innvestigate: the gradient, which "
+     "multiplies relevance by k)"),
     (AVERAGE_POOLING, "the analyzer's rule for residual layers (equal positive weights)"),
     (MAX_POOLING, "all relevance to the maximum (gradient)"),
     (UPSAMPLING, "gradient: the relevance of the copies is summed (innvestigate)"),
     (RESHAPING, "moved with the values (gradient)"),
     (IDENTITY_AT_INFERENCE + AUGMENTATION, "identity (inference mode)"),
-    (ELEMENTWISE, "passed through unchanged (as innvestigate does for activations)"),
+    (_group(["Activation", "ReLU"]),
+     "passed through unchanged (as innvestigate does for activations)"),
+    (_group(["LeakyReLU", "PReLU", "ELU", "ThresholdedReLU"]),
+     "passed through unchanged, like Activation (innvestigate: the gradient, i.e. times "
+     "the local slope); keeps LRP-z = gradient x input on leaky ReLU nets"),
     (_group(["Multiply"]), "gate: all relevance to the signal input (the full-size one, "
                            "else the one not from a sigmoid); the gate gets none"),
 ]
