@@ -29,11 +29,33 @@ APPLICATIONS = {
 }
 
 
-def application(name, classes=10):
-    kwargs, size, _ = APPLICATIONS[name]
-    return getattr(keras.applications, name)(
+def application(name, classes=10, *, calibrate=True, seed=0):
+    """The application with random weights; with ``calibrate``, every
+    BatchNormalization's moving statistics are set to those of its input on
+    8 random images (:func:`calibrate_batchnorm`): with Keras's initial
+    statistics (mean 0, variance 1) the signal of a deep random network
+    shrinks or grows with depth (MobileNetV2's logits are ~1e-12), which
+    makes every identity check meaningless."""
+    kwargs, size, input_range = APPLICATIONS[name]
+    model = getattr(keras.applications, name)(
         weights=None, input_shape=(size, size, 3), classes=classes,
         classifier_activation=None, **kwargs)
+    if calibrate:
+        calibrate_batchnorm(model, input_batch(model, input_range, n=8, seed=seed + 1))
+    return model
+
+
+def calibrate_batchnorm(model, x):
+    """Set the moving mean and variance of every BatchNormalization layer of
+    ``model`` (in layer order) to the statistics of its input for ``x``."""
+    for layer in model.layers:
+        if isinstance(layer, klayers.BatchNormalization):
+            values = keras.Model(model.inputs, layer.input).predict(x, verbose=0)
+            axes = tuple(range(values.ndim - 1))
+            weights = layer.get_weights()
+            weights[-2] = values.mean(axis=axes)
+            weights[-1] = values.var(axis=axes) + 1e-3
+            layer.set_weights(weights)
 
 
 def tutorial_rescaling(seed=0):
