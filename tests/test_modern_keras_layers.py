@@ -253,13 +253,13 @@ def test_checks_list_blocking_layers_per_type_and_method():
     inp = keras.Input((6, 6, 3))
     h = klayers.Conv2D(2, 3)(inp)
     h = klayers.LayerNormalization(name="ln")(h)
-    h = klayers.ReLU(6.0, name="relu6")(h)
+    h = klayers.ReLU(threshold=0.5, name="relu_t")(h)
     model = keras.Model(inp, klayers.Dense(2)(klayers.Flatten()(h)))
     with pytest.raises(csc_analyzers.errors.UnsupportedLayerError) as info:
         checks.check_layers(model, select_methods("Gradient,LRP-z,DeepLIFT Resc."))
     message = str(info.value)
     assert "'ln' (LayerNormalization)" in message and "LRP-z" in message
-    assert "'relu6' (ReLU)" in message and "DeepLIFT Resc." in message
+    assert "'relu_t' (ReLU)" in message and "DeepLIFT Resc." in message
     checks.check_layers(model, select_methods("Gradient,SmoothGrad"))
 
 
