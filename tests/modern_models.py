@@ -159,3 +159,53 @@ def input_batch(model, input_range, n=1, seed=0):
     low, high = input_range
     shape = (n,) + tuple(int(d) for d in model.inputs[0].shape[1:])
     return np.random.default_rng(seed).uniform(low, high, shape).astype(np.float32)
+
+
+def table_rows(name, timed=None):
+    """Rows (dicts) of the model x method table for application or tutorial
+    ``name``: every registry method checked; those accepted and named in
+    ``timed`` (default: all) run, each in a fresh graph with the same weights."""
+    from csc_analyzers.registry import ALL_METHODS
+
+    if name in APPLICATIONS:
+        keras.utils.set_random_seed(0)
+        model, input_range = application(name), APPLICATIONS[name][2]
+        weights = model.get_weights()
+
+        def build():
+            keras.backend.clear_session()
+            fresh = application(name, calibrate=False)
+            fresh.set_weights(weights)
+            return fresh
+    else:
+        make, input_range = TUTORIALS[name]
+        model = make()
+
+        def build():
+            return model
+    rows = []
+    for spec in ALL_METHODS:
+        if timed is not None and spec.name not in timed:
+            try:
+                checks.check_layers(model, [spec])
+                checks.check_activations(model, [spec])
+                rows.append(dict(model=name, method=spec.name, status="accepted, not run",
+                                 detail="", error=None, seconds=0.0))
+            except InputError as error:
+                rows.append(dict(model=name, method=spec.name, status="refused",
+                                 detail=str(error), error=None, seconds=0.0))
+            continue
+        current = build()
+        row = method_row(spec, current, input_batch(current, input_range), input_range)
+        row.pop("maps", None)
+        rows.append(dict(model=name, method=spec.name, **row))
+    return rows
+
+
+if __name__ == "__main__":  # python tests/modern_models.py MODEL ["method,method"]
+    import json
+    import sys
+
+    chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else None
+    for entry in table_rows(sys.argv[1], chosen):
+        print(json.dumps(entry), flush=True)
