@@ -22,6 +22,8 @@ import innvestigate.backend.graph as igraph
 from innvestigate.analyzer.base import AnalyzerBase
 from tensorflow import keras
 
+from residual_support.layers import known_layer_types
+
 from .experiments.csc import create_method_analyzer
 from .model_input import reserve_layer_names
 from .experiments.sanity import weight_sync
@@ -29,18 +31,10 @@ from .registry import MethodSpec
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
-# Layer types the analyzers of the project have a backward rule for (directly
-# or as the gradient); a failing analyzer on a model holding another type
-# names those layers.
-KNOWN_LAYER_TYPES = frozenset({
-    "InputLayer", "Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "DepthwiseConv2D",
-    "SeparableConv2D", "Dense", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
-    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
-    "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Flatten", "Reshape", "Dropout",
-    "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "BatchNormalization",
-    "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Add", "Concatenate", "Permute",
-})
+# Layer types some method family of the project has a stated rule for (the
+# single table of residual_support.layers); a failing analyzer on a model
+# holding another type names those layers.
+KNOWN_LAYER_TYPES = known_layer_types()
 
 
 class AuditError(ValueError):

@@ -52,8 +52,15 @@ RELU_THEORY = frozenset({"lrp.alpha_1_beta_0", "lrp.alpha_2_beta_1", "lrp.alpha_
                          "lrp.sequential_preset_a_flat", "lrp.sequential_preset_b_flat",
                          "lrp.contrastive", "excitation_backprop",
                          "excitation_backprop.contrastive"})
-# DeepLIFT's converter has rules for these activations.
-DEEPLIFT_ACTIVATIONS = frozenset({"linear", "relu", "sigmoid", "tanh"})
+# DeepLIFT's converter has rules for these activations (and leaky ReLUs).
+# (monotonic activations: the deeplift package's and those of
+# residual_support.deeplift_activations).
+DEEPLIFT_ACTIVATIONS = frozenset({"linear", "relu", "sigmoid", "tanh", "leakyrelu", "elu",
+                                  "softplus"})
+
+
+def _deeplift_activation(name: str) -> bool:
+    return name in DEEPLIFT_ACTIVATIONS or name.startswith(("leaky relu(", "relu(max_value="))
 
 
 # --- model files ---------------------------------------------------------------------------
@@ -122,83 +129,93 @@ def _analyzer(spec) -> str:
 
 
 def _deeplift_problems(model) -> dict:
-    """Layer name -> (type, reason) for the layers the DeepLIFT converter rejects."""
+    """``{(layer type, reason): [layer names]}`` of the layers the DeepLIFT
+    converter rejects (it checks options such as dilation too)."""
+    from residual_support.flatten import flatten_model
+
     from . import deeplift_convert as dc
 
     try:
+        model = flatten_model(model)
         specs, output = dc.read_layers(model)
-    except UnsupportedLayerError as error:
-        return {model.name: ("Model", str(error))}
+    except (UnsupportedLayerError, ValueError, TypeError) as error:
+        return {(type(model).__name__, str(error)): [model.name]}
     problems = {}
     for spec in specs:
         try:
             dc._check(spec, spec.name == output, model)
         except UnsupportedLayerError as error:
-            problems[spec.name] = (spec.class_name, str(error))
+            reason = str(error).split(": ", 1)[-1].split("; the DeepLIFT converter")[0]
+            problems.setdefault((spec.class_name, reason), []).append(spec.name)
     return problems
 
 
-def supported_layers(spec) -> tuple:
-    """The Keras layer classes the analyzer of ``spec`` passes relevance
-    through (:mod:`residual_support.layers`): the wider gradient set for
-    gradient-type analyzers, the rule set for every other analyzer."""
+def method_family(spec) -> str:
+    """The method family (:data:`residual_support.layers.FAMILIES`) of the
+    analyzer of ``spec`` (a registry :class:`MethodSpec` or an analyzer key)."""
     from residual_support import layers as rlayers
-    from residual_support.mixin import GradientResidualMixin
-    from residual_support.wrappers import AugmentInNumpyMixin
 
     from .factory import analyzers
 
-    cls = analyzers.get(_analyzer(spec))
-    gradient = isinstance(cls, type) and issubclass(cls, (GradientResidualMixin,
-                                                          AugmentInNumpyMixin))
-    return rlayers.GRADIENT_LAYERS if gradient else rlayers.RULE_LAYERS
+    if _analyzer(spec) in DEEPLIFT_ANALYZERS:
+        return rlayers.DEEPLIFT
+    return rlayers.family_of(analyzers.get(_analyzer(spec)))
 
 
-def _layer_supported(layer, supported: tuple) -> bool:
+def supported_layers(spec) -> tuple:
+    """The Keras layer classes the table of :mod:`residual_support.layers`
+    names for the family of ``spec``'s analyzer (the gradient and backprop
+    families run on any differentiable layer; this is the list they name)."""
     from residual_support import layers as rlayers
 
-    return type(layer) in supported or (isinstance(layer, supported)
-                                        and not rlayers._is_subclass_with_own_call(layer))
+    family = method_family(spec)
+    if family == rlayers.RULES:
+        return tuple(rlayers.RULE_SUPPORT)
+    if family == rlayers.PATTERN:
+        return tuple(rlayers.PATTERN_SUPPORT)
+    return rlayers.GRADIENT_LAYERS
 
 
 def check_layers(model, specs) -> None:
-    """Raise :class:`UnsupportedLayerError` if a layer of ``model`` is one that
-    a method of ``specs`` (registry :class:`MethodSpec` s) cannot handle; the
-    message lists every such layer with its type and the methods concerned.
-    Layer support: :mod:`residual_support.layers` for the innvestigate-based
-    analyzers, the DeepLIFT converter's own check for DeepLIFT."""
-    from residual_support.layers import model_layers
+    """Raise ONE :class:`UnsupportedLayerError` listing every layer of
+    ``model`` (nested models included) that a method of ``specs`` cannot
+    handle, grouped by layer type and reason, with the methods it blocks.
+    Layer support: the per-family table of :mod:`residual_support.layers`;
+    the DeepLIFT converter's own check for DeepLIFT. No graph is built."""
+    from residual_support import layers as rlayers
 
     specs = list(specs)
-    deeplift = [s for s in specs if _analyzer(s) in DEEPLIFT_ANALYZERS]
-    others = [(s, supported_layers(s)) for s in specs if _analyzer(s) not in DEEPLIFT_ANALYZERS]
-    problems = []
-    for layer in (model_layers(model) if others else ()):
-        if isinstance(layer, keras.Model):
-            problems.append(f"layer {layer.name!r} ({type(layer).__name__}) is a nested model, "
-                            f"not supported by {', '.join(_spec_names(s for s, _ in others))}")
-            continue
-        refused = [s for s, supported in others if not _layer_supported(layer, supported)]
-        if refused:
-            problems.append(f"layer {layer.name!r} ({type(layer).__name__}): layer type not "
-                            f"supported by {', '.join(_spec_names(refused))}")
-    if deeplift:
-        for name, (kind, reason) in _deeplift_problems(model).items():
-            problems.append(f"layer {name!r} ({kind}) cannot be converted for "
-                            f"{', '.join(_spec_names(deeplift))}: {reason}")
+    by_family = {}
+    for spec in specs:
+        by_family.setdefault(method_family(spec), []).append(spec)
+    problems = {}
+    for family, members in by_family.items():
+        if family == rlayers.DEEPLIFT:
+            found = _deeplift_problems(model)
+        else:
+            found = rlayers.blocking_layers(model, family)
+        for key, names in found.items():
+            entry = problems.setdefault(key, (list(names), []))
+            entry[1].extend(_spec_names(members))
     if problems:
+        text = "; ".join(
+            f"{rlayers.describe_blocking({key: names})} [blocks {', '.join(methods)}]"
+            for key, (names, methods) in problems.items())
         raise UnsupportedLayerError(
-            f"model {model.name!r}: " + "; ".join(problems)
-            + ". Replace these layers, or run only other methods (--methods)")
+            f"model {model.name!r}: {text}. Replace these layers, or run only other methods "
+            "(--methods); the gradient family (Gradient, Input x Gradient, SmoothGrad, "
+            "Integrated Gradients) runs on any differentiable layer")
 
 
 def layer_activations(model) -> dict:
     """Layer name -> activation name of every layer that applies a nonlinearity
     other than ReLU or identity, except a softmax on the output layer (the
     analyses strip it)."""
+    from residual_support.layers import model_layers
+
     found = {}
     output_names = set(getattr(model, "output_names", ()) or ())
-    for layer in model.layers:
+    for layer in model_layers(model):
         kind = type(layer).__name__
         name = None
         if hasattr(layer, "activation") and callable(layer.activation):
@@ -226,8 +243,9 @@ def check_activations(model, specs) -> list:
 
     A non-ReLU activation raises :class:`ActivationError` for the methods of
     :data:`RELU_ONLY` (GuidedBP, Deconv, RectGrad, DTD, PatternNet/-Attribution
-    are defined through the ReLU) and for DeepLIFT if it is not sigmoid or
-    tanh; for the rules of :data:`RELU_THEORY` (z+/alpha-beta LRP and their
+    are defined through the ReLU) and for DeepLIFT if it is not monotonic
+    (DeepLIFT runs on ReLU, ReLU6, leaky ReLU, ELU, softplus, sigmoid, tanh;
+    swish and GELU are refused); for the rules of :data:`RELU_THEORY` (z+/alpha-beta LRP and their
     relatives) it gives a warning, returned and logged. Gradient, SmoothGrad,
     Integrated Gradients and LRP-z are defined for any activation."""
     activations = layer_activations(model)
@@ -240,7 +258,7 @@ def check_activations(model, specs) -> list:
         if key in RELU_ONLY:
             errors.append(spec)
         elif key in DEEPLIFT_ANALYZERS:
-            if set(activations.values()) - DEEPLIFT_ACTIVATIONS:
+            if not all(_deeplift_activation(a) for a in activations.values()):
                 errors.append(spec)
         elif key in RELU_THEORY:
             warnings.append(spec)
@@ -249,8 +267,8 @@ def check_activations(model, specs) -> list:
             f"model {model.name!r} has non-ReLU activations at {listed}; "
             f"{', '.join(_spec_names(errors))} {'is' if len(errors) == 1 else 'are'} only "
             "defined for ReLU networks "
-            "(DeepLIFT: ReLU, sigmoid, tanh). Use a ReLU model or leave these methods out "
-            "(--methods)")
+            "(DeepLIFT: monotonic ones: ReLU, ReLU6, leaky ReLU, ELU, softplus, sigmoid, "
+            "tanh). Use a ReLU model or leave these methods out (--methods)")
     messages = [f"model {model.name!r} has non-ReLU activations at {listed}; "
                 f"{spec.name if hasattr(spec, 'name') else spec} is defined for them, "
                 "but the paper's analysis assumes ReLU networks" for spec in warnings]
@@ -423,5 +441,6 @@ def exit_on_input_error(prog: str | None = None):
 __all__ = ["load_user_model", "check_layers", "layer_activations", "check_activations",
            "check_input_shape", "preflight", "check_methods", "check_network_name",
            "check_shard", "check_positive", "check_image_directory", "kernel_layers",
-           "check_patterns_file", "exit_on_input_error", "supported_layers", "RELU_ONLY",
+           "check_patterns_file", "exit_on_input_error", "supported_layers", "method_family",
+           "RELU_ONLY",
            "RELU_THEORY", "DEEPLIFT_ACTIVATIONS"]

@@ -3,13 +3,24 @@
 The converter reads the model's structure from ``model.get_config()`` and its
 parameters from ``layer.get_weights()`` (no ``.h5`` round trip; deeplift's
 own ``.h5`` converter breaks on tf.keras 2.14 files). It handles Sequential
-and functional models built from
+and functional models (nested models are flattened first,
+:func:`residual_support.flatten.flatten_model`) built from the layers of
+:data:`residual_support.layers.DEEPLIFT_SUPPORT` (channels_last):
 
     InputLayer, Conv2D, Dense (both with a fused activation), Activation, ReLU,
-    MaxPooling2D, AveragePooling2D, Flatten, Dropout, BatchNormalization,
-    ZeroPadding2D, GlobalAveragePooling2D, Add
+    LeakyReLU, MaxPooling2D, AveragePooling2D, Flatten, Dropout,
+    BatchNormalization, ZeroPadding2D, GlobalAveragePooling2D, Add,
+    Concatenate, DepthwiseConv2D and SeparableConv2D (as the Conv2D with the
+    equivalent kernel: both are linear maps), Rescaling and Normalization
+    (as per-channel affine maps, deeplift's BatchNormalization with mean 0,
+    variance 1, epsilon 0).
 
-(channels_last). A softmax at the output is dropped: the deeplift model ends
+Nonlinearities get the Rescale (or RevealCancel) rule: the monotonic ReLU,
+leaky ReLU (deeplift's PReLU), sigmoid, tanh, and the monotonic activations
+of :mod:`residual_support.deeplift_activations` (ReLU with ``max_value``
+such as ReLU6, ELU, softplus). Swish and GELU are not monotonic and are
+refused. A softmax at
+the output is dropped: the deeplift model ends
 at the logits. The whole model is checked first; an unsupported layer or
 option raises :class:`UnsupportedLayerError` naming the layer before any graph
 operation is created.
@@ -39,7 +50,10 @@ import deeplift.layers as dl
 from tensorflow import keras
 from deeplift.models import GraphModel
 
+from residual_support import deeplift_activations as ra
 from residual_support import deeplift_layers as rl
+from residual_support.flatten import flatten_model
+from residual_support.layers import AUGMENTATION, DEEPLIFT_SUPPORT
 
 from .errors import UnsupportedLayerError
 
@@ -47,10 +61,11 @@ NONLINEAR_MODES = {
     "rescale": dl.NonlinearMxtsMode.Rescale,
     "reveal_cancel": dl.NonlinearMxtsMode.RevealCancel,
 }
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
-SUPPORTED = ("InputLayer", "Conv2D", "Dense", "Activation", "ReLU", "MaxPooling2D",
-             "AveragePooling2D", "Flatten", "Dropout", "BatchNormalization",
-             "ZeroPadding2D", "GlobalAveragePooling2D", "Add", "Softmax")
+ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "elu", "softplus", "softmax")
+SUPPORTED = tuple(DEEPLIFT_SUPPORT)
+_CONV_LIKE = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+#: Augmentation layers: the identity at inference.
+_IDENTITY = tuple(cls.__name__ for cls in AUGMENTATION)
 
 
 @dataclass
@@ -117,7 +132,8 @@ def _unsupported(spec: LayerSpec, why: str):
 
 def read_layers(model) -> tuple[list, str]:
     """The model's layers in execution order as :class:`LayerSpec` and the
-    name of its output layer, from ``model.get_config()``."""
+    name of its output layer, from ``model.get_config()`` (of a model
+    without nested models, see :func:`flatten_model`)."""
     config = model.get_config()
     raw = config["layers"]
     specs = []
@@ -169,13 +185,13 @@ def _check(spec: LayerSpec, is_output: bool, model) -> None:
         shape = cfg.get("batch_input_shape")
         if shape is None or any(d is None for d in shape[1:]):
             raise _unsupported(spec, f"input shape {shape} must be fully known")
-    if cls in ("Conv2D", "Dense", "Activation"):
+    if cls in _CONV_LIKE + ("Dense", "Activation"):
         activation = _activation_name(spec)
         if activation == "softmax" and not is_output:
             raise _unsupported(spec, "softmax before the output")
     if cls == "Softmax" and not is_output:
         raise _unsupported(spec, "softmax before the output")
-    if cls == "Conv2D":
+    if cls in _CONV_LIKE:
         if tuple(cfg.get("dilation_rate", (1, 1))) != (1, 1):
             raise _unsupported(spec, f"dilation_rate {cfg['dilation_rate']}")
         if cfg.get("groups", 1) != 1:
@@ -183,9 +199,13 @@ def _check(spec: LayerSpec, is_output: bool, model) -> None:
     if cls == "Dense" and len(model.get_layer(spec.name).input_shape) != 2:
         raise _unsupported(spec, "Dense on a tensor of rank > 2")
     if cls == "ReLU":
-        if cfg.get("max_value") is not None or float(cfg.get("threshold", 0.0)) != 0.0:
-            raise _unsupported(spec, "ReLU with max_value or threshold")
-    if cls == "BatchNormalization":
+        if float(cfg.get("threshold", 0.0)) != 0.0:
+            raise _unsupported(spec, "ReLU with a threshold")
+        if cfg.get("max_value") is not None and float(cfg.get("negative_slope", 0.0)) != 0.0:
+            raise _unsupported(spec, "ReLU with both max_value and negative_slope")
+    if cls == "ELU" and float(cfg.get("alpha", 1.0)) <= 0:
+        raise _unsupported(spec, "ELU with alpha <= 0 (not monotonic)")
+    if cls in ("BatchNormalization", "Normalization"):
         axis = cfg.get("axis", -1)
         axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
         rank = len(model.get_layer(spec.name).input_shape)
@@ -193,13 +213,32 @@ def _check(spec: LayerSpec, is_output: bool, model) -> None:
             raise _unsupported(spec, f"axis {cfg.get('axis')} (only the last axis)")
     if cls == "GlobalAveragePooling2D" and cfg.get("keepdims", False):
         raise _unsupported(spec, "keepdims=True")
+    if cls == "Concatenate" and cfg.get("axis", -1) not in (
+            -1, len(model.get_layer(spec.name).output_shape) - 1):
+        raise _unsupported(spec, f"axis {cfg.get('axis')} (only the last axis)")
 
 
 def check_model(model) -> tuple[list, str]:
-    """Check every layer of ``model`` (no graph operation is created)."""
+    """Check every layer of ``model`` (no graph operation is created); ONE
+    :class:`UnsupportedLayerError` lists every layer the converter cannot
+    handle, grouped by type and reason."""
+    model = flatten_model(model)
     specs, output = read_layers(model)
+    problems = OrderedDict()
     for spec in specs:
-        _check(spec, spec.name == output, model)
+        try:
+            _check(spec, spec.name == output, model)
+        except UnsupportedLayerError as error:
+            reason = str(error).split(": ", 1)[-1].split("; the DeepLIFT converter")[0]
+            problems.setdefault((spec.class_name, reason), []).append(spec.name)
+    if problems:
+        if len(problems) == 1 and len(next(iter(problems.values()))) == 1:
+            (kind, reason), names = next(iter(problems.items()))
+            raise _unsupported(LayerSpec(names[0], kind, {}), reason)
+        text = "; ".join(f"layers {', '.join(repr(n) for n in names)} ({kind}): {reason}"
+                         for (kind, reason), names in problems.items())
+        raise UnsupportedLayerError(f"model {model.name!r}: {text}; the DeepLIFT converter "
+                                    f"supports {', '.join(SUPPORTED)}")
     return specs, output
 
 
@@ -213,6 +252,10 @@ def _activation_node(activation: str, name: str, nonlinear_mode: str):
         return dl.activations.ReLU(**kwargs)
     if activation == "sigmoid":
         return dl.activations.Sigmoid(**kwargs)
+    if activation == "elu":
+        return ra.ELU(**kwargs)
+    if activation == "softplus":
+        return ra.Softplus(**kwargs)
     return dl.activations.Tanh(**kwargs)
 
 
@@ -227,6 +270,70 @@ def _linear_sources(spec: LayerSpec) -> dict:
     bias = itemgetter(1) if spec.config.get("use_bias", True) else partial(_filled, 0.0, 0)
     return {"kernel": rl.WeightSource(spec.name, itemgetter(0)),
             "bias": rl.WeightSource(spec.name, bias)}
+
+
+def depthwise_to_conv(depthwise: np.ndarray) -> np.ndarray:
+    """The Conv2D kernel (h, w, c, c m) of a depthwise kernel (h, w, c, m):
+    input channel c feeds only the outputs c m .. c m + m - 1."""
+    h, w, c, m = depthwise.shape
+    kernel = np.zeros((h, w, c, c * m), dtype=np.float32)
+    for j in range(m):
+        kernel[:, :, np.arange(c), np.arange(c) * m + j] = depthwise[:, :, :, j]
+    return kernel
+
+
+def separable_to_conv(depthwise: np.ndarray, pointwise: np.ndarray) -> np.ndarray:
+    """The Conv2D kernel (h, w, c, o) of a separable convolution."""
+    h, w, c, m = depthwise.shape
+    return np.einsum("hwcm,cmo->hwco", depthwise, pointwise.reshape(c, m, -1))
+
+
+def _conv_like_sources(spec: LayerSpec) -> dict:
+    """Kernel and bias of a Dense, Conv2D, DepthwiseConv2D or SeparableConv2D
+    layer as a Conv2D / Dense would have them."""
+    cls = spec.class_name
+    if cls in ("Dense", "Conv2D"):
+        return _linear_sources(spec)
+    if cls == "DepthwiseConv2D":
+        kernel, n_kernels = (lambda w: depthwise_to_conv(w[0])), 1
+    else:
+        kernel, n_kernels = (lambda w: separable_to_conv(w[0], w[1])), 2
+    bias = (itemgetter(n_kernels) if spec.config.get("use_bias", True)
+            else (lambda w: np.zeros(kernel(w).shape[-1], np.float32)))
+    return {"kernel": rl.WeightSource(spec.name, kernel),
+            "bias": rl.WeightSource(spec.name, bias)}
+
+
+def _affine_sources(spec: LayerSpec, model) -> dict:
+    """gamma, beta, mean, var of deeplift's BatchNormalization (epsilon 0)
+    that compute a Rescaling or Normalization layer: ``gamma x + beta``."""
+    channels = int(model.get_layer(spec.name).input_shape[-1])
+    cfg = spec.config
+
+    def full(value):
+        return np.broadcast_to(np.asarray(value, np.float32).reshape(-1),
+                               (channels,)).astype(np.float32)
+
+    if spec.class_name == "Rescaling":
+        gamma, beta = (lambda w: full(cfg["scale"])), (lambda w: full(cfg["offset"]))
+    else:
+        layer = model.get_layer(spec.name)
+        eps = float(keras.backend.epsilon())
+
+        def moments(w):
+            if w:
+                return full(w[0]), full(w[1])
+            return full(layer.input_mean), full(layer.input_variance)
+
+        def spread(w):
+            return np.maximum(np.sqrt(moments(w)[1]), eps)
+
+        if cfg.get("invert", False):
+            gamma, beta = spread, (lambda w: moments(w)[0])
+        else:
+            gamma, beta = (lambda w: 1.0 / spread(w)), (lambda w: -moments(w)[0] / spread(w))
+    derive = dict(gamma=gamma, beta=beta, mean=lambda w: full(0.0), var=lambda w: full(1.0))
+    return {key: rl.WeightSource(spec.name, fn) for key, fn in derive.items()}
 
 
 def _batchnorm_sources(spec: LayerSpec) -> dict:
@@ -244,7 +351,8 @@ def _values(sources: dict, weights: list) -> dict:
     return {key: source.derive(weights) for key, source in sources.items()}
 
 
-def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts, maxpool_mode):
+def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts, maxpool_mode,
+                 model=None):
     """deeplift nodes for one Keras layer: ``(first node, output node)``;
     ``None`` for a layer that passes its input through (softmax at the output)."""
     cls, cfg, name = spec.class_name, spec.config, spec.name
@@ -252,11 +360,11 @@ def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts
         node = dl.core.Input(batch_shape=[None] + list(cfg["batch_input_shape"][1:]),
                              name=name, verbose=False)
         return node, node
-    if cls in ("Dense", "Conv2D"):
+    if cls in ("Dense",) + _CONV_LIKE:
         activation = _activation_name(spec)
         if activation == "softmax" and is_output:
             activation = "linear"
-        sources = _linear_sources(spec)
+        sources = _conv_like_sources(spec)
         values = _values(sources, weights)
         linear_name = name if activation == "linear" else f"{name}/linear"
         if cls == "Dense":
@@ -284,8 +392,14 @@ def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts
         slope = float(cfg.get("negative_slope", 0.0))
         kwargs = dict(name=name, verbose=False,
                       nonlinear_mxts_mode=NONLINEAR_MODES[nonlinear_mode])
-        node = (dl.activations.ReLU(**kwargs) if slope == 0.0
-                else dl.activations.PReLU(alpha=slope, **kwargs))
+        if cfg.get("max_value") is not None:
+            node = ra.ClippedReLU(max_value=float(cfg["max_value"]), **kwargs)
+        else:
+            node = (dl.activations.ReLU(**kwargs) if slope == 0.0
+                    else dl.activations.PReLU(alpha=slope, **kwargs))
+    elif cls == "ELU":
+        node = ra.ELU(alpha=float(cfg.get("alpha", 1.0)), name=name, verbose=False,
+                      nonlinear_mxts_mode=NONLINEAR_MODES[nonlinear_mode])
     elif cls == "MaxPooling2D":
         node = rl.MaxPool2D(mode=maxpool_mode, pool_size=tuple(cfg["pool_size"]),
                             strides=tuple(cfg["strides"]), padding=_padding(cfg),
@@ -296,20 +410,28 @@ def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts
                             name=name, verbose=False)
     elif cls == "Flatten":
         node = dl.core.Flatten(name=name, verbose=False)
-    elif cls == "Dropout":
+    elif cls == "Dropout" or cls in _IDENTITY:
         node = dl.core.NoOp(name=name, verbose=False)
     elif cls == "BatchNormalization":
         sources = _batchnorm_sources(spec)
         node = rl.BatchNormalization(**_values(sources, weights), epsilon=float(cfg["epsilon"]),
                                      sources=sources, name=name, verbose=False)
+    elif cls in ("Rescaling", "Normalization"):
+        sources = _affine_sources(spec, model)
+        node = rl.BatchNormalization(**_values(sources, weights), epsilon=0.0,
+                                     sources=sources, name=name, verbose=False)
+    elif cls == "LeakyReLU":
+        node = dl.activations.PReLU(alpha=float(cfg.get("alpha", 0.3)), name=name,
+                                    verbose=False,
+                                    nonlinear_mxts_mode=NONLINEAR_MODES[nonlinear_mode])
     elif cls == "ZeroPadding2D":
         padding = cfg["padding"]
         node = rl.ZeroPad2D(padding=tuple(tuple(int(p) for p in pair) for pair in padding),
                             name=name, verbose=False)
     elif cls == "GlobalAveragePooling2D":
         node = rl.GlobalAvgPool2D(name=name, verbose=False)
-    else:  # Add
-        node = rl.Add(name=name, verbose=False)
+    else:  # Add, Concatenate
+        node = (rl.Add if cls == "Add" else rl.Concat)(name=name, verbose=False)
         node.set_inputs(list(inputs))
         return node, node
     node.set_inputs(inputs[0])
@@ -340,6 +462,7 @@ def convert(model, *, nonlinear_mode: str = "rescale", cross_mxts: bool = True,
                          f"got {nonlinear_mode!r}")
     if maxpool_mode not in rl.MAXPOOL_MODES:
         raise ValueError(f"maxpool_mode must be one of {rl.MAXPOOL_MODES}, got {maxpool_mode!r}")
+    model = flatten_model(model)
     specs, output_name = check_model(model)
     outputs: dict = {}
     name_to_layer: OrderedDict = OrderedDict()
@@ -351,7 +474,7 @@ def convert(model, *, nonlinear_mode: str = "rescale", cross_mxts: bool = True,
         weights = all_weights.get(spec.name, [])
         built = _build_nodes(spec, weights, inputs, is_output=spec.name == output_name,
                              nonlinear_mode=nonlinear_mode, cross_mxts=cross_mxts,
-                             maxpool_mode=maxpool_mode)
+                             maxpool_mode=maxpool_mode, model=model)
         if built is None:
             outputs[spec.name] = inputs[0]
             continue

@@ -42,6 +42,7 @@ from innvestigate.analyzer.reverse_base import ReverseAnalyzerBase
 from innvestigate.analyzer.wrapper import AugmentReduceBase, GaussianSmoother, PathIntegrator
 
 from residual_support import GradientResidualMixin, ResidualRulesMixin, fold_batchnorm
+from residual_support.flatten import flatten_model
 from residual_support.wrappers import AugmentInNumpyMixin
 
 from .contrastive import ContrastiveLRP
@@ -148,7 +149,8 @@ def create_analyzer(name: str, model, *, canonize: bool = False, check_inputs: b
 
     Works like ``innvestigate.create_analyzer``; a model that ends in a
     softmax is analysed on its logits (see :func:`csc_analyzers.logits.logit_model`),
-    the user's model is not changed. A model built before ``import
+    the user's model is not changed; nested models are flattened
+    (:func:`residual_support.flatten.flatten_model`). A model built before ``import
     csc_analyzers`` (eager) is analysed as a graph copy, and Keras' layer-name
     counters are moved past the model's names
     (:func:`csc_analyzers.model_input.prepare_model`). ``canonize=True`` checks
@@ -167,7 +169,7 @@ def create_analyzer(name: str, model, *, canonize: bool = False, check_inputs: b
     except KeyError:
         raise KeyError(
             f"unknown analyzer {name!r}; valid names: {sorted(analyzers)}") from None
-    model = logit_model(prepare_model(model))
+    model = logit_model(flatten_model(prepare_model(model)))
     if canonize:
         from .checks import check_layers
         check_layers(model, [name])

@@ -29,6 +29,8 @@
 * :class:`BatchNormalization`: deeplift's batch normalization over the last
   axis with gamma, beta, mean and variance as graph weights.
 * :class:`AvgPool2D`: deeplift's average pooling with correct shape inference.
+* :class:`Concat`: concatenation along the last axis (linear: each input gets
+  its slice of the multipliers).
 
 Import this module only after ``residual_support._tf`` (the shim imports
 deeplift with the TF1 API bound).
@@ -419,6 +421,28 @@ class Add(ListInputMixin, Node):
     def _get_mxts_increments_for_inputs(self):
         count = len(self.inputs)
         return [self.get_pos_mxts()] * count, [self.get_neg_mxts()] * count
+
+
+class Concat(ListInputMixin, Node):
+    """Concatenation along the last axis; each input receives its slice of
+    the output's multipliers."""
+
+    def _compute_shape(self, input_shape):
+        shapes = [list(s) for s in input_shape]
+        return shapes[0][:-1] + [sum(int(s[-1]) for s in shapes)]
+
+    def _build_activation_vars(self, input_act_vars):
+        return tf.concat(list(input_act_vars), axis=-1)
+
+    def _build_pos_and_neg_contribs(self):
+        contribs = self._get_input_pos_and_neg_contribs()
+        return (tf.concat([pos for pos, _ in contribs], axis=-1),
+                tf.concat([neg for _, neg in contribs], axis=-1))
+
+    def _get_mxts_increments_for_inputs(self):
+        sizes = [int(x.get_shape()[-1]) for x in self._get_input_activation_vars()]
+        return (tf.split(self.get_pos_mxts(), sizes, axis=-1),
+                tf.split(self.get_neg_mxts(), sizes, axis=-1))
 
 
 class GlobalAvgPool2D(SingleInputMixin, Node):

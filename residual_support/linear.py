@@ -15,13 +15,28 @@ later changes of the weights (randomisation).
 - :class:`BatchNormView`: inference-mode batch normalisation, the
   per-channel affine map ``k x + b`` with ``k = gamma / sqrt(var + eps)``
   and ``b = beta - mean * k``.
+- :class:`AffineView`: ``Rescaling`` (``k = scale``, ``b = offset``) and
+  ``Normalization`` (``k = 1 / max(sqrt(var), eps)``, ``b = -mean k``; with
+  ``invert=True`` ``k = max(sqrt(var), eps)``, ``b = mean``), per channel
+  (or one scalar) like BatchNormalization; :func:`affine_view` picks the view.
+- :class:`DepthwiseView`: ``DepthwiseConv2D``; its kernel holds exactly the
+  non-zero weights of the equivalent (block-diagonal) convolution, so the
+  parts W+, W-, W**2 of the depthwise kernel are those of that convolution.
+- :class:`SeparableView`: ``SeparableConv2D`` as ONE linear map, the
+  Conv2D with kernel ``K[h, w, c, o] = sum_j D[h, w, c, j] P[c m + j, o]``
+  (depthwise kernel D with depth multiplier m, pointwise kernel P): every
+  part (W+, W-, ...) is taken of K, not of D and P separately.
+- :class:`SubtractView`: ``Subtract``, ``W = [I, -I]``, no bias.
 """
 from __future__ import annotations
 
 from . import _tf  # noqa: F401  (graph mode first)
 
 import innvestigate.backend.graph as igraph
+import numpy as np
 import tensorflow as tf
+from tensorflow import keras
+from tensorflow.keras import layers as klayers
 
 PARTS = ("all", "pos", "neg", "square", "flat")
 
@@ -149,4 +164,103 @@ class BatchNormView(LinearView):
         return self._broadcast(self.shift())
 
 
-__all__ = ["LinearView", "KernelView", "AddView", "PoolView", "BatchNormView", "PARTS"]
+def _conv_options(layer) -> dict:
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise ValueError(f"layer {layer.name!r}: only channels_last is supported")
+    return dict(strides=tuple(layer.strides), padding=layer.padding,
+                data_format="channels_last", dilation_rate=tuple(layer.dilation_rate))
+
+
+class DepthwiseView(LinearView):
+    """``DepthwiseConv2D`` (channels last) without its activation."""
+
+    def __init__(self, layer):
+        self._layer = layer
+        self._options = _conv_options(layer)
+
+    def __call__(self, xs, part):
+        _check_part(part)
+        kernel = _TRANSFORMS[part](self._layer.depthwise_kernel)
+        return keras.backend.depthwise_conv2d(xs[0], kernel, **self._options)
+
+    def bias(self):
+        return self._layer.bias if self._layer.use_bias else None
+
+
+def separable_kernel(depthwise, pointwise):
+    """The Conv2D kernel (h, w, c, o) of a separable convolution with
+    depthwise kernel (h, w, c, m) and pointwise kernel (1, 1, c m, o)."""
+    h, w, c, m = depthwise.shape
+    pointwise = tf.reshape(pointwise, (int(c), int(m), -1))
+    return tf.einsum("hwcm,cmo->hwco", depthwise, pointwise)
+
+
+class SeparableView(LinearView):
+    """``SeparableConv2D`` (channels last) as one Conv2D (module docstring)."""
+
+    def __init__(self, layer):
+        self._layer = layer
+        self._options = _conv_options(layer)
+        self._kernel = None
+
+    def __call__(self, xs, part):
+        _check_part(part)
+        if self._kernel is None:
+            self._kernel = separable_kernel(self._layer.depthwise_kernel,
+                                            self._layer.pointwise_kernel)
+        return keras.backend.conv2d(xs[0], _TRANSFORMS[part](self._kernel), **self._options)
+
+    def bias(self):
+        return self._layer.bias if self._layer.use_bias else None
+
+
+class AffineView(LinearView):
+    """An elementwise affine map ``k x + b`` (``k``, ``b`` broadcastable)."""
+
+    def __init__(self, scale, shift=None):
+        self._scale = scale
+        self._shift = shift
+
+    def __call__(self, xs, part):
+        _check_part(part)
+        return xs[0] * _TRANSFORMS[part](self._scale)
+
+    def bias(self):
+        return self._shift
+
+
+def affine_view(layer) -> LinearView:
+    """The view of a BatchNormalization, Rescaling or Normalization layer."""
+    if isinstance(layer, klayers.BatchNormalization):
+        return BatchNormView(layer)
+    if isinstance(layer, klayers.Rescaling):
+        scale = tf.constant(np.asarray(layer.scale, dtype=np.float32))
+        offset = np.asarray(layer.offset, dtype=np.float32)
+        return AffineView(scale, tf.constant(offset) if np.any(offset != 0) else None)
+    if isinstance(layer, klayers.Normalization):
+        spread = tf.maximum(tf.sqrt(layer.variance), keras.backend.epsilon())
+        if layer.invert:
+            return AffineView(spread, layer.mean)
+        scale = 1.0 / spread
+        return AffineView(scale, -layer.mean * scale)
+    raise TypeError(f"layer {layer.name!r} ({type(layer).__name__}) is not an affine layer")
+
+
+class SubtractView(LinearView):
+    """``Subtract``: ``x1 - x2``, i.e. W = [I, -I], no bias."""
+
+    def __call__(self, xs, part):
+        _check_part(part)
+        first, second = xs
+        if part == "all":
+            return first - second
+        if part == "pos":
+            return first + 0.0 * second
+        if part == "neg":
+            return 0.0 * first - second
+        return first + second
+
+
+__all__ = ["LinearView", "KernelView", "AddView", "PoolView", "BatchNormView", "PARTS",
+           "DepthwiseView", "SeparableView", "AffineView", "SubtractView", "affine_view",
+           "separable_kernel"]

@@ -65,8 +65,9 @@ import tensorflow as tf
 from tensorflow import keras
 from tensorflow.keras import layers as klayers
 
-from .layers import check_model, is_first_kernel_layer, nonnegative_inputs
+from .layers import check_model, family_of, is_first_kernel_layer, nonnegative_inputs
 from .linear import AddView, BatchNormView, KernelView, PoolView
+from .modern import add_modern_mappings
 from .rules import (W_SQUARE, Z, Z_NO_BIAS, Z_PLUS, ResidualRule, RuleSpec, check_bias_convention,
                     check_residual_rule, describe_rule)
 
@@ -368,6 +369,7 @@ class ResidualRulesMixin:
         if isinstance(self, LRP):
             add(lambda layer: isinstance(layer, klayers.ReLU), _pass_on, PRIORITY,
                 name="residual_relu_layer")
+        add_modern_mappings(self, PRIORITY)
         return super()._create_analysis(*args, **kwargs)
 
     def _deep_taylor_kernel_mapping(self, layer, _reverse_state):
@@ -417,7 +419,7 @@ class GradientResidualMixin:
 
     def __init__(self, model, *args, **kwargs):
         if not kwargs.get("disable_model_checks", False):
-            check_model(model, _method_name(self), gradient_only=True)
+            check_model(model, _method_name(self), family=family_of(type(self)))
         super().__init__(model, *args, **kwargs)
 
     def _create_analysis(self, *args, **kwargs):

@@ -90,9 +90,9 @@ CASES = [
     ("LayerNormalization for LRP", lambda f: checks.check_layers(
         layer_model(keras.layers.LayerNormalization(name="my_norm")), select_methods("LRP-z")),
      errors.UnsupportedLayerError, "'my_norm' (LayerNormalization)"),
-    ("Lambda layer for GuidedBP", lambda f: checks.check_layers(
+    ("Lambda layer for LRP", lambda f: checks.check_layers(
         layer_model(keras.layers.Lambda(lambda x: 2 * x, name="double")),
-        select_methods("GuidedBP")), errors.UnsupportedLayerError, "'double' (Lambda)"),
+        select_methods("LRP-z")), errors.UnsupportedLayerError, "'double' (Lambda)"),
     ("dilated conv for DeepLIFT", lambda f: checks.check_layers(
         layer_model(keras.layers.Conv2D(2, 3, dilation_rate=2, name="dilated")),
         select_methods("DeepLIFT Resc.")), errors.UnsupportedLayerError, "'dilated' (Conv2D)"),
