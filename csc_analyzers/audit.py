@@ -25,6 +25,7 @@ from typing import Optional
 import numpy as np
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
+from residual_support.flatten import flatten_model
 
 from .audit_cost import (REPORT_S, REPORT_S_PER_METHOD, AuditEstimate, Progress, peak_rss,
                          progress_weights)
@@ -325,7 +326,7 @@ def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
         raise AuditError(f"--n-vectors {n_vectors}: must be >= 2 (CSC compares pairs)")
     specs = choose_methods(methods)
     model_path = Path(model_path)
-    model = load_model(model_path)
+    model = flatten_model(load_model(model_path))  # a copy over the same layers
     io = check_model_io(model, source=f"model {model_path}")
     if preprocessing == "imagenet-caffe" and io["channels"] != 3:
         raise AuditError("--preprocess imagenet-caffe needs RGB inputs; the model's input "

@@ -20,7 +20,6 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 
 import innvestigate.backend.graph as igraph
 from innvestigate.analyzer.base import AnalyzerBase
-from tensorflow import keras
 
 from residual_support.layers import known_layer_types
 
@@ -100,7 +99,8 @@ def load_model(path):
 def check_model_io(model, source: str = "model") -> dict:
     """``{"height", "width", "channels", "n_classes"}`` of a single-input image
     classifier; raises :class:`AuditError` for anything else (several inputs
-    or outputs, non-image input, fewer than two classes, nested models)."""
+    or outputs, non-image input, fewer than two classes). Nested models are
+    fine: the audit flattens them (:func:`residual_support.flatten_model`)."""
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise AuditError(f"{source}: has {len(model.inputs)} inputs and {len(model.outputs)} "
                          "outputs; the audit explains models with one image input and one "
@@ -113,10 +113,6 @@ def check_model_io(model, source: str = "model") -> dict:
     if len(out) != 1 or out[0] is None or out[0] < 2:
         raise AuditError(f"{source}: output shape {out}; the audit needs a vector of at least "
                          "two class scores per image")
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            raise AuditError(f"{source}: layer {layer.name!r} is a nested model; the analyzers "
-                             "need a flat model (rebuild it from the nested model's layers)")
     return {"height": int(shape[0]), "width": int(shape[1]), "channels": int(shape[2]),
             "n_classes": int(out[0])}
 
