@@ -344,7 +344,8 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
             image_ids: Optional[Sequence[int]] = None, shard: Shard = Shard(),
             exact_max_dim: int = 64, progress: bool = False,
             table=None, unit_limit: Optional[int] = None,
-            on_unit: Optional[Callable] = None, recipe: str = PLAIN) -> dict:
+            on_unit: Optional[Callable] = None, recipe: str = PLAIN,
+            write: bool = True) -> dict:
     """Run the CSC experiment for ``network`` and write its tables.
 
     ``images`` are preprocessed inputs (N, ...). ``patterns`` is the
@@ -356,7 +357,10 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
     under another recipe raises ArgumentError. Writes ``out_dir/csc.csv`` (tidy table
     of :data:`TABLE_COLUMNS`, baseline rows included) and
     ``out_dir/csc_histograms.csv`` (first convolution and input) from all
-    finished units, and returns ``{"table", "histograms", "skipped", "plan"}``.
+    finished units, and returns ``{"table", "histograms", "skipped", "plan"}``;
+    with ``write=False`` only the units are stored (``table`` and
+    ``histograms`` are None; :func:`write_tables` writes them later), as a
+    task of a larger run does.
     """
     if n_vectors < 2:
         raise ValueError(f"n_vectors must be >= 2 to compare vectors, got {n_vectors}")
@@ -377,8 +381,8 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
     by_image = dict(zip(image_ids, images))
     bar = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(todo), desc=f"CSC {network.name}", unit="unit")
+        from .progress import progress_bar
+        bar = progress_bar(len(todo), f"CSC {network.name}")
     for spec in plan.methods:
         mine = [unit for unit in todo if unit[1] == spec.name]
         if not mine:
@@ -395,6 +399,8 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
                 bar.update(1)
     if bar is not None:
         bar.close()
+    if not write:
+        return {"table": None, "histograms": None, "skipped": plan.skipped, "plan": plan}
     return write_tables(network, store, out_dir=out_dir, seed=seed, skipped=plan.skipped)
 
 

@@ -1,0 +1,65 @@
+"""A run of three methods in one process releases each method's graph when
+its task ends: after every task, no TF graph, Keras model or analyzer of a
+finished method is alive (counted with the garbage collector), while the
+same three methods run through the long-lived analyzer cache keep all
+three. The units written equal those of the direct experiment function."""
+import gc
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from innvestigate.analyzer.base import AnalyzerBase
+
+from csc_analyzers.deeplift_wrapper import DeepLiftAnalyzer
+from csc_analyzers.experiments.csc import run_csc
+from csc_analyzers.experiments.executors import run_tasks
+from csc_analyzers.experiments.store import ResultStore
+from csc_analyzers.experiments.tasks import ExperimentInputs, NetworkSource, plan_tasks
+from csc_analyzers.models import load_network
+from csc_analyzers.registry import select_methods
+
+METHODS = "LRP a1b0,Gradient,DeepLIFT Resc."
+
+
+def live(kind) -> int:
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, kind))
+
+
+def census() -> dict:
+    return {"graphs": live(tf.Graph), "models": live(tf.keras.Model),
+            "analyzers": live((AnalyzerBase, DeepLiftAnalyzer))}
+
+
+@pytest.fixture(scope="module")
+def network():
+    return load_network("cifar-net", weights=None, seed=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def images(network):
+    rng = np.random.default_rng(0)
+    return rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+
+
+def test_each_finished_method_leaves_no_graph_model_or_analyzer(network, images, tmp_path):
+    specs = select_methods(METHODS)
+    inputs = [ExperimentInputs("csc", [0, 1], images)]
+    tasks = plan_tasks(network, NetworkSource("cifar-net", weights=None, seed=3), specs, inputs,
+                       out=tmp_path, seed=1, n_vectors=2)
+    assert [task.spec.name for task in tasks] == [s.name for s in specs]
+    before = census()
+    after = []
+    run_tasks(tasks, on_task=lambda task: after.append(census()))
+    assert after == [before] * 3, (before, after)
+    # the control: the same methods through the network's analyzer cache keep
+    # their graphs (one analyzer and one logit model more per method)
+    cached = load_network("cifar-net", weights=None, seed=3, progress=False)
+    base = census()
+    run_csc(cached, specs, images, out_dir=tmp_path / "cached", n_vectors=2, seed=1)
+    grown = census()
+    assert grown["analyzers"] >= base["analyzers"] + 3
+    # and the units are the same, byte for byte
+    for key in [("cifar-net", spec.name, i) for spec in specs for i in (0, 1)]:
+        assert ResultStore(tmp_path, "csc").path(key).read_bytes() == \
+            ResultStore(tmp_path / "cached", "csc").path(key).read_bytes(), key
