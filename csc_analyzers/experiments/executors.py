@@ -115,19 +115,30 @@ def ray_init(address: Optional[str] = None):
         raise ImportError("--executor ray needs Ray: pip install -e '.[ray]' "
                           "(or pip install 'ray==2.40.0')") from None
     if not ray.is_initialized():
-        ray.init(address=address, runtime_env=ray_runtime_env(), log_to_driver=True,
-                 include_dashboard=False)
+        local = {"include_dashboard": False} if address is None else {}
+        ray.init(address=address, runtime_env=ray_runtime_env(), **local)
     return ray
+
+
+def ray_task_options(cluster_resources: dict, max_retries: int = RAY_MAX_RETRIES) -> dict:
+    """The Ray options of a task on a cluster with ``cluster_resources``:
+    one CPU, one GPU if the cluster has any, ``max_retries`` retries when the
+    worker dies, and the runtime environment of :func:`ray_runtime_env`. (The
+    remote function itself is declared with ``max_calls=1``: a fresh worker
+    process per task.)"""
+    gpus = 1 if float(cluster_resources.get("GPU", 0)) >= 1 else 0
+    return {"num_cpus": 1, "num_gpus": gpus, "max_retries": int(max_retries),
+            "retry_exceptions": False, "runtime_env": ray_runtime_env()}
 
 
 def _ray(tasks, address, progress, on_task, max_retries) -> int:
     if not tasks:
         return 0
     ray = ray_init(address)
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    remote = ray.remote(num_cpus=1, num_gpus=gpus, max_calls=1,
-                        max_retries=int(max_retries))(_ray_task)
-    futures = {remote.options(name=_task_name(task)).remote(task): task for task in tasks}
+    remote = ray.remote(max_calls=1)(_ray_task)
+    options = ray_task_options(ray.cluster_resources(), max_retries)
+    futures = {remote.options(name=_task_name(task), **options).remote(task): task
+               for task in tasks}
     total = 0
     waiting = list(futures)
     while waiting:
@@ -181,4 +192,5 @@ def executor_from_args(args) -> dict:
 
 
 __all__ = ["EXECUTORS", "run_tasks", "check_executor", "ray_init", "ray_runtime_env",
+           "ray_task_options",
            "package_root", "executor_arguments", "executor_from_args", "RAY_MAX_RETRIES"]
