@@ -63,3 +63,28 @@ def test_each_finished_method_leaves_no_graph_model_or_analyzer(network, images,
     for key in [("cifar-net", spec.name, i) for spec in specs for i in (0, 1)]:
         assert ResultStore(tmp_path, "csc").path(key).read_bytes() == \
             ResultStore(tmp_path / "cached", "csc").path(key).read_bytes(), key
+
+
+def test_tasks_cover_the_shard_units_in_blocks_sharing_the_images(network, images, tmp_path):
+    from csc_analyzers.experiments.common import unit_keys
+    from csc_analyzers.experiments.store import Shard
+
+    specs = select_methods(METHODS)
+    many = np.concatenate([images, images[:1]])  # ids 0, 1, 2
+    inputs = [ExperimentInputs("csc", [0, 1, 2], many),
+              ExperimentInputs("random_logit", [0, 1, 2], many, np.array([1, 2, 3]))]
+    shard = Shard(1, 2)
+    tasks = plan_tasks(network, NetworkSource("cifar-net", weights=None, seed=3), specs, inputs,
+                       out=tmp_path, seed=1, shard=shard, block_size=1)
+    for experiment in ("csc", "random_logit"):
+        planned = [("cifar-net", task.spec.name, i) for task in tasks for part in task.parts
+                   if part.experiment == experiment for i in part.image_ids]
+        assert planned == shard.select(unit_keys("cifar-net", specs, [0, 1, 2])), experiment
+    for task in tasks:
+        assert task.n_units == len(task.parts)  # one image per part with block_size 1
+        for part in task.parts:
+            k = part.image_ids[0]
+            assert np.shares_memory(part.images, many)  # a view, not a copy
+            np.testing.assert_array_equal(part.images[0], many[k])
+            if part.experiment == "random_logit":
+                assert int(part.labels[0]) == k + 1

@@ -101,8 +101,45 @@ def ray_runtime_env() -> dict:
     return {"env_vars": env}
 
 
+ARRAY_FIELDS = ("images", "labels", "masks")
+
+
+def _share_arrays(tasks, put) -> list:
+    """The tasks with the arrays of their parts replaced by object references
+    (``put``), one per distinct block of memory: tasks over the same images
+    share one copy in the object store."""
+    import dataclasses
+
+    refs, shared = {}, []
+    for task in tasks:
+        parts = []
+        for part in task.parts:
+            changes = {}
+            for name in ARRAY_FIELDS:
+                array = getattr(part, name)
+                if array is None:
+                    continue
+                key = (array.__array_interface__["data"][0], array.shape, array.strides,
+                       array.dtype.str)
+                if key not in refs:
+                    refs[key] = put(array)
+                changes[name] = refs[key]
+            parts.append(dataclasses.replace(part, **changes))
+        shared.append(dataclasses.replace(task, parts=tuple(parts)))
+    return shared
+
+
 def _ray_task(task: Task) -> int:
-    return run_task(task)
+    import dataclasses
+
+    import ray
+
+    parts = []
+    for part in task.parts:
+        changes = {name: ray.get(getattr(part, name)) for name in ARRAY_FIELDS
+                   if isinstance(getattr(part, name), ray.ObjectRef)}
+        parts.append(dataclasses.replace(part, **changes))
+    return run_task(dataclasses.replace(task, parts=tuple(parts)))
 
 
 def ray_init(address: Optional[str] = None):
@@ -137,8 +174,8 @@ def _ray(tasks, address, progress, on_task, max_retries) -> int:
     ray = ray_init(address)
     remote = ray.remote(max_calls=1)(_ray_task)
     options = ray_task_options(ray.cluster_resources(), max_retries)
-    futures = {remote.options(name=_task_name(task), **options).remote(task): task
-               for task in tasks}
+    futures = {remote.options(name=_task_name(task), **options).remote(shared): task
+               for task, shared in zip(tasks, _share_arrays(tasks, ray.put))}
     total = 0
     waiting = list(futures)
     while waiting:

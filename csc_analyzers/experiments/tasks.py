@@ -169,6 +169,17 @@ def _blocks(items: list, size: Optional[int]) -> list:
     return [items[k:k + size] for k in range(0, len(items), size)]
 
 
+def _take(array, index: list):
+    """``array[index]``: a view (no copy) when ``index`` is a run of
+    consecutive positions, so that tasks over the same images share them."""
+    if array is None:
+        return None
+    array = np.asarray(array)
+    if index and index == list(range(index[0], index[0] + len(index))):
+        return array[index[0]:index[0] + len(index)]
+    return array[index]
+
+
 def plan_tasks(network, source: NetworkSource, specs: Sequence[MethodSpec],
                inputs: Sequence[ExperimentInputs], *, out, seed: int = 0,
                shard: Shard = Shard(), recipe: str = PLAIN, patterns: Optional[str] = None,
@@ -210,12 +221,8 @@ def plan_tasks(network, source: NetworkSource, specs: Sequence[MethodSpec],
                 where = {i: k for k, i in enumerate(entry.image_ids)}
                 index = [where[i] for i in ids]
                 keep = tuple(i for i in ids if i in set(int(s) for s in entry.save_maps_for))
-                parts.append(Part(entry.experiment, tuple(ids),
-                                  np.asarray(entry.images)[index],
-                                  None if entry.labels is None
-                                  else np.asarray(entry.labels)[index],
-                                  None if entry.masks is None else np.asarray(entry.masks)[index],
-                                  keep))
+                parts.append(Part(entry.experiment, tuple(ids), _take(entry.images, index),
+                                  _take(entry.labels, index), _take(entry.masks, index), keep))
             tasks.append(Task(source, spec, tuple(parts), str(out), seed=seed, recipe=recipe,
                               patterns=None if patterns is None else str(patterns),
                               n_vectors=n_vectors, exact_max_dim=exact_max_dim, chunk=chunk))
