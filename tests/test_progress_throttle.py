@@ -87,3 +87,20 @@ def test_progress_bar_is_tqdm_on_a_terminal_and_lines_elsewhere():
     disabled = progress_bar(3, "t", disable=True, stream=io.StringIO())
     disabled.update(2)
     assert not isinstance(disabled, (tqdm, LineProgress)) and disabled.n == 2
+
+
+def test_postfix_and_messages_keep_whole_stamped_lines():
+    clock, stream = FakeClock(), io.StringIO()
+    bar = LineProgress(4, "train", stream=stream, interval=10.0, clock=clock, unit="batch")
+    bar.set_postfix(loss="0.500")
+    bar.update()
+    bar.write("epoch 1: test accuracy 0.5000")
+    clock.now += 11
+    bar.update(3)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3
+    assert all(re.match(r"^\[\d\d:\d\d:\d\d\] ", line) for line in lines)
+    assert lines[0].endswith("1/4 batches (25%), elapsed 00:00, left 00:00, loss=0.500")
+    assert lines[1].endswith("] epoch 1: test accuracy 0.5000")
+    assert "4/4 batches (100%), elapsed 00:11, loss=0.500" in lines[2]

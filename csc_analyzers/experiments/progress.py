@@ -45,6 +45,10 @@ def timestamp(clock_time: Optional[float] = None) -> str:
     return time.strftime("[%H:%M:%S]", time.localtime(clock_time))
 
 
+def _plural(unit: str) -> str:
+    return unit + ("es" if unit.endswith(("s", "x", "ch", "sh")) else "s")
+
+
 def _duration(seconds: float) -> str:
     seconds = int(round(max(seconds, 0.0)))
     hours, rest = divmod(seconds, 3600)
@@ -73,6 +77,7 @@ class LineProgress:
         self._last_line: Optional[float] = None
         self._written_n: Optional[int] = None
         self.closed = False
+        self.postfix = ""
 
     def _line(self) -> str:
         elapsed = self.clock() - self.started
@@ -80,12 +85,13 @@ class LineProgress:
             f"{timestamp(self.wall())} "
         if self.total:
             share = 100.0 * self.n / self.total
-            text = f"{head}{self.n}/{self.total} {self.unit}s ({share:.0f}%), " \
+            text = f"{head}{self.n}/{self.total} {_plural(self.unit)} ({share:.0f}%), " \
                    f"elapsed {_duration(elapsed)}"
             if 0 < self.n < self.total:
                 text += f", left {_duration(elapsed * (self.total - self.n) / self.n)}"
-            return text
-        return f"{head}{self.n} {self.unit}s, elapsed {_duration(elapsed)}"
+        else:
+            text = f"{head}{self.n} {_plural(self.unit)}, elapsed {_duration(elapsed)}"
+        return f"{text}, {self.postfix}" if self.postfix else text
 
     def _write(self) -> None:
         self.stream.write(self._line() + "\n")
@@ -97,6 +103,15 @@ class LineProgress:
         self.n += int(n)
         if self._last_line is None or self.clock() - self._last_line >= self.interval:
             self._write()
+
+    def set_postfix(self, **values) -> None:
+        """Values shown at the end of the next lines (``key=value``), as tqdm's."""
+        self.postfix = ", ".join(f"{key}={value}" for key, value in values.items())
+
+    def write(self, text: str) -> None:
+        """A message line of its own (stamped), as ``tqdm.write``."""
+        self.stream.write(f"{timestamp(self.wall())} {text}\n")
+        self.stream.flush()
 
     def close(self) -> None:
         if self.closed:
@@ -120,6 +135,12 @@ class _Disabled:
 
     def update(self, n: int = 1) -> None:
         self.n += int(n)
+
+    def set_postfix(self, **values) -> None:
+        pass
+
+    def write(self, text: str) -> None:
+        print(text, flush=True)
 
     def close(self) -> None:
         pass
