@@ -130,7 +130,7 @@ def main(argv=None) -> int:
                       code_root=args.code_root or str(ROOT), log=str(base / f"run{k}.log"))
         tree, main_rss = result["peak_tree_bytes"] / 2**30, result["peak_main_bytes"] / 2**30
         failed = "" if result["returncode"] == 0 else f"  (exit {result['returncode']})"
-        print(f"{methods[:28]:>28s} {executor:>8s} {tree:11.2f} GB {main_rss:11.2f} GB "
+        print(f"{methods[:28]:>28s} {executor:>8s} {tree:10.2f} GiB {main_rss:10.2f} GiB "
               f"{result['wall_s']:7.0f}s{failed}", flush=True)
         status = status or result["returncode"]
         if args.json:
