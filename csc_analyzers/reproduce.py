@@ -27,7 +27,7 @@ import pandas as pd
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
 from .experiments.cli import SORT_BY
-from .experiments.csc import write_tables
+from .experiments.csc import write_baseline, write_tables
 from .experiments.executors import check_executor, run_tasks
 from .experiments.progress import progress_bar
 from .experiments.tasks import ExperimentInputs, NetworkSource, plan_tasks
@@ -197,6 +197,7 @@ def run_network(name: str, settings: Settings) -> dict:
         patterns = pattern_provider(network, settings)
     inputs = experiment_inputs(network, images, labels, settings)
     check_stores(network, inputs, settings)
+    write_baseline(network, out_dir=settings.out, seed=settings.seed)
     source = NetworkSource(name, weights=settings.weights, seed=settings.seed)
     tasks = plan_tasks(network, source, specs, inputs, out=settings.out, seed=settings.seed,
                        shard=settings.shard, recipe=recipe, patterns=path,

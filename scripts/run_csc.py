@@ -35,7 +35,8 @@ from residual_support import _tf  # noqa: F401,E402  (graph mode first)
 
 from csc_analyzers import checks
 from csc_analyzers.errors import ImagesFileError, ModelFileError
-from csc_analyzers.experiments.csc import check_settings, plan_methods, write_tables
+from csc_analyzers.experiments.csc import (check_settings, plan_methods, write_baseline,
+                                           write_tables)
 from csc_analyzers.experiments.cli import add_recipe_argument
 from csc_analyzers.experiments.executors import executor_arguments, executor_from_args, run_tasks
 from csc_analyzers.experiments.progress import progress_bar
@@ -136,6 +137,7 @@ def _run(args) -> int:
     store = ResultStore(args.out, "csc")
     check_settings(store, network.name, n_vectors=args.n_vectors, seed=args.seed,
                    recipe=args.recipe)
+    write_baseline(network, out_dir=args.out, seed=args.seed)
     source = NetworkSource(args.network, weights=weights, seed=args.seed,
                            cache_dir=args.cache_dir)
     tasks = plan_tasks(network, source, methods,

@@ -404,13 +404,21 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
     return write_tables(network, store, out_dir=out_dir, seed=seed, skipped=plan.skipped)
 
 
-def write_tables(network, store: ResultStore, *, out_dir, seed: int, skipped=()) -> dict:
-    """Aggregate every finished unit of the store (all networks run into
-    ``out_dir``) into ``csc.csv`` and ``csc_histograms.csv``."""
+def write_baseline(network, *, out_dir, seed: int) -> ResultStore:
+    """Store the random baseline rows of ``network`` (:func:`baseline_rows`)
+    in ``out_dir`` unless they are there; returns the baseline store. Runs
+    call it before their tasks, while little else is in memory (on VGG-16
+    the baseline of the 25,088-channel flatten layer needs 1.9 GiB)."""
     baselines = ResultStore(out_dir, f"{EXPERIMENT}_baseline")
     if not baselines.done((network.name,)):
         baselines.write((network.name,), baseline_rows(network, seed=seed))
-    baseline = baselines.table()
+    return baselines
+
+
+def write_tables(network, store: ResultStore, *, out_dir, seed: int, skipped=()) -> dict:
+    """Aggregate every finished unit of the store (all networks run into
+    ``out_dir``) into ``csc.csv`` and ``csc_histograms.csv``."""
+    baseline = write_baseline(network, out_dir=out_dir, seed=seed).table()
     raw = store.table()
     table = pd.concat([aggregate(raw),
                        baseline[list(TABLE_COLUMNS)]], ignore_index=True)
@@ -423,5 +431,5 @@ def write_tables(network, store: ResultStore, *, out_dir, seed: int, skipped=())
 
 __all__ = ["run_csc", "make_plan", "plan_methods", "unit_rows", "aggregate",
            "histogram_table", "baseline_rows", "first_conv_layer", "layer_channels",
-           "vectors_rng", "create_method_analyzer", "write_tables", "TABLE_COLUMNS",
-           "HISTOGRAM_COLUMNS"]
+           "vectors_rng", "create_method_analyzer", "write_tables", "write_baseline",
+           "TABLE_COLUMNS", "HISTOGRAM_COLUMNS"]
