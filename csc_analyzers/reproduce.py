@@ -5,7 +5,12 @@ value analysis of the patterns, then the figures and ``REPORT.md``.
 Every experiment writes finished (method, image) units through
 :class:`~csc_analyzers.experiments.store.ResultStore`, so a rerun after an
 interruption continues where the last run stopped, and ``shard`` splits the
-units across processes (``merge`` joins the shard directories).
+units across processes (``merge`` joins the shard directories). The pending
+units of a network are run as tasks (one per method and image block, see
+:mod:`csc_analyzers.experiments.tasks`) by the executor of the settings:
+``serial`` (default; each method's graph is released when its task ends, so
+the memory stays that of the heaviest method), ``process`` or ``ray``
+(:mod:`csc_analyzers.experiments.executors`).
 """
 from __future__ import annotations
 
@@ -21,11 +26,11 @@ import pandas as pd
 
 from residual_support import _tf  # noqa: F401  (graph mode first)
 
-from .experiments.class_sensitivity import run_class_sensitivity
 from .experiments.cli import SORT_BY
-from .experiments.csc import run_csc, write_tables
-from .experiments.random_logit import run_random_logit
-from .experiments.sanity import run_sanity
+from .experiments.csc import write_baseline, write_tables
+from .experiments.executors import check_executor, run_tasks
+from .experiments.progress import progress_bar
+from .experiments.tasks import ExperimentInputs, NetworkSource, plan_tasks
 from .experiments.store import ResultStore, Shard, atomic_write_csv, merge_stores
 from .registry import PAPER, MethodSpec, check_recipe
 
@@ -37,7 +42,10 @@ EXPERIMENTS = ("csc", "sanity_cascading", "random_logit", "class_sensitivity")
 @dataclass
 class Settings:
     """What one reproduction run does (the CLI of ``scripts/reproduce.py``).
-    ``recipe``: :data:`~csc_analyzers.registry.RECIPES` (default ``paper``)."""
+    ``recipe``: :data:`~csc_analyzers.registry.RECIPES` (default ``paper``);
+    ``executor``: :data:`~csc_analyzers.experiments.executors.EXECUTORS`
+    (default ``serial``), ``ray_address`` its cluster, ``block_size`` the
+    images per task (None: a method's images in one task)."""
 
     networks: Sequence[str] = ("cifar-net",)
     weights: object = "default"
@@ -54,9 +62,13 @@ class Settings:
     shard: Shard = field(default_factory=Shard)
     progress: bool = True
     recipe: str = PAPER
+    executor: str = "serial"
+    ray_address: Optional[str] = None
+    block_size: Optional[int] = None
 
     def __post_init__(self):
         check_recipe(self.recipe)
+        check_executor(self.executor, self.ray_address)
 
 
 def _stage(message: str) -> None:
@@ -106,83 +118,105 @@ def pattern_images(network, settings: Settings):
     return np.stack(list(skimage_photos(min(n, 64), size, seed=settings.seed)))
 
 
-def pattern_provider(network, settings: Settings):
-    """Patterns (two-component ReLU estimator) from the network's training
-    data, cached in ``out/patterns/<network>.npz`` and checked against the
-    network's weights when loaded; returned as a provider ``network -> patterns``."""
-    from .pattern.storage import load_patterns
+def pattern_file(network, settings: Settings) -> Path:
+    """The patterns file of ``network`` (two-component ReLU estimator from
+    the network's training data) in ``out/patterns/<network>.npz``, estimated
+    now if it is missing; tasks read it (checked against the weights)."""
     from .pattern.training import batches_of, train_patterns
 
     path = Path(settings.out) / "patterns" / f"{network.name}.npz"
-    if path.is_file():
-        patterns = load_patterns(path, network.model)
-    else:
+    if not path.is_file():
         images = pattern_images(network, settings)
         batch = 64 if images.shape[1] <= 64 else 8
-        patterns = train_patterns(network.model, batches_of(iter(images), batch,
-                                                            network.preprocess),
-                                  out=path, estimator="relu",
-                                  n_batches=-(-len(images) // batch),
-                                  progress=settings.progress)
+        train_patterns(network.model, batches_of(iter(images), batch, network.preprocess),
+                       out=path, estimator="relu", n_batches=-(-len(images) // batch),
+                       progress=settings.progress)
+    return path
+
+
+def pattern_provider(network, settings: Settings):
+    """The patterns of :func:`pattern_file`, loaded and checked against the
+    network's weights, as a provider ``network -> patterns``."""
+    from .pattern.storage import load_patterns
+
+    patterns = load_patterns(pattern_file(network, settings), network.model)
     return lambda _network: patterns
 
 
-def run_network(name: str, settings: Settings) -> dict:
-    """All per-network experiments for network ``name``; returns what was skipped."""
-    from .models import load_network
+def experiment_inputs(network, images, labels, settings: Settings) -> list:
+    """The :class:`~csc_analyzers.experiments.tasks.ExperimentInputs` of a
+    run: CSC, cascading sanity check and random logit on ``images``; class
+    sensitivity on the built-in two-object images (built-in data only). The
+    maps of the first image of each are saved (Figure 1)."""
     from .data import builtin
+
+    ids = list(range(len(images)))
+    inputs = [ExperimentInputs("csc", ids, images),
+              ExperimentInputs("sanity_cascading", ids, images, labels, save_maps_for=ids[:1]),
+              ExperimentInputs("random_logit", ids, images, labels, save_maps_for=ids[:1])]
+    if settings.data == "builtin" and settings.n_composites > 0:
+        raw, masks, pair_labels = builtin.composites(settings.n_composites, seed=settings.seed)
+        comp_ids = list(range(len(raw)))
+        inputs.append(ExperimentInputs("class_sensitivity", comp_ids, network.preprocess(raw),
+                                       pair_labels, masks, save_maps_for=comp_ids[:1]))
+    return inputs
+
+
+def check_stores(network, inputs, settings: Settings) -> None:
+    """Record the run's settings in each experiment's store (ArgumentError,
+    before any work, if the stores hold units made with other settings)."""
+    from .experiments.common import record_recipe
+    from .experiments.csc import check_settings
+
+    for entry in inputs:
+        store = ResultStore(settings.out, entry.experiment)
+        if entry.experiment == "csc":
+            check_settings(store, network.name, n_vectors=settings.n_vectors,
+                           seed=settings.seed, recipe=settings.recipe)
+        else:
+            record_recipe(store, network, settings.recipe)
+
+
+def run_network(name: str, settings: Settings) -> dict:
+    """All per-network experiments for network ``name`` (their pending units
+    as tasks, one per method and image block, run by ``settings.executor``);
+    returns what was skipped."""
+    from .models import load_network
+    from .experiments.csc import plan_methods
 
     _stage(f"{name}: loading the network ({settings.weights})")
     network = load_network(name, weights=settings.weights, progress=settings.progress,
                            seed=settings.seed)
     images, labels = load_images(network, settings)
-    ids = list(range(len(images)))
     recipe = settings.recipe
     specs = [spec for spec in settings.methods if spec.runs_on(name, recipe=recipe)]
-    patterns = None
+    patterns = path = None
     if any(spec.needs_patterns for spec in specs):
         _stage(f"{name}: patterns for PatternNet / PatternAttribution")
+        path = pattern_file(network, settings)
         patterns = pattern_provider(network, settings)
-    out, shard, seed = settings.out, settings.shard, settings.seed
-    bar = _bar(settings)
-    _stage(f"{name}: cosine similarity convergence ({len(images)} images, "
-           f"{settings.n_vectors} vectors)")
-    result = run_csc(network, specs, images, out_dir=out, n_vectors=settings.n_vectors,
-                     seed=seed, patterns=patterns, shard=shard, progress=settings.progress,
-                     recipe=recipe)
-    _stage(f"{name}: cascading parameter randomization")
-    with bar(len(specs) * len(ids), "sanity") as progress:
-        run_sanity(network, images, labels, ids, specs, out, mode="cascading", seed=seed,
-                   shard=shard, patterns=patterns, save_maps_for=ids[:1],
-                   progress=progress.update, recipe=recipe)
-    _stage(f"{name}: random logit")
-    with bar(len(specs) * len(ids), "random logit") as progress:
-        run_random_logit(network, images, labels, ids, specs, out, seed=seed, shard=shard,
-                         patterns=patterns, save_maps_for=ids[:1], progress=progress.update,
-                         recipe=recipe)
-    if settings.data == "builtin" and settings.n_composites > 0:
-        _stage(f"{name}: class sensitivity on two-object images")
-        raw, masks, pair_labels = builtin.composites(settings.n_composites, seed=seed)
-        comp_ids = list(range(len(raw)))
-        with bar(len(specs) * len(comp_ids), "class sensitivity") as progress:
-            run_class_sensitivity(network, network.preprocess(raw), masks, pair_labels,
-                                  comp_ids, specs, out, seed=seed, shard=shard,
-                                  patterns=patterns, save_maps_for=comp_ids[:1],
-                                  progress=progress.update, recipe=recipe)
+    inputs = experiment_inputs(network, images, labels, settings)
+    check_stores(network, inputs, settings)
+    write_baseline(network, out_dir=settings.out, seed=settings.seed)
+    source = NetworkSource(name, weights=settings.weights, seed=settings.seed)
+    tasks = plan_tasks(network, source, specs, inputs, out=settings.out, seed=settings.seed,
+                       shard=settings.shard, recipe=recipe, patterns=path,
+                       n_vectors=settings.n_vectors, block_size=settings.block_size)
+    units = sum(task.n_units for task in tasks)
+    _stage(f"{name}: CSC ({len(images)} images, {settings.n_vectors} vectors), cascading "
+           f"parameter randomization, random logit"
+           + (", class sensitivity" if len(inputs) > 3 else "")
+           + f": {units} units in {len(tasks)} tasks ({settings.executor} executor)")
+    with progress_bar(units, name, disable=not settings.progress) as bar:
+        run_tasks(tasks, executor=settings.executor, ray_address=settings.ray_address,
+                  progress=bar.update,
+                  on_task=lambda task: _stage(f"{name}: done {task.label}"))
+    skipped = plan_methods(network, specs, patterns=patterns, recipe=recipe)[1]
     spectra = None
     if patterns is not None:
-        spectra = pattern_spectra(network, patterns(network) if callable(patterns) else patterns,
-                                  data=settings.data)
-    return {"network": network, "skipped": result["skipped"], "spectra": spectra,
+        spectra = pattern_spectra(network, patterns(network), data=settings.data)
+    return {"network": network, "skipped": skipped, "spectra": spectra,
             "data": settings.data, "n_images": len(images)}
-
-
-def _bar(settings: Settings):
-    from tqdm import tqdm
-
-    def make(total, desc):
-        return tqdm(total=total, desc=desc, unit="unit", disable=not settings.progress)
-    return make
 
 
 def pattern_spectra(network, patterns, *, data: str = "") -> pd.DataFrame:

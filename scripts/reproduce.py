@@ -15,6 +15,7 @@ Examples:
     CUDA_VISIBLE_DEVICES=0 python scripts/reproduce.py --network all --shard 0/2 --out r0 &
     CUDA_VISIBLE_DEVICES=1 python scripts/reproduce.py --network all --shard 1/2 --out r1
     python scripts/reproduce.py --network all --merge r0 r1 --out results
+    python scripts/reproduce.py --network all --executor ray --ray-address auto --out /shared/r
 
 A killed run continues where it stopped when started again with the same
 arguments (finished units are kept in --out).
@@ -70,7 +71,9 @@ def parse_args(argv=None):
                              "tables, figures and report")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     from csc_analyzers.experiments.cli import add_recipe_argument
+    from csc_analyzers.experiments.executors import executor_arguments
     add_recipe_argument(parser, default="paper")
+    executor_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -80,9 +83,14 @@ def settings_from(args, network_names):
     from csc_analyzers.registry import available_methods, select_methods
     from csc_analyzers.reproduce import Settings
 
+    from csc_analyzers.experiments.executors import check_executor
+
     try:
         shard = parse_shard(args.shard)
         methods = select_methods(args.methods)
+        check_executor(args.executor, args.ray_address)
+        if args.block_size is not None and args.block_size < 1:
+            raise ValueError(f"--block-size {args.block_size}: expected a positive integer")
     except (ValueError, KeyError) as error:
         raise SystemExit(f"error: {error}") from None
     missing = [m.name for m in methods if m not in available_methods(methods)]
@@ -109,7 +117,9 @@ def settings_from(args, network_names):
                     methods=methods, n_images=n_images, n_vectors=args.n_vectors,
                     n_composites=args.n_composites, n_pattern_images=args.n_pattern_images,
                     seed=args.seed, out=Path(args.out), figures=Path(args.figures),
-                    shard=shard, progress=not args.no_progress, recipe=args.recipe)
+                    shard=shard, progress=not args.no_progress, recipe=args.recipe,
+                    executor=args.executor, ray_address=args.ray_address,
+                    block_size=args.block_size)
 
 
 def main(argv=None) -> int:

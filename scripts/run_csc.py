@@ -14,6 +14,11 @@ Examples:
 --recipe paper (the default) runs the methods as the paper's code did: on
 resnet50 the alpha-beta and CMP methods clip the relevance at every Add to
 [0, 1000] and DTD is left out; --recipe plain runs them unclipped, with DTD.
+
+Each method runs as a task in a graph of its own, released when the method is
+done (memory stays that of the heaviest method); --executor process runs each
+task in a fresh child process, --executor ray as Ray tasks (see
+scripts/reproduce.py).
 """
 from __future__ import annotations
 
@@ -30,8 +35,13 @@ from residual_support import _tf  # noqa: F401,E402  (graph mode first)
 
 from csc_analyzers import checks
 from csc_analyzers.errors import ImagesFileError, ModelFileError
-from csc_analyzers.experiments.csc import plan_methods, run_csc
+from csc_analyzers.experiments.csc import (check_settings, plan_methods, write_baseline,
+                                           write_tables)
 from csc_analyzers.experiments.cli import add_recipe_argument
+from csc_analyzers.experiments.executors import executor_arguments, executor_from_args, run_tasks
+from csc_analyzers.experiments.progress import progress_bar
+from csc_analyzers.experiments.store import ResultStore
+from csc_analyzers.experiments.tasks import ExperimentInputs, NetworkSource, plan_tasks
 from csc_analyzers.registry import ALL_METHODS
 
 
@@ -61,7 +71,9 @@ def parse_args(argv=None):
     parser.add_argument("--exact-max-dim", type=int, default=64,
                         help="compute the exact derivation matrix (sigma1/sigma2) for "
                              "injection layers with at most this many units")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_recipe_argument(parser)
+    executor_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -106,6 +118,7 @@ def _run(args) -> int:
     checks.check_positive(args.n_images, argument="--n-images")
     checks.check_positive(args.n_vectors, argument="--n-vectors", minimum=2)
     checks.check_network_name(args.network, allow_files=False)
+    executor = executor_from_args(args)
     from csc_analyzers.models import load_network
     weights = None if args.weights == "random" else args.weights
     try:
@@ -114,16 +127,28 @@ def _run(args) -> int:
     except FileNotFoundError as error:
         raise ModelFileError(f"--weights {args.weights}: {error}") from None
     images = load_images(network, args)
-    runnable, _skipped = plan_methods(network, methods, patterns=args.patterns,
+    runnable, skipped = plan_methods(network, methods, patterns=args.patterns,
                                       recipe=args.recipe)
     if args.patterns:
         checks.check_patterns_file(args.patterns, network.model)
     for warning in checks.preflight(network.model, runnable, images=images,
                                     argument="--images-npy"):
         print(f"warning: {warning}", file=sys.stderr)
-    result = run_csc(network, methods, images, out_dir=args.out, n_vectors=args.n_vectors,
-                     seed=args.seed, patterns=args.patterns, shard=shard, progress=True,
-                     exact_max_dim=args.exact_max_dim, recipe=args.recipe)
+    store = ResultStore(args.out, "csc")
+    check_settings(store, network.name, n_vectors=args.n_vectors, seed=args.seed,
+                   recipe=args.recipe)
+    write_baseline(network, out_dir=args.out, seed=args.seed)
+    source = NetworkSource(args.network, weights=weights, seed=args.seed,
+                           cache_dir=args.cache_dir)
+    tasks = plan_tasks(network, source, methods,
+                       [ExperimentInputs("csc", range(len(images)), images)], out=args.out,
+                       seed=args.seed, shard=shard, recipe=args.recipe, patterns=args.patterns,
+                       n_vectors=args.n_vectors, exact_max_dim=args.exact_max_dim,
+                       block_size=args.block_size)
+    with progress_bar(sum(t.n_units for t in tasks), f"CSC {network.name}",
+                      disable=args.no_progress) as bar:
+        run_tasks(tasks, progress=bar.update, **executor)
+    result = write_tables(network, store, out_dir=args.out, seed=args.seed, skipped=skipped)
     table = result["table"]
     top = network.csc_layers[0]
     medians = table[(table["network"] == network.name) & (table["statistic"] == "median")

@@ -5,6 +5,7 @@ class sensitivity on N built-in two-object images (Figure 1b-e).
 Example:
     python scripts/run_random_logit.py --network cifar-net --methods all \
         --n-images 200 --out results
+--executor ray runs each (method, image block) as a Ray task (see scripts/reproduce.py).
 """
 import argparse
 import sys
@@ -14,10 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from csc_analyzers import checks  # noqa: E402
 from csc_analyzers.experiments import cli  # noqa: E402
-from csc_analyzers.experiments.class_sensitivity import run_class_sensitivity  # noqa: E402
-from csc_analyzers.experiments.common import select_for, unit_keys  # noqa: E402
-from csc_analyzers.experiments.random_logit import EXPERIMENT, run_random_logit  # noqa: E402
+from csc_analyzers.experiments.common import select_for  # noqa: E402
+from csc_analyzers.experiments.random_logit import EXPERIMENT  # noqa: E402
 from csc_analyzers.experiments.store import ResultStore  # noqa: E402
+from csc_analyzers.experiments.tasks import ExperimentInputs  # noqa: E402
 
 
 def main(argv=None):
@@ -34,7 +35,8 @@ def _run(args):
     if args.merge:
         cli.merge(args, [EXPERIMENT, "class_sensitivity"])
         return 0
-    shard = checks.check_shard(args.shard)
+    checks.check_shard(args.shard)
+    cli.executor_from_args(args)
     specs = cli.methods_arg(args)
     network = cli.load_network_arg(args)
     images, labels, ids = cli.load_images_arg(args, network)
@@ -44,15 +46,8 @@ def _run(args):
         print(f"skipping {spec.name}: {reason}", file=sys.stderr)
     for warning in cli.preflight(args, network, runnable, images):
         print(f"warning: {warning}", file=sys.stderr)
-    store = ResultStore(args.out, EXPERIMENT)
-    total = len(store.pending(shard.select(unit_keys(network.name, runnable, ids))))
-    with cli.progress_bar(total, f"random logit {network.name}", args.no_progress) as bar:
-        run_random_logit(network, images, labels, ids, runnable, args.out, seed=args.seed,
-                         shard=shard, patterns=patterns, save_maps_for=ids[:args.save_maps],
-                         progress=bar.update, recipe=args.recipe)
-    path = cli.consolidate(store, args.shard)
-    if path is not None:
-        print(f"table: {path}")
+    inputs = [ExperimentInputs(EXPERIMENT, ids, images, labels,
+                               save_maps_for=ids[:args.save_maps])]
     if args.composites:
         if not hasattr(network, "preprocess"):
             raise SystemExit("--composites needs a named network (its preprocess step); "
@@ -60,14 +55,13 @@ def _run(args):
         from csc_analyzers.data.builtin import composites
         raw, masks, pair_labels = composites(args.composites, seed=args.seed)
         comp_ids = list(range(len(raw)))
-        comp_store = ResultStore(args.out, "class_sensitivity")
-        with cli.progress_bar(len(runnable) * len(raw), "class sensitivity",
-                              args.no_progress) as bar:
-            run_class_sensitivity(network, network.preprocess(raw), masks, pair_labels, comp_ids,
-                                  runnable, args.out, seed=args.seed, shard=shard,
-                                  patterns=patterns, save_maps_for=comp_ids[:args.save_maps],
-                                  progress=bar.update, recipe=args.recipe)
-        path = cli.consolidate(comp_store, args.shard)
+        inputs.append(ExperimentInputs("class_sensitivity", comp_ids, network.preprocess(raw),
+                                       pair_labels, masks,
+                                       save_maps_for=comp_ids[:args.save_maps]))
+    # one task per method covers both experiments (its analyzer is built once)
+    cli.run_inputs(args, network, runnable, inputs, f"random logit {network.name}")
+    for experiment in [entry.experiment for entry in inputs]:
+        path = cli.consolidate(ResultStore(args.out, experiment), args.shard)
         if path is not None:
             print(f"table: {path}")
     return 0

@@ -5,7 +5,8 @@ Example:
     python scripts/run_sanity_checks.py --network cifar-net --methods all \
         --n-images 200 --mode cascading --out results
 Shards: run with --shard 0/2 and --shard 1/2 (different --out directories or
-the same), then --merge DIR1 DIR2 --out merged.
+the same), then --merge DIR1 DIR2 --out merged. --executor ray runs each
+(method, image block) as a Ray task (see scripts/reproduce.py).
 """
 import argparse
 import sys
@@ -15,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from csc_analyzers import checks  # noqa: E402
 from csc_analyzers.experiments import cli  # noqa: E402
-from csc_analyzers.experiments.common import select_for, unit_keys  # noqa: E402
-from csc_analyzers.experiments.sanity import run_sanity  # noqa: E402
+from csc_analyzers.experiments.common import select_for  # noqa: E402
 from csc_analyzers.experiments.store import ResultStore  # noqa: E402
+from csc_analyzers.experiments.tasks import ExperimentInputs  # noqa: E402
 
 
 def main(argv=None):
@@ -35,7 +36,8 @@ def _run(args):
     if args.merge:
         cli.merge(args, [f"sanity_{args.mode}"])
         return 0
-    shard = checks.check_shard(args.shard)
+    checks.check_shard(args.shard)
+    cli.executor_from_args(args)
     specs = cli.methods_arg(args)
     network = cli.load_network_arg(args)
     images, labels, ids = cli.load_images_arg(args, network)
@@ -46,12 +48,10 @@ def _run(args):
     for warning in cli.preflight(args, network, runnable, images):
         print(f"warning: {warning}", file=sys.stderr)
     store = ResultStore(args.out, f"sanity_{args.mode}")
-    total = len(store.pending(shard.select(unit_keys(network.name, runnable, ids))))
-    with cli.progress_bar(total, f"sanity {args.mode} {network.name}", args.no_progress) as bar:
-        run_sanity(network, images, labels, ids, runnable, args.out, mode=args.mode,
-                   seed=args.seed, shard=shard, patterns=patterns, chunk=args.chunk,
-                   save_maps_for=ids[:args.save_maps], progress=bar.update,
-                   recipe=args.recipe)
+    inputs = [ExperimentInputs(store.experiment, ids, images, labels,
+                               save_maps_for=ids[:args.save_maps])]
+    cli.run_inputs(args, network, runnable, inputs, f"sanity {args.mode} {network.name}",
+                   chunk=args.chunk)
     path = cli.consolidate(store, args.shard)
     if path is not None:
         print(f"table: {path}")

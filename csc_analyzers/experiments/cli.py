@@ -14,7 +14,10 @@ from .. import checks
 from ..errors import ArgumentError, ImagesFileError, ModelFileError
 from ..registry import PAPER, RECIPES, recipe_help
 from .common import ModelNetwork, ROW_COLUMNS
+from .executors import executor_arguments, executor_from_args, run_tasks
+from .progress import progress_bar as _progress_bar
 from .store import ResultStore, merge_stores
+from .tasks import NetworkSource, plan_tasks
 
 SORT_BY = ("network", "method", "image_id", "experiment", "level", "metric")
 
@@ -46,6 +49,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="merge these shard result directories into --out and exit")
     parser.add_argument("--no-progress", action="store_true")
     add_recipe_argument(parser)
+    executor_arguments(parser)
 
 
 def add_recipe_argument(parser: argparse.ArgumentParser, default: str = PAPER) -> None:
@@ -157,8 +161,40 @@ def preflight(args, network, specs, images=None) -> list:
 
 
 def progress_bar(total: int, desc: str, disabled: bool):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, disable=disabled, unit="unit")
+    """A progress bar (:func:`~csc_analyzers.experiments.progress.progress_bar`:
+    tqdm on a terminal, a timestamped line every few seconds in a log)."""
+    return _progress_bar(total, desc, disable=disabled)
+
+
+def network_source(args, network) -> NetworkSource:
+    """How a task rebuilds the network of ``--network`` / ``--weights`` /
+    ``--seed`` (a model file keeps the input range read from ``--images``)."""
+    if checks.check_network_name(args.network) == "file":
+        return NetworkSource(network.name, model_file=str(args.network),
+                             input_range=tuple(network.input_range))
+    weights = "default" if args.weights is None else args.weights
+    return NetworkSource(args.network, weights=None if weights == "random" else weights,
+                         seed=args.seed)
+
+
+def run_inputs(args, network, specs, inputs, desc: str, **options) -> int:
+    """Run the pending units of ``inputs`` (a list of
+    :class:`~csc_analyzers.experiments.tasks.ExperimentInputs`) for ``specs``
+    as tasks (:func:`~csc_analyzers.experiments.tasks.plan_tasks`) with the
+    executor of ``--executor``; ``options`` go to ``plan_tasks``. Returns the
+    number of units run."""
+    from .common import record_recipe
+
+    executor = executor_from_args(args)
+    for entry in inputs:
+        record_recipe(ResultStore(args.out, entry.experiment), network, args.recipe)
+    tasks = plan_tasks(network, network_source(args, network), specs, inputs, out=args.out,
+                       seed=args.seed, shard=checks.check_shard(args.shard),
+                       recipe=args.recipe, patterns=args.patterns,
+                       block_size=args.block_size, **options)
+    units = sum(task.n_units for task in tasks)
+    with progress_bar(units, desc, args.no_progress) as bar:
+        return run_tasks(tasks, progress=bar.update, **executor)
 
 
 def merge(args, experiments) -> None:
@@ -178,4 +214,4 @@ def consolidate(store: ResultStore, shard) -> Path | None:
 
 __all__ = ["add_common_arguments", "load_network_arg", "load_images_arg", "patterns_provider",
            "methods_arg", "preflight", "progress_bar", "merge", "consolidate", "SORT_BY",
-           "ROW_COLUMNS"]
+           "ROW_COLUMNS", "network_source", "run_inputs"]

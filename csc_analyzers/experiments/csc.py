@@ -344,7 +344,8 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
             image_ids: Optional[Sequence[int]] = None, shard: Shard = Shard(),
             exact_max_dim: int = 64, progress: bool = False,
             table=None, unit_limit: Optional[int] = None,
-            on_unit: Optional[Callable] = None, recipe: str = PLAIN) -> dict:
+            on_unit: Optional[Callable] = None, recipe: str = PLAIN,
+            write: bool = True) -> dict:
     """Run the CSC experiment for ``network`` and write its tables.
 
     ``images`` are preprocessed inputs (N, ...). ``patterns`` is the
@@ -356,7 +357,10 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
     under another recipe raises ArgumentError. Writes ``out_dir/csc.csv`` (tidy table
     of :data:`TABLE_COLUMNS`, baseline rows included) and
     ``out_dir/csc_histograms.csv`` (first convolution and input) from all
-    finished units, and returns ``{"table", "histograms", "skipped", "plan"}``.
+    finished units, and returns ``{"table", "histograms", "skipped", "plan"}``;
+    with ``write=False`` only the units are stored (``table`` and
+    ``histograms`` are None; :func:`write_tables` writes them later), as a
+    task of a larger run does.
     """
     if n_vectors < 2:
         raise ValueError(f"n_vectors must be >= 2 to compare vectors, got {n_vectors}")
@@ -377,8 +381,8 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
     by_image = dict(zip(image_ids, images))
     bar = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(todo), desc=f"CSC {network.name}", unit="unit")
+        from .progress import progress_bar
+        bar = progress_bar(len(todo), f"CSC {network.name}")
     for spec in plan.methods:
         mine = [unit for unit in todo if unit[1] == spec.name]
         if not mine:
@@ -395,16 +399,26 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
                 bar.update(1)
     if bar is not None:
         bar.close()
+    if not write:
+        return {"table": None, "histograms": None, "skipped": plan.skipped, "plan": plan}
     return write_tables(network, store, out_dir=out_dir, seed=seed, skipped=plan.skipped)
+
+
+def write_baseline(network, *, out_dir, seed: int) -> ResultStore:
+    """Store the random baseline rows of ``network`` (:func:`baseline_rows`)
+    in ``out_dir`` unless they are there; returns the baseline store. Runs
+    call it before their tasks, while little else is in memory (on VGG-16
+    the baseline of the 25,088-channel flatten layer needs 1.9 GiB)."""
+    baselines = ResultStore(out_dir, f"{EXPERIMENT}_baseline")
+    if not baselines.done((network.name,)):
+        baselines.write((network.name,), baseline_rows(network, seed=seed))
+    return baselines
 
 
 def write_tables(network, store: ResultStore, *, out_dir, seed: int, skipped=()) -> dict:
     """Aggregate every finished unit of the store (all networks run into
     ``out_dir``) into ``csc.csv`` and ``csc_histograms.csv``."""
-    baselines = ResultStore(out_dir, f"{EXPERIMENT}_baseline")
-    if not baselines.done((network.name,)):
-        baselines.write((network.name,), baseline_rows(network, seed=seed))
-    baseline = baselines.table()
+    baseline = write_baseline(network, out_dir=out_dir, seed=seed).table()
     raw = store.table()
     table = pd.concat([aggregate(raw),
                        baseline[list(TABLE_COLUMNS)]], ignore_index=True)
@@ -417,5 +431,5 @@ def write_tables(network, store: ResultStore, *, out_dir, seed: int, skipped=())
 
 __all__ = ["run_csc", "make_plan", "plan_methods", "unit_rows", "aggregate",
            "histogram_table", "baseline_rows", "first_conv_layer", "layer_channels",
-           "vectors_rng", "create_method_analyzer", "write_tables", "TABLE_COLUMNS",
-           "HISTOGRAM_COLUMNS"]
+           "vectors_rng", "create_method_analyzer", "write_tables", "write_baseline",
+           "TABLE_COLUMNS", "HISTOGRAM_COLUMNS"]

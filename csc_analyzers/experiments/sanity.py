@@ -19,7 +19,8 @@ holding its own copy of the weights) must offer ``sync_weights(layers)``,
 which is called after every change of the weights with the layers that
 changed; otherwise the run stops with an error naming the method before any
 row of it is written. Each method's analyzer stays in the TF1 graph for the
-rest of the process.
+rest of the process; the scripts run each method as a task in a graph of its
+own that is released afterwards (:mod:`csc_analyzers.experiments.tasks`).
 """
 from __future__ import annotations
 

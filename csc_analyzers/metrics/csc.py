@@ -149,9 +149,20 @@ def random_baseline(channels: int, *, rng: np.random.Generator, n_pairs: int = 1
         raise ValueError(f"channels must be >= 1, got {channels}")
     if statistic not in ("median", "mean"):
         raise ValueError(f"statistic must be 'median' or 'mean', got {statistic!r}")
+    # all of a is drawn before b (the generator's order); b is drawn and
+    # compared in blocks of rows, so that a wide layer (25,088 channels) does
+    # not hold several n_pairs x channels arrays at once (same values: each
+    # row's sums do not depend on the other rows)
     a = rng.standard_normal((n_pairs, int(channels)))
-    b = rng.standard_normal((n_pairs, int(channels)))
-    cos = np.abs((a * b).sum(1)) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    step = max(1, 2**22 // int(channels))
+    norm_a = np.concatenate([np.linalg.norm(a[k:k + step], axis=1)
+                             for k in range(0, n_pairs, step)])
+    cos = np.empty(n_pairs)
+    for start in range(0, n_pairs, step):
+        stop = min(start + step, n_pairs)
+        b = rng.standard_normal((stop - start, int(channels)))
+        cos[start:stop] = np.abs((a[start:stop] * b).sum(1)) / (norm_a[start:stop]
+                                                                 * np.linalg.norm(b, axis=1))
     return float(np.median(cos) if statistic == "median" else np.mean(cos))
 
 

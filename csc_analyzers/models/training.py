@@ -141,7 +141,7 @@ def train(config: TrainConfig, *, progress: bool = True, cache_dir=None,
     ``on_step(model, step, steps_per_epoch)``, if given, is called once
     before the first optimizer step (``step == 0``, the seeded
     initialisation) and after every step; it must not change the model."""
-    from tqdm.auto import tqdm
+    from ..experiments.progress import progress_bar
 
     module = BUILDERS[config.network]
     t0, c0 = time.perf_counter(), time.process_time()
@@ -165,8 +165,8 @@ def train(config: TrainConfig, *, progress: bool = True, cache_dir=None,
     step, history = 0, []
     if on_step is not None:
         on_step(model, 0, steps_per_epoch)
-    with tqdm(total=total, desc=f"train {config.network}", disable=not progress,
-              unit="batch") as bar:
+    with progress_bar(total, f"train {config.network}", disable=not progress,
+                      unit="batch") as bar:
         while step < total:
             order = rng.permutation(n)
             for start in range(0, n, bs):
