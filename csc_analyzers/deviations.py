@@ -82,6 +82,31 @@ DEVIATIONS: tuple = (
         "the plain gradient through a ReLU layer",
         "the same network written with ReLU layers should give the same map",
         "write the model with Activation('relu') (both then agree)"),
+    Deviation(
+        "SeparableConv2D under sign-splitting rules",
+        "lrp.alpha_*, lrp.z_plus*, lrp.sequential_preset_*, deep_taylor*",
+        "the rule on the layer's one linear map: the Conv2D whose kernel is depthwise "
+        "x pointwise, split by sign as a whole (z, epsilon and the gradient are the same "
+        "either way)",
+        "splits the depthwise and the pointwise kernel by sign on their own, which is "
+        "not the rule's positive / negative part of the layer's weights (alpha2-beta1: "
+        "up to 10x different)",
+        "z+ and alpha-beta are defined on a layer's weights w_ij; the separable layer's "
+        "weights are the products",
+        "write the layer as DepthwiseConv2D + 1x1 Conv2D (both then agree)"),
+    Deviation(
+        "layers innvestigate's LRP checks refuse",
+        "lrp.*, deep_taylor* (forced with disable_model_checks in innvestigate)",
+        "LeakyReLU / ELU / PReLU pass relevance on unchanged, as Activation layers do; "
+        "Rescaling and Normalization are per-channel affine maps k x + b under the "
+        "analyzer's rule (as BN); Subtract is the linear map [I, -I]; Multiply is a gate "
+        "(all relevance to the signal input, none to the gate)",
+        "LeakyReLU and similar: the gradient (relevance times the local slope); "
+        "Rescaling / Normalization: the gradient (relevance times k, 254x smaller after "
+        "Rescaling(1/255)); Subtract: +R and -R",
+        "the rules are defined on the layer's linear or affine map; innvestigate has no "
+        "rule for these layers and falls back to the gradient",
+        "not offered"),
 )
 
 
@@ -91,7 +116,7 @@ def deviations_markdown(deviations=DEVIATIONS) -> str:
               "innvestigate's behaviour |\n|---|---|---|---|---|---|")
     rows = [f"| {d.topic} | {d.names} | {d.project} | {d.innvestigate} | {d.reason} | "
             f"{d.how_to_get_innvestigate} |" for d in deviations]
-    return "\n".join([header] + rows)
+    return "\n".join([header] + rows) + "\n"
 
 
 __all__ = ["Deviation", "DEVIATIONS", "deviations_markdown"]

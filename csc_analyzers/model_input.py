@@ -278,6 +278,19 @@ class InputCheckMixin:
     relevance_output = False
     explosion_bound = EXPLOSION_BOUND
 
+    @staticmethod
+    def load(class_name, state):
+        """The saved analyzer as the class ``create_analyzer`` gives
+        (:func:`csc_analyzers.serialization.load_analyzer`)."""
+        from .serialization import load_analyzer
+        return load_analyzer(class_name, state)
+
+    @staticmethod
+    def load_npz(fname):
+        """:meth:`load` from a file written by ``save_npz``."""
+        from .serialization import load_analyzer_npz
+        return load_analyzer_npz(fname)
+
     def _n_outputs(self) -> int:
         return int(self._model.outputs[0].shape[-1])
 

@@ -26,14 +26,17 @@ _REBUILT_RULES = ("rule", "bn_layer_rule")
 
 
 def _saved_class(class_name: str):
-    """The table's class called ``class_name``, else innvestigate's."""
+    """The table's class called ``class_name`` with the input checks
+    ``create_analyzer`` adds, else innvestigate's."""
     import innvestigate.analyzer as ianalyzer
 
     from .factory import analyzers
 
-    for cls in analyzers.values():
+    from .model_input import with_input_checks
+
+    for name, cls in analyzers.items():
         if getattr(cls, "__name__", None) == class_name:
-            return cls
+            return with_input_checks(cls, name)  # the class create_analyzer gives
     try:
         return getattr(ianalyzer, class_name)
     except AttributeError:

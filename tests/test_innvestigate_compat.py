@@ -95,16 +95,22 @@ def bn_as_dense(model):
     return twin
 
 
-def all_layers_net():
+def all_layers_net(separable=True):
     """Every layer type of the three nets above in one model (one analyzer
     build per name): Conv2D, MaxPooling2D, DepthwiseConv2D, SeparableConv2D,
     Conv2DTranspose, UpSampling2D, Add, Activation, Concatenate,
-    AveragePooling2D, GlobalAveragePooling2D, Flatten, Dropout, Dense."""
+    AveragePooling2D, GlobalAveragePooling2D, Flatten, Dropout, Dense.
+    ``separable=False`` writes the SeparableConv2D as its two factors, a
+    DepthwiseConv2D and a 1x1 Conv2D (the same function)."""
     x = keras.Input((6, 6, 2))
     h = klayers.Conv2D(3, 3, padding="same", activation="relu")(x)
     h = klayers.MaxPooling2D()(h)
     h = klayers.DepthwiseConv2D(2, padding="same", activation="relu")(h)
-    h = klayers.SeparableConv2D(3, 2, padding="same", activation="relu")(h)
+    if separable:
+        h = klayers.SeparableConv2D(3, 2, padding="same", activation="relu")(h)
+    else:
+        h = klayers.DepthwiseConv2D(2, padding="same", use_bias=False)(h)
+        h = klayers.Conv2D(3, 1, activation="relu")(h)
     h = klayers.Conv2DTranspose(3, 2, padding="same", activation="relu")(h)
     h = klayers.UpSampling2D()(h)
     branch = klayers.Conv2D(3, 3, padding="same", activation="relu")(h)
@@ -134,7 +140,8 @@ def linear_net():
 
 
 BUILDERS = {"plain_cnn": plain_cnn, "residual_net": residual_net, "bn_net": bn_net,
-            "modern_net": modern_net, "linear": linear_net, "all_layers": all_layers_net}
+            "modern_net": modern_net, "linear": linear_net, "all_layers": all_layers_net,
+            "all_layers_factored": lambda: all_layers_net(separable=False)}
 
 
 class _Nets(dict):
@@ -165,7 +172,15 @@ def nets():
 
 
 #: model checks the layers helper's branch lifts (modern layers): off on both sides
-UNCHECKED = {"modern_net", "all_layers"}
+UNCHECKED = {"modern_net", "all_layers", "all_layers_factored"}
+#: names whose rule splits weights by sign: on SeparableConv2D they deviate
+#: (csc_analyzers.deviations: the rule on the layer's one linear map), so they
+#: are compared on the same net with the separable layer written as its factors
+SIGN_SPLITTING = {"deep_taylor", "deep_taylor.bounded", "lrp.alpha_1_beta_0",
+                  "lrp.alpha_1_beta_0_IB", "lrp.alpha_2_beta_1", "lrp.alpha_2_beta_1_IB",
+                  "lrp.alpha_beta", "lrp.sequential_preset_a", "lrp.sequential_preset_a_flat",
+                  "lrp.sequential_preset_b", "lrp.sequential_preset_b_flat",
+                  "lrp.sequential_preset_b_flat_until_idx", "lrp.z_plus", "lrp.z_plus_fast"}
 
 
 def _both(name, model, x, **extra):
@@ -187,10 +202,48 @@ def test_equals_innvestigate(nets, name, net):
     transposed convolutions / upsampling (``plain_cnn``, ``residual_net`` and
     ``modern_net`` hold the same layers apart, to locate a difference)."""
     models, inputs = nets
+    if name in SIGN_SPLITTING:
+        net = "all_layers_factored"
     extra = {"disable_model_checks": True} if net in UNCHECKED else {}
     ours, theirs = _both(name, models[net], inputs[net], **extra)
     assert np.isfinite(theirs).all()
     assert _close(ours, theirs), np.abs(ours - theirs).max()
+
+
+def _separable_and_composite():
+    """A SeparableConv2D net and the same net with one Conv2D whose kernel is
+    the composite depthwise x pointwise kernel (the same linear map)."""
+    def build(layer):
+        x = keras.Input((5, 5, 2))
+        h = layer(x)
+        return keras.Model(x, klayers.Dense(3)(klayers.Flatten()(h)))
+    sep = _seeded(build(klayers.SeparableConv2D(3, 2, depth_multiplier=2, padding="same",
+                                                activation="relu")), 11)
+    conv = build(klayers.Conv2D(3, 2, padding="same", activation="relu"))
+    depthwise, pointwise, bias, dense_w, dense_b = sep.get_weights()
+    kh, kw, cin, mult = depthwise.shape
+    kernel = np.einsum("hwcm,cmo->hwco", depthwise,
+                       pointwise[0, 0].reshape(cin, mult, -1))
+    conv.set_weights([kernel, bias, dense_w, dense_b])
+    return sep, conv
+
+
+@pytest.mark.parametrize("name", ["lrp.alpha_2_beta_1", "lrp.z_plus", "deep_taylor"])
+def test_separable_conv_deviation_is_the_rule_on_the_composite_kernel(name):
+    """The documented deviation: a sign-splitting rule on SeparableConv2D
+    equals innvestigate's rule on the equivalent Conv2D; innvestigate itself
+    splits each factor by sign and gives other numbers."""
+    sep, conv = _separable_and_composite()
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 5, 5, 2)).astype("float32")
+    np.testing.assert_allclose(sep.predict(x, verbose=0), conv.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    kwargs = dict(KWARGS.get(name, {}))
+    ours = csc_analyzers.create_analyzer(name, sep, **kwargs).analyze(x)
+    reference = innvestigate.create_analyzer(name, conv, **kwargs).analyze(x)
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)
+    theirs = innvestigate.create_analyzer(name, sep, disable_model_checks=True,
+                                          **kwargs).analyze(x)
+    assert not _close(ours, theirs)
 
 
 #: names whose innvestigate analyzer raises on a model with BatchNormalization
@@ -365,7 +418,7 @@ def test_save_load_round_trip(nets, name, tmp_path):
 
 def test_deviations_table():
     table = deviations_markdown()
-    assert table.count("\n") == len(DEVIATIONS) + 1
+    assert table.count("\n") == len(DEVIATIONS) + 2  # header, rule, one line each
     assert "[1.374, 0.103, -1.027]" in table and "[1.999, -1.996, -0.750]" in table
     assert "noise_scale" in table and "relu_output=True" in table
 
