@@ -188,9 +188,11 @@ def train_patterns(model, batches: Iterable[np.ndarray], *, out, estimator: str 
     skip = est.load_statistics(partial) if partial.is_file() else 0
     bar = None
     if progress:
-        from tqdm import tqdm
+        from ..experiments.progress import progress_bar
 
-        bar = tqdm(total=n_batches, initial=skip, unit="batch", desc="pattern statistics")
+        bar = progress_bar(n_batches, "pattern statistics", unit="batch")
+        if skip:
+            bar.update(skip)
     try:
         est.fit(batches, skip=skip, progress=bar, checkpoint=partial,
                 checkpoint_every=checkpoint_every, save_at_end=keep_statistics)

@@ -1,0 +1,43 @@
+"""The README's generated tables equal what the code produces now."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from csc_analyzers.methods_table import CONVENTIONS, methods_markdown
+from csc_analyzers.registry import ALL_METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "update_readme_tables", ROOT / "scripts" / "update_readme_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_tables_are_generated_from_the_code():
+    script = _script()
+    text = (ROOT / "README.md").read_text()
+    assert script.render(text, script.tables()) == text, \
+        "run python scripts/update_readme_tables.py"
+
+
+def test_methods_table_has_one_row_per_registered_method():
+    rows = methods_markdown().strip().splitlines()[2:]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows] == \
+        [spec.name for spec in ALL_METHODS]
+    assert {spec.analyzer for spec in ALL_METHODS} <= set(CONVENTIONS)
+
+
+def test_render_replaces_only_marked_tables_and_names_bad_markers():
+    script = _script()
+    text = ("intro\n<!-- BEGIN GENERATED: t -->\nold\n<!-- END GENERATED: t -->\nend\n")
+    assert script.render(text, {"t": "new\n"}) == (
+        "intro\n<!-- BEGIN GENERATED: t -->\nnew\n<!-- END GENERATED: t -->\nend\n")
+    with pytest.raises(ValueError, match="'t' that the code does not produce"):
+        script.render(text, {"u": "x\n"})
+    with pytest.raises(ValueError, match=r"no markers for the generated tables \['u'\]"):
+        script.render(text, {"t": "x\n", "u": "y\n"})
