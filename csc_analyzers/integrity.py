@@ -89,13 +89,34 @@ def seeded_initialization(seed: int):
     their seeds from ``random.Random(seed)`` (Keras 2.14 takes them from
     Python's ``random`` module), so a model built here has the same random
     initial weights for the same ``seed``. The state of ``random`` is
-    restored on exit."""
+    restored on exit. Keras prefers the generator that
+    ``keras.utils.set_random_seed`` installs (per thread) to ``random``: it
+    is put aside in the block, or a model's weights would depend on the
+    models built since the last ``set_random_seed``."""
+    seed_generator = _keras_seed_generator()
+    generator = getattr(seed_generator, "generator", None)
     state = random.getstate()
     random.seed(int(seed))
+    if seed_generator is not None:
+        seed_generator.generator = None
     try:
         yield
     finally:
         random.setstate(state)
+        if seed_generator is not None:
+            seed_generator.generator = generator
+
+
+def _keras_seed_generator():
+    """Keras's thread-local holder of ``set_random_seed``'s generator, or None."""
+    try:
+        from keras.src import backend
+    except ImportError:  # other Keras versions
+        try:
+            from keras import backend
+        except ImportError:
+            return None
+    return getattr(backend, "_SEED_GENERATOR", None)
 
 
 def is_nonfinite(value) -> bool:

@@ -174,7 +174,7 @@ MUTATIONS: list = [
              ("tests/test_deep_taylor_signed.py::test_negative_logit_gives_a_map_of_its_sign",),
              "DTD's signed output is opt-in instead of the default"),
     Mutation("add_relevance_clip_ignored", "residual_support/mixin.py",
-             "clip=self._add_relevance_clip),", "clip=None),",
+             "        clip = self._add_relevance_clip\n", "        clip = None\n",
              ("tests/test_add_relevance_clip.py::test_clip_bounds_every_relevance_leaving_an_add",),
              "the paper recipe's (0, 1000) clip at ResNet-50's Adds has no effect"),
     Mutation("paper_recipe_runs_dtd_on_resnet50", "csc_analyzers/registry.py",

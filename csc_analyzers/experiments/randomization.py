@@ -198,13 +198,25 @@ class Randomizer:
 
     def restore(self) -> None:
         """Put the original weights back into the layers that hold random
-        weights (the others were never changed). Only those are assigned: on
-        a large graph each layer's first assignment adds operations, and the
-        next session run copies the whole graph (assigning all 105 weight
-        layers of MobileNetV2 next to its analyzers took minutes and GBs)."""
-        for name in sorted(self._randomized, key=self._position.get):
+        weights and into any other layer whose weights were changed in the
+        block by someone else (compared bit for bit; reading adds no
+        operations). Only those are assigned: on a large graph each layer's
+        first assignment adds operations, and the next session run copies the
+        whole graph (assigning all 105 weight layers of MobileNetV2 next to
+        its analyzers took minutes and GBs)."""
+        changed = set(self._randomized)
+        for name, layer in self._layers.items():
+            if name not in changed and not _same_weights(layer.get_weights(),
+                                                         self._original[name]):
+                changed.add(name)
+        for name in sorted(changed, key=self._position.get):
             self._layers[name].set_weights(self._original[name])
         self._randomized.clear()
+
+
+def _same_weights(current, original) -> bool:
+    return len(current) == len(original) and all(
+        np.array_equal(a, b) for a, b in zip(current, original))
 
 
 __all__ = ["MODES", "Level", "Randomizer", "weight_layers", "layer_seed",
