@@ -181,20 +181,29 @@ def check_layers(model, specs) -> None:
     ``model`` (nested models included) that a method of ``specs`` cannot
     handle, grouped by layer type and reason, with the methods it blocks.
     Layer support: the per-family table of :mod:`residual_support.layers`;
-    the DeepLIFT converter's own check for DeepLIFT. No graph is built."""
+    the DeepLIFT converter's own check for DeepLIFT. A softmax on the
+    output is not a problem: the analyses strip it. No graph is built."""
     from residual_support import layers as rlayers
+
+    from .logits import ends_in_softmax
 
     specs = list(specs)
     by_family = {}
     for spec in specs:
         by_family.setdefault(method_family(spec), []).append(spec)
     problems = {}
+    # a softmax on the output is stripped before any analysis (logits.logit_model)
+    stripped = ({model.outputs[0]._keras_history[0].name}
+                if len(model.outputs) == 1 and ends_in_softmax(model) else set())
     for family, members in by_family.items():
         if family == rlayers.DEEPLIFT:
             found = _deeplift_problems(model)
         else:
             found = rlayers.blocking_layers(model, family)
         for key, names in found.items():
+            names = [name for name in names if name not in stripped]
+            if not names:
+                continue
             entry = problems.setdefault(key, (list(names), []))
             entry[1].extend(_spec_names(members))
     if problems:

@@ -48,9 +48,17 @@ def residual(keras, seed=1):
     h = keras.layers.GlobalAveragePooling2D()(h)
     out = keras.layers.Dense(3, activation="softmax")(h)
     model = keras.Model(inp, out, name="residual")
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
+    set_random_weights(model.layers, np.random.default_rng(seed), keras)
+    return model
+
+
+def set_random_weights(layers, rng, keras) -> None:
+    """Random weights from ``rng`` for every layer with weights: N(0, 0.4)
+    kernels and biases, non-default BatchNormalization statistics."""
+    for layer in layers:
         values = layer.get_weights()
+        if not values or isinstance(layer, keras.Model):
+            continue
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, var = values
             values = [rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
@@ -58,7 +66,6 @@ def residual(keras, seed=1):
         else:
             values = [rng.normal(0, 0.4, v.shape) for v in values]
         layer.set_weights([np.asarray(v, np.float32) for v in values])
-    return model
 
 
 def lstm(keras, seed=2):

@@ -4,11 +4,11 @@ as the serial run; a task whose worker dies part way (after its first unit)
 is retried by Ray, resumes from the unit it wrote, and the tables are still
 those of the serial run. Ray is part of the test extra: these tests run
 wherever the test dependencies are installed."""
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
+from script_loader import REPRODUCE_TABLES, load_script
 import ray
 
 from csc_analyzers.experiments.executors import (check_executor, package_root,
@@ -16,15 +16,8 @@ from csc_analyzers.experiments.executors import (check_executor, package_root,
 from csc_analyzers.experiments.tasks import KILL_ONCE_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ("csc.csv", "csc_histograms.csv", "sanity_cascading.csv", "random_logit.csv",
-          "class_sensitivity.csv", "theorem1.csv", "theorem1_vgg16.csv", "verdicts.csv")
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+TABLES = REPRODUCE_TABLES
+_script = load_script
 
 
 @pytest.fixture(scope="module")

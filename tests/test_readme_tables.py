@@ -1,8 +1,8 @@
 """The README's generated tables equal what the code produces now."""
-import importlib.util
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 from csc_analyzers.methods_table import CONVENTIONS, methods_markdown
 from csc_analyzers.registry import ALL_METHODS
@@ -11,11 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "update_readme_tables", ROOT / "scripts" / "update_readme_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("update_readme_tables")
 
 
 def test_readme_tables_are_generated_from_the_code():

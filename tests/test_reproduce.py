@@ -2,7 +2,6 @@
 and a report whose numbers equal the tables; a rerun that finds every unit
 done; two shards merged equal one run; a run killed with SIGKILL and started
 again gives the tables of an uninterrupted run."""
-import importlib.util
 import os
 import re
 import signal
@@ -13,17 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from script_loader import REPRODUCE_TABLES, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ("csc.csv", "csc_histograms.csv", "sanity_cascading.csv", "random_logit.csv",
-          "class_sensitivity.csv", "theorem1.csv", "theorem1_vgg16.csv", "verdicts.csv")
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+TABLES = REPRODUCE_TABLES
+_script = load_script
 
 
 def tiny_args(base: Path, *extra):

@@ -3,12 +3,12 @@
 initialisation), the table's medians are those of the CSC experiment run
 independently on a checkpoint, the figure is written, and the script
 answers bad arguments."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from script_loader import load_script
 
 from csc_analyzers.experiments.csc import run_csc
 from csc_analyzers.experiments.training_progress import (
@@ -110,11 +110,7 @@ def test_rerun_reuses_checkpoints(run):
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "csc_training_progress", ROOT / "scripts" / "csc_training_progress.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("csc_training_progress")
 
 
 def test_script_parses_and_rejects_bad_arguments(capsys):

@@ -18,21 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from audit_models import set_random_weights
+
 SIZE = 12
 
 
 def _set_weights(model, rng, keras):
-    for layer in model._flatten_layers(include_self=False):  # nested models' layers too
-        values = layer.get_weights()
-        if not values or isinstance(layer, keras.Model):
-            continue
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = values
-            values = [rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
-                      rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2.0, var.shape)]
-        else:
-            values = [rng.normal(0, 0.4, v.shape) for v in values]
-        layer.set_weights([np.asarray(v, np.float32) for v in values])
+    # nested models' layers too
+    set_random_weights(model._flatten_layers(include_self=False), rng, keras)
 
 
 def build(keras, name: str):

@@ -25,6 +25,7 @@ from residual_support import _tf  # noqa: F401  (graph mode first)
 import tensorflow as tf
 from tensorflow import keras
 
+from ..integrity import seeded_initialization
 from . import cifar_net, small_resnet
 
 CACHE_ENV = "CSC_CACHE_DIR"
@@ -152,7 +153,8 @@ def train(config: TrainConfig, *, progress: bool = True, cache_dir=None,
 
     keras.backend.clear_session()
     _seed_everything(config.seed)
-    model = module.build(input_shape=x_train.shape[1:], n_classes=int(y_train.max()) + 1)
+    with seeded_initialization(config.seed):  # the weights of load_network(seed=...)
+        model = module.build(input_shape=x_train.shape[1:], n_classes=int(y_train.max()) + 1)
     model.compile(keras.optimizers.legacy.Adam(config.learning_rate),
                   "sparse_categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(config.seed)
