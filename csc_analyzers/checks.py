@@ -133,7 +133,7 @@ def _deeplift_problems(model) -> dict:
     converter rejects (it checks options such as dilation too)."""
     from residual_support.flatten import flatten_model
 
-    from . import deeplift_convert as dc
+    from .methods import deeplift_convert as dc
 
     try:
         model = flatten_model(model)

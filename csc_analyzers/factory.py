@@ -3,7 +3,7 @@
 The table is a superset of innvestigate 2.1.2's ``innvestigate.analyzer.analyzers``;
 ``deep_taylor`` and ``deep_taylor.bounded`` are the project's subclasses without
 innvestigate's ReLU on the model output, so they explain negative logits
-(:mod:`csc_analyzers.deep_taylor`; ``relu_output=True`` gives innvestigate's maps).
+(:mod:`csc_analyzers.methods.deep_taylor`; ``relu_output=True`` gives innvestigate's maps).
 Every entry, innvestigate's and the project's own, goes through one function,
 :func:`compose`: a reverse analyzer gets relevance injection
 (:class:`csc_analyzers.injection.InjectionMixin`) and residual-network support
@@ -45,17 +45,17 @@ from residual_support import GradientResidualMixin, ResidualRulesMixin, fold_bat
 from residual_support.flatten import flatten_model
 from residual_support.wrappers import AugmentInNumpyMixin
 
-from .contrastive import ContrastiveLRP
-from .deep_taylor import SignedBoundedDeepTaylor, SignedDeepTaylor
-from .deeplift_wrapper import DeepLiftAnalyzer
-from .excitation import ContrastiveExcitationBackprop, ExcitationBackprop
+from .methods.contrastive import ContrastiveLRP
+from .methods.deep_taylor import SignedBoundedDeepTaylor, SignedDeepTaylor
+from .methods.deeplift_wrapper import DeepLiftAnalyzer
+from .methods.excitation import ContrastiveExcitationBackprop, ExcitationBackprop
 from .injection import InjectionMixin
 from .logits import logit_model
-from .lrp_presets import LRPCMPAlpha1Beta0, LRPCMPAlpha2Beta1
+from .methods.lrp_presets import LRPCMPAlpha1Beta0, LRPCMPAlpha2Beta1
 from .pattern.analyzers import PatternAttribution, PatternNet
-from .rectgrad import RectGrad
+from .methods.rectgrad import RectGrad
 from .serialization import SavedStateMixin, load_analyzer, load_analyzer_npz  # noqa: F401
-from .smoothgrad import IntegratedGradients, SeededSmoothGrad
+from .methods.smoothgrad import IntegratedGradients, SeededSmoothGrad
 
 
 def with_injection(cls):

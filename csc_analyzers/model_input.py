@@ -240,7 +240,7 @@ def relevance_growth(analyzer, x, *, target: int, bound: float = EXPLOSION_BOUND
     ``bound``, None if none does. The relevance at the logits is
     ``onehot(target) * logit`` (innvestigate's start), or the unit multiplier
     for DeepLIFT (whose propagated values are contributions)."""
-    from .deeplift_wrapper import DeepLiftAnalyzer
+    from .methods.deeplift_wrapper import DeepLiftAnalyzer
 
     model = analyzer._model
     logits = np.asarray(model.predict_on_batch(np.asarray(x, np.float32)))[0]

@@ -278,7 +278,7 @@ EXTRA_METHODS: tuple = (
                color="#a55194", marker="+",
                note="alpha1-beta0 without bias from the logit; through BatchNormalization "
                     "the map sums to less than the logit unless canonize=True (see "
-                    "csc_analyzers.excitation)"),
+                    "csc_analyzers.methods.excitation)"),
     MethodSpec("Integrated Gradients", "integrated_gradients",
                color="#636363", marker=".", linestyle="-.",
                note="an attribution (x - x0) * mean gradient that sums to about "

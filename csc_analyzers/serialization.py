@@ -77,8 +77,8 @@ def _rebuilds_rules(cls) -> bool:
     from innvestigate.analyzer.relevance_based.relevance_analyzer import (
         LRPAlphaBeta, _LRPFixedParams)
 
-    from .contrastive import ContrastiveLRP
-    from .excitation import ExcitationBackprop
+    from .methods.contrastive import ContrastiveLRP
+    from .methods.excitation import ExcitationBackprop
 
     return issubclass(cls, (_LRPFixedParams, LRPAlphaBeta, ContrastiveLRP, ExcitationBackprop))
 
@@ -124,8 +124,8 @@ class SavedStateMixin:
 
 
 def _project_fixed_rule_classes() -> tuple:
-    from .contrastive import ContrastiveLRP
-    from .excitation import ExcitationBackprop
+    from .methods.contrastive import ContrastiveLRP
+    from .methods.excitation import ExcitationBackprop
 
     return (ContrastiveLRP, ExcitationBackprop)
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 # The arguments are checked before TensorFlow is imported (several seconds),
 # so this script names its choices itself; tests/test_audit_cli.py checks that
-# they equal csc_analyzers.audit.PREPROCESSING and the registry's names.
+# they equal csc_analyzers.audit.run.PREPROCESSING and the registry's names.
 PREPROCESSING = ("unit", "imagenet-caffe", "tf")
 
 
@@ -124,8 +124,8 @@ def main(argv=None) -> int:
     start = time.time()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from csc_analyzers.audit import prepare_audit, run_audit  # starts TensorFlow
-    from csc_analyzers.audit_checks import AuditError
-    from csc_analyzers.audit_report import format_table
+    from csc_analyzers.audit.checks import AuditError
+    from csc_analyzers.audit.report import format_table
 
     def say(text):
         print(text, file=sys.stderr, flush=True)

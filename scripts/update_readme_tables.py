@@ -1,11 +1,13 @@
 """Regenerate the README's generated tables from the code.
 
-The README marks each generated table with ``<!-- BEGIN GENERATED: NAME -->``
-and ``<!-- END GENERATED: NAME -->``; this script replaces what lies between
-the markers with the table the code produces now (:data:`TABLES`).
-``tests/test_readme_tables.py`` fails when the README and the code differ.
+The README and docs/innvestigate.md mark each generated table with
+``<!-- BEGIN GENERATED: NAME -->`` and ``<!-- END GENERATED: NAME -->``; this
+script replaces what lies between the markers with the table the code
+produces now (:func:`tables`; :data:`DOCUMENTS` says which document holds
+which table). ``tests/test_readme_tables.py`` fails when a document and the
+code differ.
 
-Usage: python scripts/update_readme_tables.py [--check] [--readme README.md]
+Usage: python scripts/update_readme_tables.py [--check]
 """
 from __future__ import annotations
 
@@ -15,6 +17,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+DOCUMENTS = {
+    "README.md": ("methods", "layers", "scripts"),
+    "docs/innvestigate.md": ("deviations",),
+}
 
 
 def scripts_markdown(directory: Path = ROOT / "scripts") -> str:
@@ -65,7 +72,7 @@ def render(text: str, generated: dict) -> str:
     def replace(match):
         name = match.group(1)
         if name not in generated:
-            raise ValueError(f"README marks a generated table {name!r} that the code "
+            raise ValueError(f"the document marks a generated table {name!r} that the code "
                              f"does not produce (known: {sorted(generated)})")
         seen.add(name)
         return f"<!-- BEGIN GENERATED: {name} -->\n{generated[name]}<!-- END GENERATED: {name} -->"
@@ -74,28 +81,40 @@ def render(text: str, generated: dict) -> str:
                  replace, text, flags=re.S)
     missing = set(generated) - seen
     if missing:
-        raise ValueError(f"README has no markers for the generated tables {sorted(missing)}")
+        raise ValueError(f"the document has no markers for the generated tables "
+                         f"{sorted(missing)}")
+    return out
+
+
+def rendered_documents(root: Path = ROOT) -> dict:
+    """path -> (current text, text with its generated tables regenerated)
+    for every document of :data:`DOCUMENTS`."""
+    generated = tables()
+    out = {}
+    for name, table_names in DOCUMENTS.items():
+        path = root / name
+        text = path.read_text()
+        out[path] = (text, render(text, {t: generated[t] for t in table_names}))
     return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 if the README differs from the code, write nothing")
+                        help="exit 1 if a document differs from the code, write nothing")
     args = parser.parse_args(argv)
-    text = args.readme.read_text()
-    new = render(text, tables())
-    if args.check:
-        if new != text:
-            print(f"{args.readme}: generated tables are out of date; run "
+    stale = 0
+    for path, (text, new) in rendered_documents().items():
+        if new == text:
+            continue
+        if args.check:
+            print(f"{path}: generated tables are out of date; run "
                   "python scripts/update_readme_tables.py", file=sys.stderr)
-            return 1
-        return 0
-    if new != text:
-        args.readme.write_text(new)
-        print(f"updated {args.readme}")
-    return 0
+            stale = 1
+        else:
+            path.write_text(new)
+            print(f"updated {path}")
+    return stale
 
 
 if __name__ == "__main__":

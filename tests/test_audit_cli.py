@@ -14,8 +14,8 @@ from PIL import Image
 
 from tensorflow import keras
 
-from csc_analyzers.audit_checks import load_model, reserve_layer_names
-from csc_analyzers.audit_report import INSENSITIVE, SENSITIVE, verdict
+from csc_analyzers.audit.checks import load_model, reserve_layer_names
+from csc_analyzers.audit.report import INSENSITIVE, SENSITIVE, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from tensorflow import keras
 
-from csc_analyzers import audit, audit_checks
-from csc_analyzers.audit_checks import MethodCost, check_method
-from csc_analyzers.audit_cost import Progress
+from csc_analyzers.audit import checks as audit_checks, run as audit
+from csc_analyzers.audit.checks import MethodCost, check_method
+from csc_analyzers.audit.cost import Progress
 from csc_analyzers.registry import ALL_METHODS, get_method
 
 ROOT = Path(__file__).resolve().parents[1]

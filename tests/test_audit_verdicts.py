@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from csc_analyzers.audit_report import (INSENSITIVE, NOT_MEASURED, SENSITIVE, format_table,
+from csc_analyzers.audit.report import (INSENSITIVE, NOT_MEASURED, SENSITIVE, format_table,
                                         summarize, verdict, verdict_table)
 
 NAN = float("nan")

@@ -184,7 +184,7 @@ def injection_specs():
     """Registry methods whose analyzer uses :class:`InjectionMixin` directly
     or averages gradients (SmoothGrad, Integrated Gradients) through it."""
     from csc_analyzers.injection import InjectionMixin
-    from csc_analyzers.smoothgrad import GradientAverage
+    from csc_analyzers.methods.smoothgrad import GradientAverage
     return [spec for spec in available_methods(ALL_METHODS)
             if isinstance(csc_analyzers.analyzers.get(spec.analyzer), type)
             and issubclass(csc_analyzers.analyzers[spec.analyzer],

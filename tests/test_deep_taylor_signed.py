@@ -1,4 +1,4 @@
-"""Deep Taylor on negative logits (csc_analyzers.deep_taylor): the backward
+"""Deep Taylor on negative logits (csc_analyzers.methods.deep_taylor): the backward
 pass starts at the logit itself, not at innvestigate's relu(logit).
 
 Every Deep Taylor rule is linear in the incoming relevance once x is fixed, so

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import csc_analyzers
-from csc_analyzers.deeplift_convert import UnsupportedLayerError
-from csc_analyzers.deeplift_wrapper import DeepLiftAnalyzer
+from csc_analyzers.methods.deeplift_convert import UnsupportedLayerError
+from csc_analyzers.methods.deeplift_wrapper import DeepLiftAnalyzer
 from csc_analyzers.injection import session
 from deeplift_nets import cifar_like_net, logits_of, separate_activations_net, small_resnet
 

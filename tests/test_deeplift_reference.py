@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 from tensorflow import keras
 
-from csc_analyzers.deeplift_wrapper import DeepLiftAnalyzer
+from csc_analyzers.methods.deeplift_wrapper import DeepLiftAnalyzer
 from deeplift_nets import cifar_like_net
 from numpy_nets import Linear, MaxPool, ReLU, forward, layers_of, random_weights
 

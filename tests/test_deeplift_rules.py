@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import csc_analyzers
-from csc_analyzers.deeplift_wrapper import DeepLiftAnalyzer, reference_for
+from csc_analyzers.methods.deeplift_wrapper import DeepLiftAnalyzer, reference_for
 from conftest import small_cnn
 from deeplift_nets import cifar_like_net, logits_of, small_resnet
 

@@ -3,7 +3,7 @@ kernel, bias and BatchNormalization parameter into the existing graph."""
 import numpy as np
 import pytest
 
-from csc_analyzers.deeplift_wrapper import DeepLiftAnalyzer
+from csc_analyzers.methods.deeplift_wrapper import DeepLiftAnalyzer
 from csc_analyzers.experiments.randomization import Randomizer, weight_layers
 from csc_analyzers.injection import session
 from conftest import small_cnn

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from innvestigate.analyzer.base import AnalyzerBase
 
-from csc_analyzers.deeplift_wrapper import DeepLiftAnalyzer
+from csc_analyzers.methods.deeplift_wrapper import DeepLiftAnalyzer
 from csc_analyzers.experiments.csc import run_csc
 from csc_analyzers.experiments.executors import run_tasks
 from csc_analyzers.experiments.store import ResultStore

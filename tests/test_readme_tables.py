@@ -15,10 +15,11 @@ def _script():
 
 
 def test_readme_tables_are_generated_from_the_code():
-    script = _script()
-    text = (ROOT / "README.md").read_text()
-    assert script.render(text, script.tables()) == text, \
-        "run python scripts/update_readme_tables.py"
+    documents = _script().rendered_documents(ROOT)
+    assert {path.relative_to(ROOT).as_posix() for path in documents} == \
+        {"README.md", "docs/innvestigate.md"}
+    for path, (text, new) in documents.items():
+        assert new == text, f"{path}: run python scripts/update_readme_tables.py"
 
 
 def test_methods_table_has_one_row_per_registered_method():

@@ -1,4 +1,4 @@
-"""SmoothGrad's per-image noise (csc_analyzers.smoothgrad.SeededSmoothGrad):
+"""SmoothGrad's per-image noise (csc_analyzers.methods.smoothgrad.SeededSmoothGrad):
 drawn from np.random.default_rng([seed, image key]), the same in any process,
 different for different images, and shared by analyze and propagate."""
 import json
@@ -14,7 +14,7 @@ import csc_analyzers
 from csc_analyzers.experiments.common import ModelNetwork, explain
 from csc_analyzers.injection import INPUT
 from csc_analyzers.registry import get_method
-from csc_analyzers.smoothgrad import image_key
+from csc_analyzers.methods.smoothgrad import image_key
 
 from conftest import small_cnn
 

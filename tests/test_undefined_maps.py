@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import small_cnn
-from csc_analyzers.audit_report import summarize, verdict_table, format_table
+from csc_analyzers.audit.report import summarize, verdict_table, format_table
 from csc_analyzers.experiments.class_sensitivity import run_class_sensitivity
 from csc_analyzers.experiments.common import ModelNetwork, row
 from csc_analyzers.experiments.random_logit import run_random_logit

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiments.store import atomic_write_text
-from .integrity import NONFINITE, count_undefined, flag_nonfinite
-from .metrics.ssim import RECIPES
-from .registry import ALL_METHODS, available_methods
+from ..experiments.store import atomic_write_text
+from ..integrity import NONFINITE, count_undefined, flag_nonfinite
+from ..metrics.ssim import RECIPES
+from ..registry import ALL_METHODS, available_methods
 
 CSC_THRESHOLD = 0.99
 SSIM_THRESHOLD = 0.9
@@ -317,8 +317,8 @@ def markdown_report(plan, table: pd.DataFrame, figures: list, out: Path) -> str:
 
 def make_figures(plan, tables: dict, figures_dir: Path) -> list:
     """The CSC, sanity, random-logit and class-sensitivity figures."""
-    from .plotting.csc import plot_csc_histograms, plot_csc_per_layer
-    from .plotting import sanity as splot
+    from ..plotting.csc import plot_csc_histograms, plot_csc_per_layer
+    from ..plotting import sanity as splot
 
     name = plan.network.name
     order = [c.spec.name for c in plan.checks]
@@ -369,7 +369,7 @@ def write_report(plan, tables: dict, out, *, figures: bool = True) -> dict:
     ``AUDIT.md`` into ``out``;
     returns ``{"verdicts"}`` (the table, not-applicable methods last) and
     ``{"paths"}`` (the files written)."""
-    from .experiments.csc import first_conv_layer, layer_channels
+    from ..experiments.csc import first_conv_layer, layer_channels
 
     out = Path(out)
     measured = [c.spec.name for c in plan.checks if c.ok]

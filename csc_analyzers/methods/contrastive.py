@@ -25,7 +25,7 @@ import innvestigate.analyzer.relevance_based.relevance_rule as rrule
 import innvestigate.backend.graph as igraph
 from innvestigate.analyzer.relevance_based.relevance_analyzer import LRP
 
-from .injection import InjectionMixin
+from ..injection import InjectionMixin
 
 
 def sum_normalise(relevance):

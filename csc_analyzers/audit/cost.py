@@ -1,7 +1,7 @@
 """What an audit costs, known before its experiments, and its progress.
 
-:class:`~csc_analyzers.audit_checks.MethodCost` is measured per method on one
-image (:func:`csc_analyzers.audit_checks.probe_cost`); :class:`AuditEstimate`
+:class:`~csc_analyzers.audit.checks.MethodCost` is measured per method on one
+image (:func:`csc_analyzers.audit.checks.probe_cost`); :class:`AuditEstimate`
 adds them up for the whole audit; :class:`Progress` reports the experiments'
 progress with the time left.
 """
@@ -30,7 +30,7 @@ def peak_rss() -> int:
 class AuditEstimate:
     """The cost of an audit, known before its experiments: the time spent so
     far (``elapsed_s``: loading, checks, each method's analyzer built and
-    timed on one image), the measured :class:`~csc_analyzers.audit_checks.MethodCost`
+    timed on one image), the measured :class:`~csc_analyzers.audit.checks.MethodCost`
     per kept method (``costs``), the methods ``dropped`` to fit
     ``budget_s`` with the reason, and the peak memory (``rss_bytes``: the
     analyzers of all kept methods are built and stay in the graph, so the

@@ -27,7 +27,7 @@ from innvestigate.analyzer.relevance_based.relevance_analyzer import (
     LRPSequentialPresetB,
 )
 
-from .injection import InjectionMixin
+from ..injection import InjectionMixin
 
 CMP_EPSILON = 1e-10
 

@@ -9,7 +9,7 @@ the logits, the random-logit SSIM, the SSIM after randomising the top layer
 and, on the built-in two-object images, the class-sensitivity gap. Units go
 through the resumable result stores, so a rerun with the same ``out``
 directory continues where the last one stopped. The verdicts, tables and
-figures are written by :mod:`csc_analyzers.audit_report`.
+figures are written by :mod:`csc_analyzers.audit.report`.
 """
 from __future__ import annotations
 
@@ -27,14 +27,14 @@ import numpy as np
 from residual_support import _tf  # noqa: F401  (graph mode first)
 from residual_support.flatten import flatten_model
 
-from .audit_cost import (REPORT_S, REPORT_S_PER_METHOD, AuditEstimate, Progress, peak_rss,
+from .cost import (REPORT_S, REPORT_S_PER_METHOD, AuditEstimate, Progress, peak_rss,
                          progress_weights)
-from .audit_checks import (AuditError, MethodCheck, check_method, check_model_io, load_model,
+from .checks import (AuditError, MethodCheck, check_method, check_model_io, load_model,
                            reserve_layer_names)
-from .experiments.common import ModelNetwork, analyzer_key
-from .experiments.store import atomic_write_text
-from .logits import logit_model
-from .registry import ALL_METHODS, available_methods, select_methods
+from ..experiments.common import ModelNetwork, analyzer_key
+from ..experiments.store import atomic_write_text
+from ..logits import logit_model
+from ..registry import ALL_METHODS, available_methods, select_methods
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def preprocess(images, mode: str) -> np.ndarray:
     if mode == "tf":
         return x / 127.5 - 1.0
     if mode == "imagenet-caffe":
-        from .models.imagenet import preprocess as caffe
+        from ..models.imagenet import preprocess as caffe
         return caffe(x)
     raise ValueError(f"unknown preprocessing {mode!r}; choose from {PREPROCESSING}")
 
@@ -112,7 +112,7 @@ def input_range(mode: str) -> tuple:
     if mode == "tf":
         return (-1.0, 1.0)
     if mode == "imagenet-caffe":
-        from .models.imagenet import INPUT_RANGE
+        from ..models.imagenet import INPUT_RANGE
         return tuple(float(v) for v in INPUT_RANGE)
     raise ValueError(f"unknown preprocessing {mode!r}; choose from {PREPROCESSING}")
 
@@ -157,7 +157,7 @@ def read_image_dir(directory, *, height: int, width: int, channels: int, n: int)
 def builtin_data(io: dict, *, n: int, seed: int, mode: str) -> AuditData:
     """The built-in test images (32 x 32 x 3 inputs only) and, when the model
     has the built-in number of classes, the two-object composites with masks."""
-    from .data import builtin
+    from ..data import builtin
 
     if (io["height"], io["width"], io["channels"]) != (builtin.SIZE, builtin.SIZE, 3):
         raise AuditError(f"the model's input is {io['height']}x{io['width']}x{io['channels']}; "
@@ -223,7 +223,7 @@ def estimate_audit_patterns(model, images) -> tuple:
     """``(patterns, reason)``: PatternNet/PatternAttribution patterns of the
     two-component (ReLU) estimator on the audit images, or None and why not."""
     try:
-        from .pattern import estimate_patterns
+        from ..pattern import estimate_patterns
     except ImportError:
         return None, "the pattern module is not installed"
     try:
@@ -237,7 +237,7 @@ def estimate_audit_patterns(model, images) -> tuple:
 def check_and_probe(specs, network, data: AuditData, *, patterns, table, seed: int,
                     n_vectors: int, started: float, time_budget: Optional[float] = None,
                     report=None) -> tuple:
-    """``(checks, estimate)``: :func:`~csc_analyzers.audit_checks.check_method`
+    """``(checks, estimate)``: :func:`~csc_analyzers.audit.checks.check_method`
     of each spec in order, each applicable method timed on the first image.
     With ``time_budget`` (seconds from ``started``, a ``time.time()``), a
     method whose experiments would not fit in what is left, or whose probe
@@ -292,7 +292,7 @@ def weight_copy_s(model, sample: int = 5) -> float:
     weight layer's weights out of the session on entry (one session run per
     layer): ``sample`` layers timed, scaled to all weight layers. Its exit
     puts back only the randomised top layer."""
-    from .experiments.randomization import weight_layers
+    from ..experiments.randomization import weight_layers
 
     layers = weight_layers(model)
     if not layers:
@@ -392,11 +392,11 @@ def run_experiments(plan: AuditPlan, out, *, progress: bool = False) -> dict:
     ``out/results`` and return the tables (``csc``, ``histograms``,
     ``random_logit``, ``sanity``, ``class_sensitivity``); ``progress``
     prints :class:`Progress` lines."""
-    from .experiments.class_sensitivity import run_class_sensitivity
-    from .experiments.cli import SORT_BY
-    from .experiments.csc import run_csc
-    from .experiments.random_logit import run_random_logit
-    from .experiments.sanity import run_sanity
+    from ..experiments.class_sensitivity import run_class_sensitivity
+    from ..experiments.cli import SORT_BY
+    from ..experiments.csc import run_csc
+    from ..experiments.random_logit import run_random_logit
+    from ..experiments.sanity import run_sanity
 
     results = Path(out) / "results"
     network, data, seed = plan.network, plan.data, plan.settings["seed"]
@@ -437,7 +437,7 @@ def run_audit(plan: AuditPlan, out, *, progress: bool = False, figures: bool = T
     """Run the experiments into ``out`` (resuming), write ``verdicts.csv``,
     ``AUDIT.md`` and (unless ``figures`` is False) the figures; return
     ``{"verdicts", "paths"}``."""
-    from .audit_report import write_report
+    from .report import write_report
 
     check_resume(out, plan.settings)
     out = Path(out)

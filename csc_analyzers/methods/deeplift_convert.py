@@ -52,10 +52,11 @@ from deeplift.models import GraphModel
 
 from residual_support import deeplift_activations as ra
 from residual_support import deeplift_layers as rl
+from residual_support import deeplift_pooling as rp
 from residual_support.flatten import flatten_model
 from residual_support.layers import AUGMENTATION, DEEPLIFT_SUPPORT
 
-from .errors import UnsupportedLayerError
+from ..errors import UnsupportedLayerError
 
 NONLINEAR_MODES = {
     "rescale": dl.NonlinearMxtsMode.Rescale,
@@ -401,11 +402,11 @@ def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts
         node = ra.ELU(alpha=float(cfg.get("alpha", 1.0)), name=name, verbose=False,
                       nonlinear_mxts_mode=NONLINEAR_MODES[nonlinear_mode])
     elif cls == "MaxPooling2D":
-        node = rl.MaxPool2D(mode=maxpool_mode, pool_size=tuple(cfg["pool_size"]),
+        node = rp.MaxPool2D(mode=maxpool_mode, pool_size=tuple(cfg["pool_size"]),
                             strides=tuple(cfg["strides"]), padding=_padding(cfg),
                             data_format="channels_last", name=name, verbose=False)
     elif cls == "AveragePooling2D":
-        node = rl.AvgPool2D(pool_size=tuple(cfg["pool_size"]), strides=tuple(cfg["strides"]),
+        node = rp.AvgPool2D(pool_size=tuple(cfg["pool_size"]), strides=tuple(cfg["strides"]),
                             padding=_padding(cfg), data_format="channels_last",
                             name=name, verbose=False)
     elif cls == "Flatten":
@@ -429,7 +430,7 @@ def _build_nodes(spec, weights, inputs, *, is_output, nonlinear_mode, cross_mxts
         node = rl.ZeroPad2D(padding=tuple(tuple(int(p) for p in pair) for pair in padding),
                             name=name, verbose=False)
     elif cls == "GlobalAveragePooling2D":
-        node = rl.GlobalAvgPool2D(name=name, verbose=False)
+        node = rp.GlobalAvgPool2D(name=name, verbose=False)
     else:  # Add, Concatenate
         node = (rl.Add if cls == "Add" else rl.Concat)(name=name, verbose=False)
         node.set_inputs(list(inputs))
@@ -454,14 +455,14 @@ def convert(model, *, nonlinear_mode: str = "rescale", cross_mxts: bool = True,
     (sigmoid, tanh); ``cross_mxts``: ``False`` for the decoupled ablation of
     the linear rule (see :mod:`residual_support.deeplift_layers`);
     ``maxpool_mode``: ``"interpolate"`` or ``"gradient"``
-    (:class:`residual_support.deeplift_layers.MaxPool2D`). The forward pass
+    (:class:`residual_support.deeplift_pooling.MaxPool2D`). The forward pass
     (activations, references, contributions) is built; multipliers are not.
     """
     if nonlinear_mode not in NONLINEAR_MODES:
         raise ValueError(f"nonlinear_mode must be one of {sorted(NONLINEAR_MODES)}, "
                          f"got {nonlinear_mode!r}")
-    if maxpool_mode not in rl.MAXPOOL_MODES:
-        raise ValueError(f"maxpool_mode must be one of {rl.MAXPOOL_MODES}, got {maxpool_mode!r}")
+    if maxpool_mode not in rp.MAXPOOL_MODES:
+        raise ValueError(f"maxpool_mode must be one of {rp.MAXPOOL_MODES}, got {maxpool_mode!r}")
     model = flatten_model(model)
     specs, output_name = check_model(model)
     outputs: dict = {}

@@ -29,7 +29,7 @@ import innvestigate.backend.checks as ichecks
 import innvestigate.backend.graph as igraph
 from innvestigate.analyzer.reverse_base import ReverseAnalyzerBase
 
-from .injection import InjectionMixin
+from ..injection import InjectionMixin
 
 
 def percentile_per_sample(values, q: float):

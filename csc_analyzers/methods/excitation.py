@@ -52,7 +52,7 @@ from tensorflow.keras import layers as klayers
 import innvestigate.analyzer.relevance_based.relevance_rule as rrule
 from innvestigate.analyzer.relevance_based.relevance_analyzer import LRP
 
-from .injection import InjectionMixin
+from ..injection import InjectionMixin
 
 
 class ExcitationRule(rrule.AlphaBetaRule):

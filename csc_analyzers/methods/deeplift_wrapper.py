@@ -13,7 +13,7 @@ so that the relevance of the explained logit is f_k(x) - f_k(x0) and every
 layer's relevance sums to it (summation-to-delta).
 
 :class:`DeepLiftAnalyzer` builds the deeplift graph ONCE per analyzer in the
-Keras TF1 graph and session (see :mod:`csc_analyzers.deeplift_convert`); the
+Keras TF1 graph and session (see :mod:`.deeplift_convert`); the
 input, the reference and the output multipliers are fed, so repeated
 ``analyze`` / ``propagate`` calls add no operations. The graph holds its own
 copy of the model's weights; after the Keras weights change in place (e.g. the
@@ -40,8 +40,8 @@ import tensorflow as tf
 
 from residual_support.deeplift_layers import MultiplierSource
 from .deeplift_convert import NONLINEAR_MODES, check_model, convert
-from .injection import INPUT, LayerNames, broadcast_inputs, session
-from .serialization import load_analyzer, load_analyzer_npz
+from ..injection import INPUT, LayerNames, broadcast_inputs, session
+from ..serialization import load_analyzer, load_analyzer_npz
 
 tf1 = tf.compat.v1
 
@@ -91,7 +91,7 @@ class DeepLiftAnalyzer:
     input), ``"index"`` (``analyze(x, neuron_selection=k)``) or ``"all"``
     (multipliers 1 on every logit: contributions sum to the summed logit
     differences); ``batch_size``: inputs per session run;
-    ``maxpool_mode``: see :class:`residual_support.deeplift_layers.MaxPool2D`.
+    ``maxpool_mode``: see :class:`residual_support.deeplift_pooling.MaxPool2D`.
     The model is checked here; the graph is built on first use.
     """
 

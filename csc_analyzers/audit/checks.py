@@ -23,10 +23,10 @@ from innvestigate.analyzer.base import AnalyzerBase
 
 from residual_support.layers import known_layer_types
 
-from .experiments.csc import create_method_analyzer
-from .model_input import reserve_layer_names
-from .experiments.sanity import weight_sync
-from .registry import MethodSpec
+from ..experiments.csc import create_method_analyzer
+from ..model_input import reserve_layer_names
+from ..experiments.sanity import weight_sync
+from ..registry import MethodSpec
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -88,8 +88,8 @@ def load_model(path):
     """The Keras model saved at ``path`` (``.keras`` / ``.h5`` file or a
     SavedModel directory), loaded without its training configuration
     (:func:`csc_analyzers.load_model`; its errors become :class:`AuditError`)."""
-    from .errors import InputError
-    from .model_input import load_model as load_checked
+    from ..errors import InputError
+    from ..model_input import load_model as load_checked
     try:
         return load_checked(path, argument="model")
     except InputError as error:
@@ -177,7 +177,7 @@ def diagnose(error, analyzer, model) -> tuple:
 def _unchecked_analyzer(spec: MethodSpec, network, patterns):
     """The analyzer of ``spec`` built with innvestigate's model checks off (to
     read which checks the model trips), or None if it cannot be built."""
-    from .factory import create_analyzer
+    from ..factory import create_analyzer
 
     kwargs = spec.analyzer_kwargs(network.input_range)
     if spec.needs_patterns:
@@ -204,13 +204,13 @@ def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
     if probe is not None:
         probe = {**probe, "started": time.perf_counter()}
     if table is None:
-        from .factory import analyzers as table
+        from ..factory import analyzers as table
     if spec.analyzer not in table:
         return MethodCheck(spec, False, f"analyzer {spec.analyzer!r} is not installed")
     if spec.needs_patterns and patterns is None:
         return MethodCheck(spec, False, "needs patterns; the pattern module is not installed")
     if spec.analyzer.startswith("deep_lift"):
-        from .deeplift_convert import UnsupportedLayerError, check_model
+        from ..methods.deeplift_convert import UnsupportedLayerError, check_model
         try:
             check_model(network.model)
         except UnsupportedLayerError as error:
@@ -264,9 +264,9 @@ def method_warnings(spec: MethodSpec, network, analyzer, x: np.ndarray) -> list:
     with other activations) and, for methods whose maps are relevance, an
     explosion of relevance (:func:`csc_analyzers.model_input.relevance_growth`)
     for the predicted class of ``x``."""
-    from .checks import RELU_ONLY, RELU_THEORY, layer_activations
-    from . import model_input
-    from .model_input import RELEVANCE_PREFIXES, explosion_message, relevance_growth
+    from ..checks import RELU_ONLY, RELU_THEORY, layer_activations
+    from .. import model_input
+    from ..model_input import RELEVANCE_PREFIXES, explosion_message, relevance_growth
 
     notes = []
     activations = layer_activations(network.model)
@@ -301,8 +301,8 @@ def probe_cost(spec: MethodSpec, analyzer, network, image: np.ndarray, *, build_
     """Time a CSC unit and a saliency map of ``spec`` on ``image``, each twice:
     the first call warms the graph up and is counted with ``build_s``, the
     second is the per-image cost."""
-    from .experiments.common import explain
-    from .experiments.csc import make_plan, unit_rows
+    from ..experiments.common import explain
+    from ..experiments.csc import make_plan, unit_rows
 
     def twice(run) -> tuple:
         """(first, second) durations: the first call may build graph parts

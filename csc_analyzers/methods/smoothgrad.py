@@ -50,7 +50,7 @@ import tensorflow as tf
 from innvestigate.analyzer.base import AnalyzerBase
 from innvestigate.analyzer.gradient_based import Gradient
 
-from .injection import INPUT, InjectionMixin, LayerNames, broadcast_inputs, session
+from ..injection import INPUT, InjectionMixin, LayerNames, broadcast_inputs, session
 
 tf1 = tf.compat.v1
 
@@ -67,12 +67,12 @@ class InjectedGradient(InjectionMixin, Gradient):
 
 
 def _load(class_name: str, state: dict):
-    from .factory import load_analyzer
+    from ..factory import load_analyzer
     return load_analyzer(class_name, state)
 
 
 def _load_npz(fname):
-    from .factory import load_analyzer_npz
+    from ..factory import load_analyzer_npz
     return load_analyzer_npz(fname)
 
 
