@@ -9,8 +9,11 @@ class-sensitivity gap; a verdict table printed and written to --out
 are reported before any long work, and nothing is written then (exit code 2).
 Before the experiments the audit builds each method's analyzer, times it on
 one image and prints the estimated time and peak memory of the whole audit;
---time-budget drops the methods that do not fit (and says which). A rerun
-with the same --out resumes.
+--time-budget drops the methods that do not fit (and says which). Each
+method runs in a TensorFlow graph of its own, so the peak memory is that of
+the heaviest method (--graph shared: one graph, each analyzer built once,
+faster, but memory grows with every method). A rerun with the same --out
+resumes.
 
 Examples:
     python scripts/audit.py my_model.keras --images photos/ --preprocess imagenet-caffe
@@ -30,8 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 # The arguments are checked before TensorFlow is imported (several seconds),
 # so this script names its choices itself; tests/test_audit_cli.py checks that
-# they equal csc_analyzers.audit.run.PREPROCESSING and the registry's names.
+# they equal csc_analyzers.audit.run.PREPROCESSING / GRAPH_MODES and the registry's names.
 PREPROCESSING = ("unit", "imagenet-caffe", "tf")
+GRAPH_MODES = ("per-method", "shared")
 
 
 def method_names() -> list:
@@ -108,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="wall-time budget of the whole audit (e.g. 20m): methods whose "
                              "estimated cost does not fit are dropped, in the order given, "
                              "and named")
+    parser.add_argument("--graph", default="per-method", choices=GRAPH_MODES,
+                        help="per-method (default): each method in a TensorFlow graph of its "
+                             "own, built for the probe and again for its experiments; peak "
+                             "memory of the heaviest method. shared: every analyzer built "
+                             "once in one graph; faster, memory grows with the methods")
     parser.add_argument("--estimate-only", action="store_true",
                         help="check, estimate time and memory, print them and stop")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
@@ -135,7 +144,7 @@ def main(argv=None) -> int:
                              methods=args.methods, n_images=args.n_images,
                              n_vectors=args.n_vectors, seed=args.seed,
                              time_budget=args.time_budget, started=start,
-                             report=None if args.no_progress else say)
+                             report=None if args.no_progress else say, graph=args.graph)
     except AuditError as error:
         print(f"audit: error: {error}", file=sys.stderr)
         return 2

@@ -76,6 +76,7 @@ def _script():
 def test_script_choices_equal_the_package_ones():
     script = _script()
     assert script.PREPROCESSING == audit.PREPROCESSING
+    assert script.GRAPH_MODES == audit.GRAPH_MODES
     assert script.method_names() == [spec.name for spec in ALL_METHODS]
     assert [script.duration(t) for t in ("90", "90s", "2m", "1.5h")] == [90, 90, 120, 5400]
 

@@ -32,11 +32,15 @@ class AuditEstimate:
     far (``elapsed_s``: loading, checks, each method's analyzer built and
     timed on one image), the measured :class:`~csc_analyzers.audit.checks.MethodCost`
     per kept method (``costs``), the methods ``dropped`` to fit
-    ``budget_s`` with the reason, and the peak memory (``rss_bytes``: the
-    analyzers of all kept methods are built and stay in the graph, so the
-    peak after the probes is the audit's peak, plus the maps of one image);
+    ``budget_s`` with the reason, and the peak memory (``rss_bytes``, the
+    peak after the probes: with ``rebuild`` each method was probed in a
+    TensorFlow graph of its own, so the peak is that of the heaviest method,
+    which its experiments repeat; without, the analyzers of all kept methods
+    stay in one graph and the peak after the probes is the audit's);
     ``fixed_s``: the sanity check's copy of every weight layer out of the
-    session, estimated from a few layers."""
+    session, estimated from a few layers. ``rebuild``: each method's
+    analyzer is built again for its experiments (``MethodCost.build_s``
+    paid twice)."""
 
     n_images: int
     elapsed_s: float
@@ -45,10 +49,13 @@ class AuditEstimate:
     rss_bytes: int
     budget_s: Optional[float] = None
     fixed_s: float = 0.0  # once per audit: the sanity check copies every weight out
+    rebuild: bool = False
 
     @property
     def experiments_s(self) -> float:
-        return self.fixed_s + sum(cost.run_s(self.n_images) for cost in self.costs.values())
+        return self.fixed_s + sum(cost.run_s(self.n_images) + (cost.build_s if self.rebuild
+                                                                else 0.0)
+                                  for cost in self.costs.values())
 
     @property
     def report_s(self) -> float:
@@ -62,7 +69,9 @@ class AuditEstimate:
         lines = [f"estimate: {self.total_s:.0f} s in all ({self.elapsed_s:.0f} s spent on "
                  f"loading and checks, {self.experiments_s:.0f} s of experiments on "
                  f"{self.n_images} images, {self.report_s:.0f} s of report), peak memory "
-                 f"{self.rss_bytes / 2**30:.2f} GiB"]
+                 f"{self.rss_bytes / 2**30:.2f} GiB"
+                 + (" (each method in a graph of its own, built again for its experiments)"
+                    if self.rebuild else " (every method's analyzer in one graph)")]
         for name, cost in self.costs.items():
             lines.append(f"  {name}: analyzer {cost.build_s:.1f} s, per image "
                          f"{cost.per_image_s:.2f} s (CSC unit {cost.csc_s:.2f} s, "

@@ -18,7 +18,8 @@ import json
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -39,6 +40,11 @@ from ..registry import ALL_METHODS, available_methods, select_methods
 log = logging.getLogger(__name__)
 
 PREPROCESSING = ("unit", "imagenet-caffe", "tf")
+#: where the analyzers live: "per-method" builds each method in a TensorFlow
+#: graph of its own, released after it (peak memory that of the heaviest
+#: method, each analyzer built twice: probe and experiments); "shared" keeps
+#: every analyzer in one graph (each built once, memory grows with the methods)
+GRAPH_MODES = ("per-method", "shared")
 
 
 @dataclass
@@ -49,6 +55,36 @@ class AuditNetwork(ModelNetwork):
 
     layers: tuple = ()
     csc_layers: tuple = ()
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """How to build the audited network again in another graph: the model
+    file, loaded and flattened as :func:`prepare_audit` does, analysed on
+    its logits under the network ``name`` with inputs in ``low_high``."""
+
+    path: str
+    name: str
+    low_high: tuple
+
+    def build(self) -> AuditNetwork:
+        model = flatten_model(load_model(Path(self.path)))
+        reserve_layer_names(model)
+        return audit_network(model, self.name, self.low_high)
+
+
+@contextmanager
+def method_graph(source: Optional[ModelSource], network: AuditNetwork):
+    """The network to run one method on: with a ``source``, a copy built in
+    a TensorFlow graph of its own that is released (with the method's
+    analyzer) when the block ends; without, ``network`` itself."""
+    if source is None:
+        yield network
+        return
+    from ..experiments.tasks import isolated_graph
+
+    with isolated_graph():
+        yield source.build()
 
 
 @dataclass
@@ -80,6 +116,7 @@ class AuditPlan:
     settings: dict
     info: dict = field(default_factory=dict)
     estimate: Optional[AuditEstimate] = None
+    source: Optional[ModelSource] = None  # set: each method runs in a graph of its own
 
     @property
     def applicable(self) -> list:
@@ -236,19 +273,27 @@ def estimate_audit_patterns(model, images) -> tuple:
 
 def check_and_probe(specs, network, data: AuditData, *, patterns, table, seed: int,
                     n_vectors: int, started: float, time_budget: Optional[float] = None,
-                    report=None) -> tuple:
+                    report=None, source: Optional[ModelSource] = None) -> tuple:
     """``(checks, estimate)``: :func:`~csc_analyzers.audit.checks.check_method`
     of each spec in order, each applicable method timed on the first image.
-    With ``time_budget`` (seconds from ``started``, a ``time.time()``), a
-    method whose experiments would not fit in what is left, or whose probe
-    cannot start in time (judged by the probes so far), is dropped with its
-    reason. ``report(text)`` receives one line per method."""
+    With a ``source``, each method is checked on a copy of the network built
+    from it in a graph of its own (released after the probe; the loading is
+    counted in the method's build time). With ``time_budget`` (seconds from
+    ``started``, a ``time.time()``), a method whose experiments would not fit
+    in what is left, or whose probe cannot start in time (judged by the
+    probes so far), is dropped with its reason. ``report(text)`` receives
+    one line per method."""
     n = len(data.images)
     probe = {"n_vectors": n_vectors, "seed": seed, "patterns": patterns,
              "composites": data.composites is not None}
+    rebuild = source is not None
+
+    def experiments_s(cost) -> float:
+        return cost.run_s(n) + (cost.build_s if rebuild else 0.0)
+
     checks, costs, dropped, probes = [], {}, [], []
     for k, spec in enumerate(specs):
-        committed = sum(c.run_s(n) for c in costs.values())
+        committed = sum(experiments_s(c) for c in costs.values())
         report_s = REPORT_S + REPORT_S_PER_METHOD * (len(costs) + 1)
         if time_budget is not None and probes:
             left = time_budget - (time.time() - started) - committed - report_s
@@ -259,15 +304,21 @@ def check_and_probe(specs, network, data: AuditData, *, patterns, table, seed: i
                 checks.append(MethodCheck(spec, False, "dropped by --time-budget"))
                 continue
         start = time.time()
-        check = check_method(spec, network, data.images[0], patterns=patterns, table=table,
-                             seed=seed, probe=probe)
+        with method_graph(source, network) as net:
+            loaded_s = time.time() - start
+            check = check_method(spec, net, data.images[0], patterns=patterns, table=table,
+                                 seed=seed, probe=probe)
         probes.append(time.time() - start)
+        if check.ok and check.cost is not None and rebuild:
+            check = replace(check, cost=replace(check.cost,
+                                                build_s=check.cost.build_s + loaded_s))
         if check.ok and check.cost is not None:
             cost = check.cost
             left = (None if time_budget is None
                     else time_budget - (time.time() - started) - committed - report_s)
-            if left is not None and cost.run_s(n) > left:
-                dropped.append((spec.name, f"its experiments would take ~{cost.run_s(n):.0f} s, "
+            if left is not None and experiments_s(cost) > left:
+                dropped.append((spec.name, f"its experiments would take "
+                                           f"~{experiments_s(cost):.0f} s, "
                                            f"{max(left, 0):.0f} s of the budget left"))
                 check = MethodCheck(spec, False, "dropped by --time-budget")
                 network.analyzer_cache.pop(analyzer_key(spec, network), None)
@@ -279,11 +330,13 @@ def check_and_probe(specs, network, data: AuditData, *, patterns, table, seed: i
                       "per image" if check.ok and check.cost else
                       f"not applicable: {check.reason}")
             report(f"[{k + 1}/{len(specs)}] {spec.name}: {status}")
-    setup = (weight_copy_s(network.model)
-             if any(c.ok and c.sanity_ok for c in checks) else 0.0)
+    with_sanity = sum(1 for c in checks if c.ok and c.sanity_ok and c.spec.name in costs)
+    # the randomiser copies the weights out once per graph it runs in
+    setup = (weight_copy_s(network.model) * (with_sanity if rebuild else 1)
+             if with_sanity else 0.0)
     estimate = AuditEstimate(n_images=n, elapsed_s=time.time() - started, costs=costs,
                              dropped=dropped, rss_bytes=peak_rss(), budget_s=time_budget,
-                             fixed_s=setup)
+                             fixed_s=setup, rebuild=rebuild)
     return checks, estimate
 
 
@@ -307,15 +360,22 @@ def weight_copy_s(model, sample: int = 5) -> float:
 def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
                   methods: Optional[str] = None, n_images: int = 16, n_vectors: int = 5,
                   seed: int = 0, table=None, time_budget: Optional[float] = None,
-                  started: Optional[float] = None, report=None) -> AuditPlan:
+                  started: Optional[float] = None, report=None,
+                  graph: str = "per-method") -> AuditPlan:
     """Check everything and build the plan; writes no file. Each applicable
     method's analyzer is built and timed on the first image, giving the
     plan's :class:`AuditEstimate` (``time_budget``: seconds from ``started``,
     default now, that the whole audit may take; methods that do not fit are
-    dropped and named). Raises :class:`AuditError` naming the culprit, also
-    when no chosen method can explain the model (then naming each method's
-    blocking layers)."""
+    dropped and named). ``graph`` (:data:`GRAPH_MODES`): ``"per-method"``
+    builds each method on a copy of the model in a TensorFlow graph of its
+    own, for the probe and again for its experiments, so the peak memory is
+    that of the heaviest method; ``"shared"`` builds every analyzer once in
+    one graph (faster; memory grows with every method). Raises
+    :class:`AuditError` naming the culprit, also when no chosen method can
+    explain the model (then naming each method's blocking layers)."""
     started = time.time() if started is None else started
+    if graph not in GRAPH_MODES:
+        raise AuditError(f"graph {graph!r}: choose from {GRAPH_MODES}")
     if time_budget is not None and time_budget <= 0:
         raise AuditError(f"--time-budget {time_budget}: must be > 0 seconds")
     if preprocessing not in PREPROCESSING:
@@ -352,9 +412,11 @@ def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
         specs = [s for s in specs if not s.needs_patterns]
     else:
         refused = []
+    source = (ModelSource(str(model_path), network.name, network.input_range)
+              if graph == "per-method" else None)
     checks, estimate = check_and_probe(specs, network, data, patterns=pattern_set, table=table,
                                        seed=seed, n_vectors=n_vectors, started=started,
-                                       time_budget=time_budget, report=report)
+                                       time_budget=time_budget, report=report, source=source)
     order = {c.spec.name: c for c in checks + refused}
     checks = [order[s.name] for s in choose_methods(methods) if s.name in order]
     if not any(check.ok for check in checks):
@@ -366,7 +428,7 @@ def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
                 "n_vectors": int(n_vectors), "seed": int(seed)}
     info = {**io, "model_path": str(model_path), "input_range": network.input_range,
             "n_images": len(data.images), "source": data.source}
-    return AuditPlan(network, data, checks, pattern_set, settings, info, estimate)
+    return AuditPlan(network, data, checks, pattern_set, settings, info, estimate, source)
 
 
 def check_resume(out, settings: dict) -> None:
@@ -391,7 +453,9 @@ def run_experiments(plan: AuditPlan, out, *, progress: bool = False) -> dict:
     """Run the audit's experiments for the applicable methods into
     ``out/results`` and return the tables (``csc``, ``histograms``,
     ``random_logit``, ``sanity``, ``class_sensitivity``); ``progress``
-    prints :class:`Progress` lines."""
+    prints :class:`Progress` lines. With ``plan.source`` each method runs on
+    a copy of the network in a graph of its own, released before the next;
+    the tables are then read from the finished units."""
     from ..experiments.class_sensitivity import run_class_sensitivity
     from ..experiments.cli import SORT_BY
     from ..experiments.csc import run_csc
@@ -399,35 +463,44 @@ def run_experiments(plan: AuditPlan, out, *, progress: bool = False) -> dict:
     from ..experiments.sanity import run_sanity
 
     results = Path(out) / "results"
-    network, data, seed = plan.network, plan.data, plan.settings["seed"]
-    specs = plan.applicable
+    data, seed = plan.data, plan.settings["seed"]
     provider = _patterns_provider(plan.patterns)
     ids = list(range(len(data.images)))
     bar = Progress(progress_weights(plan)) if progress else None
+    sanity_names = {c.spec.name for c in plan.checks if c.ok and c.sanity_ok}
 
     def hook(experiment):
         return None if bar is None else bar.unit(experiment)
 
-    csc = run_csc(network, specs, data.images, out_dir=results,
-                  n_vectors=plan.settings["n_vectors"], seed=seed, patterns=provider,
-                  exact_max_dim=0, on_unit=hook("csc"))
-    stores = [run_random_logit(network, data.images, data.predicted, ids, specs, results,
-                               seed=seed, patterns=provider, save_maps_for=ids[:1],
-                               progress=hook("random_logit"))]
-    sanity_specs = [c.spec for c in plan.checks if c.ok and c.sanity_ok]
-    if sanity_specs:
-        stores.append(run_sanity(network, data.images, data.predicted, ids, sanity_specs,
-                                 results, mode="cascading", seed=seed, patterns=provider,
-                                 save_maps_for=ids[:1], progress=hook("sanity")))
-    if data.composites is not None:
-        _raw, images, masks, labels = data.composites
-        stores.append(run_class_sensitivity(network, images, masks, labels,
-                                            list(range(len(images))), specs, results,
-                                            seed=seed, patterns=provider,
-                                            save_maps_for=[0],
-                                            progress=hook("class_sensitivity")))
-    tables = {"csc": csc["table"], "histograms": csc["histograms"]}
-    for store in stores:
+    def experiments(network, specs, *, tables: bool) -> dict:
+        csc = run_csc(network, specs, data.images, out_dir=results,
+                      n_vectors=plan.settings["n_vectors"], seed=seed, patterns=provider,
+                      exact_max_dim=0, on_unit=hook("csc"), write=tables)
+        stores = [run_random_logit(network, data.images, data.predicted, ids, specs, results,
+                                   seed=seed, patterns=provider, save_maps_for=ids[:1],
+                                   progress=hook("random_logit"))]
+        sanity_specs = [spec for spec in specs if spec.name in sanity_names]
+        if sanity_specs:
+            stores.append(run_sanity(network, data.images, data.predicted, ids, sanity_specs,
+                                     results, mode="cascading", seed=seed,
+                                     patterns=provider, save_maps_for=ids[:1],
+                                     progress=hook("sanity")))
+        if data.composites is not None:
+            _raw, images, masks, labels = data.composites
+            stores.append(run_class_sensitivity(network, images, masks, labels,
+                                                list(range(len(images))), specs, results,
+                                                seed=seed, patterns=provider,
+                                                save_maps_for=[0],
+                                                progress=hook("class_sensitivity")))
+        return {"csc": csc, "stores": stores}
+
+    if plan.source is not None:
+        for spec in plan.applicable:
+            with method_graph(plan.source, plan.network) as network:
+                experiments(network, [spec], tables=False)
+    done = experiments(plan.network, plan.applicable, tables=True)  # reads finished units
+    tables = {"csc": done["csc"]["table"], "histograms": done["csc"]["histograms"]}
+    for store in done["stores"]:
         store.consolidate(sort_by=SORT_BY)
         tables[store.experiment] = store.table()
     return tables
@@ -446,7 +519,7 @@ def run_audit(plan: AuditPlan, out, *, progress: bool = False, figures: bool = T
     return write_report(plan, tables, out, figures=figures)
 
 
-__all__ = ["AuditNetwork", "AuditData", "AuditPlan", "AuditEstimate", "Progress",
+__all__ = ["AuditNetwork", "AuditData", "ModelSource", "GRAPH_MODES", "method_graph", "AuditPlan", "AuditEstimate", "Progress",
            "progress_weights", "check_and_probe", "AuditError", "PREPROCESSING",
            "preprocess", "input_range", "read_image_dir", "builtin_data", "top_layer",
            "audit_network", "model_fingerprint", "choose_methods", "estimate_audit_patterns",

@@ -161,6 +161,8 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
     pending = store.pending(shard.select(unit_keys(network.name, runnable, image_ids)))
     keep_maps = set(int(i) for i in save_maps_for)
     by_name = {spec.name: spec for spec in runnable}
+    if not pending:  # nothing to randomise: skip copying every weight out
+        return store
     with Randomizer(model, seed=seed) as randomizer:
         for method, group in itertools.groupby(pending, key=lambda key: key[1]):
             spec = by_name[method]
