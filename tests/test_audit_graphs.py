@@ -50,11 +50,16 @@ def test_per_method_equals_shared_and_releases_every_graph(cnn32, tmp_path, monk
         built.append((weakref.ref(network.model), weakref.ref(network.model.inputs[0].graph)))
         return network
 
+    loads = []
+    load_model = audit.load_model
     monkeypatch.setattr(audit.ModelSource, "build", tracked)
+    monkeypatch.setattr(audit, "load_model", lambda path: loads.append(path) or load_model(path))
     plan, _ = _audit(cnn32, tmp_path / "per_method", "per-method")
     monkeypatch.undo()
-    # one copy per method for its probe and one for its experiments
+    # one copy per method for its probe and one for its experiments, built from
+    # the model's configuration (the file is read once)
     assert len(built) == 2 * len(plan.applicable) == 6
+    assert len(loads) == 1
     gc.collect()
     assert all(model() is None and graph() is None for model, graph in built)
     # the analyzers never lived in the audit's own graph

@@ -57,18 +57,33 @@ class AuditNetwork(ModelNetwork):
     csc_layers: tuple = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ModelSource:
-    """How to build the audited network again in another graph: the model
-    file, loaded and flattened as :func:`prepare_audit` does, analysed on
-    its logits under the network ``name`` with inputs in ``low_high``."""
+    """How to build the audited network again in another graph: the loaded
+    (flattened) model's class, configuration and weights, analysed on its
+    logits under the network ``name`` with inputs in ``low_high``. Building
+    from the configuration takes a fifth of reading the file again
+    (MobileNetV2: 4-5 s against 22-24 s); a model whose configuration does
+    not rebuild is read from ``path`` as :func:`prepare_audit` did."""
 
     path: str
     name: str
     low_high: tuple
+    model_class: type
+    config: dict
+    weights: list
+
+    @classmethod
+    def of(cls, model, path, name: str, low_high: tuple) -> "ModelSource":
+        return cls(str(path), name, tuple(low_high), type(model), model.get_config(),
+                   model.get_weights())
 
     def build(self) -> AuditNetwork:
-        model = flatten_model(load_model(Path(self.path)))
+        try:
+            model = self.model_class.from_config(self.config)
+            model.set_weights(self.weights)
+        except Exception:  # e.g. a layer that does not rebuild from its config
+            model = flatten_model(load_model(Path(self.path)))
         reserve_layer_names(model)
         return audit_network(model, self.name, self.low_high)
 
@@ -412,7 +427,7 @@ def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
         specs = [s for s in specs if not s.needs_patterns]
     else:
         refused = []
-    source = (ModelSource(str(model_path), network.name, network.input_range)
+    source = (ModelSource.of(model, model_path, network.name, network.input_range)
               if graph == "per-method" else None)
     checks, estimate = check_and_probe(specs, network, data, patterns=pattern_set, table=table,
                                        seed=seed, n_vectors=n_vectors, started=started,
