@@ -11,7 +11,11 @@ project runs in graph mode. Writes into DIR:
   with non-default BatchNormalization statistics;
 * ``lstm.keras``: a Conv, then an LSTM over the rows of its output, then Dense;
 * ``expected_weights.npz``: the saved weights, ``<file>/<index>``.
+
+:func:`save_in_subprocess` runs it from a test.
 """
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -95,6 +99,16 @@ def save_all(directory) -> None:
         expected.update({f"{name}/{i}": w for i, w in enumerate(model.get_weights())})
     lstm(keras).save(directory / "lstm.keras")
     np.savez(directory / "expected_weights.npz", **expected)
+
+
+def save_in_subprocess(directory) -> Path:
+    """Run this script in a process of its own (eager mode) to write the
+    models into ``directory``; returns ``directory``."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run([sys.executable, str(Path(__file__).resolve()), str(directory)],
+                   check=True, env=env, capture_output=True)
+    return Path(directory)
 
 
 if __name__ == "__main__":

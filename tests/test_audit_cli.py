@@ -2,9 +2,6 @@
 residual model, resume, and inputs that must stop the audit before any work."""
 import importlib.util
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +11,7 @@ from PIL import Image
 
 from tensorflow import keras
 
+from audit_models import save_in_subprocess
 from csc_analyzers.audit.checks import load_model, reserve_layer_names
 from csc_analyzers.audit.report import INSENSITIVE, SENSITIVE, verdict
 
@@ -33,11 +31,7 @@ audit = _script()
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """The models of tests/audit_models.py, saved by a process in eager mode."""
-    directory = tmp_path_factory.mktemp("audit_models")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    subprocess.run([sys.executable, str(ROOT / "tests" / "audit_models.py"), str(directory)],
-                   check=True, env=env, capture_output=True)
-    return directory
+    return save_in_subprocess(tmp_path_factory.mktemp("audit_models"))
 
 
 @pytest.fixture(scope="module")

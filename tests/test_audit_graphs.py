@@ -4,30 +4,22 @@ the method, ``shared`` builds every analyzer once in one graph. Both give the
 same result files; per-method keeps no analyzer or graph alive, and its
 estimate counts each analyzer's second build."""
 import gc
-import os
-import subprocess
-import sys
 import weakref
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from audit_models import save_in_subprocess
 
 from csc_analyzers.audit import run as audit
 from csc_analyzers.experiments.common import ANALYSIS_MODEL
 
-ROOT = Path(__file__).resolve().parents[1]
 METHODS = "Gradient,LRP a1b0,DeepLIFT Resc."
 
 
 @pytest.fixture(scope="module")
 def cnn32(tmp_path_factory):
     """tests/audit_models.py's 32x32 CNN (10 classes), saved in eager mode."""
-    directory = tmp_path_factory.mktemp("graph_models")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    subprocess.run([sys.executable, str(ROOT / "tests" / "audit_models.py"), str(directory)],
-                   check=True, env=env, capture_output=True)
-    return directory / "cnn32.keras"
+    return save_in_subprocess(tmp_path_factory.mktemp("graph_models")) / "cnn32.keras"
 
 
 def _audit(path, out, graph):
