@@ -2,6 +2,8 @@
 
 - :mod:`.run`: :func:`prepare_audit` (everything that can fail on bad input,
   before any long work) and :func:`run_audit` (the experiments, resumable).
+- :mod:`.data`: the images (a directory or the built-in set) and their
+  preprocessing.
 - :mod:`.checks`: loading, the input/output and per-method checks, and the
   one-image cost probe.
 - :mod:`.cost`: the time and memory estimate, the time budget and progress.
