@@ -121,10 +121,13 @@ class RelativeCost:
     """A method's cost relative to Gradient's on the same model: building
     and first-running its analyzer (``build``), one CSC unit (``csc``), one
     saliency map (``map``), the growth of the process's peak memory over
-    the loaded model's while the method runs alone (``memory``). Measured (geometric mean of the two networks) on
-    MobileNetV2 and ResNet50V2 at 224 x 224 px, each method in a TensorFlow
-    graph of its own; the audit predicts a method's cost from one measured
-    method with these (:mod:`csc_analyzers.audit.cost`)."""
+    the loaded model's while the method runs alone (``memory``). Measured
+    by ``scripts/benchmark_method_costs.py`` (geometric mean over
+    MobileNetV2 and ResNet50V2 with random weights at 224 x 224 px, each
+    method in a TensorFlow graph of its own, oneDNN off); LRP a5b4, whose
+    relevance is non-finite on both, takes LRP a2b1's. The audit predicts a
+    method's cost from one measured method with these
+    (:func:`csc_analyzers.audit.cost.predict_cost`)."""
 
     build: float = 1.0
     csc: float = 1.0
