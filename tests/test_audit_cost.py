@@ -211,6 +211,22 @@ def test_per_method_measures_gradient_and_predicts_the_others():
     assert list(tight.costs) in (["Gradient"], ["Gradient", "LRP a1b0"])
 
 
+def test_per_method_refuses_before_the_estimate_what_a_constructor_refuses():
+    """innvestigate's GuidedBP refuses a swish network in its constructor: the
+    refusal comes before the estimate (a final check, no predicted cost)."""
+    model = relu_cnn(activation="swish")
+    network = audit.audit_network(model, "net", (0.0, 1.0))
+    source = audit.ModelSource.of(model, "unused.keras", "net", (0.0, 1.0))
+    specs = [get_method(name) for name in ("GuidedBP", "Gradient")]
+    checks, estimate = audit.check_and_predict(specs, source, network, plan_data(model),
+                                               patterns=None, table=None, seed=0,
+                                               n_vectors=3, started=time.time())
+    assert not checks[0].ok and checks[0].final
+    assert "only specified for networks with ReLU activations" in checks[0].reason
+    assert "conv1" in checks[0].layers
+    assert list(estimate.costs) == ["Gradient"]
+
+
 def test_per_method_reference_falls_back_when_it_fails(monkeypatch):
     """Gradient failing when built makes it not applicable and the next
     method the measured reference."""

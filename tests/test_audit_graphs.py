@@ -50,10 +50,10 @@ def test_per_method_equals_shared_and_releases_every_graph(cnn32, tmp_path, monk
     monkeypatch.setattr(audit, "load_model", lambda path: loads.append(path) or load_model(path))
     plan, _ = _audit(cnn32, tmp_path / "per_method", "per-method")
     monkeypatch.undo()
-    # one copy for the measured method (Gradient) and one per method for its
-    # check and experiments, built from the model's configuration (the file
-    # is read once)
-    assert len(built) == len(plan.applicable) + 1 == 4
+    # one copy for the analyzers' constructor checks, one for the measured
+    # method (Gradient) and one per method for its check and experiments,
+    # built from the model's configuration (the file is read once)
+    assert len(built) == len(plan.applicable) + 2 == 5
     assert len(loads) == 1
     gc.collect()
     assert all(model() is None and graph() is None for model, graph in built)

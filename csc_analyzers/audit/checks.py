@@ -228,6 +228,25 @@ def static_check(spec: MethodSpec, network, *, patterns=None, table=None) -> Met
     return MethodCheck(spec, True, final=False)
 
 
+def construction_check(spec: MethodSpec, network, *, patterns=None) -> MethodCheck:
+    """Whether the analyzer of ``spec`` can be constructed on ``network``:
+    its own model checks (e.g. innvestigate's refusal of GuidedBP on a
+    network with other activations than ReLU) run in its constructor,
+    before any analysis graph is built. Use it on a copy of the model in a
+    graph that is released afterwards. DeepLIFT's converter is checked by
+    :func:`static_check` and is not constructed here (its constructor
+    converts the model)."""
+    if spec.analyzer.startswith("deep_lift"):
+        return MethodCheck(spec, True, final=False)
+    try:
+        create_method_analyzer(spec, network, patterns)
+    except Exception as error:  # every refusal of a third-party analyzer is reported
+        reason, layers = diagnose(error, _unchecked_analyzer(spec, network, patterns),
+                                  network.model)
+        return MethodCheck(spec, False, reason, layers)
+    return MethodCheck(spec, True, final=False)
+
+
 def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
                  table=None, seed: int = 0, probe: Optional[dict] = None) -> MethodCheck:
     """Build the analyzer of ``spec`` on ``network`` and propagate two random
@@ -376,6 +395,7 @@ def check_methods(specs, network, image, *, patterns=None, table=None, seed: int
 
 
 __all__ = ["AuditError", "MethodCheck", "MethodCost", "method_warnings", "probe_cost", "load_model", "check_model_io", "reserve_layer_names",
-           "triggered_checks", "unknown_layers", "diagnose", "static_check", "check_method",
+           "triggered_checks", "unknown_layers", "diagnose", "static_check",
+           "construction_check", "check_method",
            "check_methods",
            "KNOWN_LAYER_TYPES", "MODEL_SUFFIXES"]

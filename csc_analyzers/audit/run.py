@@ -32,8 +32,8 @@ from .data import (PREPROCESSING, AuditData, builtin_data, input_range, preproce
 from .cost import (REPORT_S, REPORT_S_PER_METHOD, AuditEstimate, Progress, current_rss,
                    peak_rss, predict_cost, predict_peak, progress_weights, reset_peak,
                    window_peak)
-from .checks import (AuditError, MethodCheck, check_method, check_model_io, load_model,
-                     reserve_layer_names, static_check)
+from .checks import (AuditError, MethodCheck, check_method, check_model_io,
+                     construction_check, load_model, reserve_layer_names, static_check)
 from ..experiments.common import ModelNetwork, analyzer_key
 from ..experiments.store import atomic_write_text
 from ..logits import logit_model
@@ -263,7 +263,9 @@ def check_and_predict(specs, source: ModelSource, network, data: AuditData, *, p
     """``(checks, estimate)`` of an audit that runs each method once, in a
     graph of its own: every spec checked without a graph build
     (:func:`~csc_analyzers.audit.checks.static_check`: installed, patterns,
-    all blocking layers); one applicable method (:func:`reference_order`)
+    all blocking layers), then its analyzer constructed on one copy of the
+    model (:func:`~csc_analyzers.audit.checks.construction_check`: the
+    analyzer's own model checks; no analysis is built); one applicable method (:func:`reference_order`)
     built on a copy of the model from ``source`` in a graph of its own,
     checked and timed on the first image (:func:`check_method`; if it fails
     there, the next is tried); every other applicable method's cost
@@ -278,6 +280,11 @@ def check_and_predict(specs, source: ModelSource, network, data: AuditData, *, p
              "composites": composites}
     checks = {spec.name: static_check(spec, network, patterns=patterns, table=table)
               for spec in specs}
+    constructible = [spec for spec in specs if checks[spec.name].ok]
+    if constructible:  # the analyzers' own model checks, on a copy released after
+        with method_graph(source, network) as net:
+            for spec in constructible:
+                checks[spec.name] = construction_check(spec, net, patterns=patterns)
     before = peak_rss()  # loading, patterns
     base = current_rss()
     reference = measured = None
