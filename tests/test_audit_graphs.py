@@ -122,6 +122,7 @@ def test_per_method_failure_and_budget_at_run_time(cnn32, tmp_path, monkeypatch)
                                                        "experiments would take")
     assert [name for name, _ in plan.estimate.dropped] == ["DeepLIFT Resc."]
     assert "audit: LRP a1b0 not applicable: non-finite relevance at layer 'input'" in lines
+    assert any(line.startswith("Gradient: done in ") and "peak memory" in line for line in lines)
     verdicts = pd.read_csv(tmp_path / "out" / "verdicts.csv")
     assert set(verdicts["method"]) >= {"Gradient", "LRP a1b0", "DeepLIFT Resc."}
     row = verdicts.set_index("method").loc["LRP a1b0"]

@@ -524,8 +524,12 @@ def run_method(plan: AuditPlan, check: MethodCheck, experiments, *, report=None)
     the plan's time budget, run ``experiments(network, [check], tables=False)``;
     the graph is released after it. Returns the final check (a method the
     budget no longer fits is dropped, its reason recorded in the plan's
-    estimate). ``report(text)`` receives the check's lines."""
+    estimate). ``report(text)`` receives the check's lines and, for a method
+    that ran, its time against the estimate and the peak memory while it
+    ran."""
     spec, estimate = check.spec, plan.estimate
+    reset_peak()
+    start = time.time()
     with method_graph(plan.source, plan.network) as network:
         final = check_method(spec, network, plan.data.images[0], patterns=plan.patterns,
                              table=plan.table, seed=plan.settings["seed"])
@@ -544,6 +548,10 @@ def run_method(plan: AuditPlan, check: MethodCheck, experiments, *, report=None)
                 report(f"audit: {line}")
         if final.ok:
             experiments(network, [final], tables=False)
+    if report is not None and final.ok and check.cost is not None:
+        predicted = check.cost.build_s + check.cost.run_s(len(plan.data.images))
+        report(f"{spec.name}: done in {time.time() - start:.0f} s (estimated "
+               f"{predicted:.0f} s), peak memory {window_peak() / 2**30:.2f} GiB")
     return final
 
 
