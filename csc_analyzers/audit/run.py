@@ -1,9 +1,11 @@
 """Audit a user's Keras model: which attribution methods ignore its later layers?
 
 :func:`prepare_audit` does everything that can fail on bad input -- load the
-model, read and preprocess the images, estimate patterns, build every chosen
-method's analyzer on one image -- and writes nothing. :func:`run_audit` then
-runs, per applicable method, the paper's tests on the model
+model, read and preprocess the images, estimate patterns, check every chosen
+method's layers and analyzer, time one method (``graph="per-method"``) or
+every method (``"shared"``) on one image for the estimate -- and writes
+nothing. :func:`run_audit` then runs, per applicable method (per-method:
+built once, in a graph of its own), the paper's tests on the model
 (:mod:`csc_analyzers.experiments`): CSC with random relevance injected at
 the logits, the random-logit SSIM, the SSIM after randomising the top layer
 and, on the built-in two-object images, the class-sensitivity gap. Units go
