@@ -143,7 +143,8 @@ def main(argv=None) -> int:
     # TensorFlow's oneDNN allocator keeps the memory of every released graph,
     # which would add up the per-method graphs' peaks; without it they are
     # returned (same speed on CPU, measured in docs/performance.md)
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    if "tensorflow" not in sys.modules:  # a setting for the process TensorFlow starts in
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     from csc_analyzers.audit import prepare_audit, run_audit  # starts TensorFlow
     from csc_analyzers.audit.checks import AuditError
     from csc_analyzers.audit.report import format_table

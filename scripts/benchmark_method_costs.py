@@ -117,7 +117,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # as scripts/audit.py
+    if "tensorflow" not in sys.modules:  # a setting for the process TensorFlow starts in
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # as scripts/audit.py
     from csc_analyzers.audit.data import PREPROCESSING
     from csc_analyzers.audit.run import choose_methods
 
