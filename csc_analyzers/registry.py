@@ -117,6 +117,25 @@ class RecipeChange:
 
 
 @dataclass(frozen=True)
+class RelativeCost:
+    """A method's cost relative to Gradient's on the same model: building
+    and first-running its analyzer (``build``), one CSC unit (``csc``), one
+    saliency map (``map``), the growth of the process's peak memory over
+    the loaded model's while the method runs alone (``memory``). Measured
+    by ``scripts/benchmark_method_costs.py`` (geometric mean over
+    MobileNetV2 and ResNet50V2 with random weights at 224 x 224 px, each
+    method in a TensorFlow graph of its own, oneDNN off); LRP a5b4, whose
+    relevance is non-finite on both, takes LRP a2b1's. The audit predicts a
+    method's cost from one measured method with these
+    (:func:`csc_analyzers.audit.cost.predict_cost`)."""
+
+    build: float = 1.0
+    csc: float = 1.0
+    map: float = 1.0
+    memory: float = 1.0  # growth of the process's peak memory over the model's
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """One method configuration of the study."""
 
@@ -134,6 +153,7 @@ class MethodSpec:
     note: str = ""  # why the method is excluded somewhere, or how it is configured
     #: (recipe, network) -> :class:`RecipeChange`; absent pairs change nothing
     recipes: Mapping = field(default_factory=dict)
+    cost: RelativeCost = RelativeCost()  # relative to Gradient, for the audit's estimate
 
     def recipe_change(self, network: str | None, recipe: str = PLAIN) -> RecipeChange | None:
         """What ``recipe`` changes for this method on ``network`` (None: nothing).
@@ -218,11 +238,14 @@ _NO_RESNET50_PATTERNS = ("left out on ResNet-50 as in the paper (no ImageNet Res
 
 PAPER_METHODS: tuple = (
     MethodSpec("GuidedBP", "guided_backprop", postprocess="abs.max",
-               color="#1f77b4", marker="^"),
+               color="#1f77b4", marker="^",
+               cost=RelativeCost(0.96, 0.88, 0.99, 0.67)),
     MethodSpec("Deconv", "deconvnet", postprocess="abs.max",
-               color="#aec7e8", marker="v"),
+               color="#aec7e8", marker="v",
+               cost=RelativeCost(0.98, 0.90, 0.88, 1.01)),
     MethodSpec("RectGrad", "rectgrad", {"percentile": 98}, postprocess="abs.max",
-               ssim_percentile=100.0, color="#17becf", marker="<"),
+               ssim_percentile=100.0, color="#17becf", marker="<",
+               cost=RelativeCost(1.02, 1.02, 1.49, 1.00)),
     MethodSpec("Gradient", "gradient", postprocess="abs.max",
                color="#7f7f7f", marker="o", linestyle="--"),
     MethodSpec("SmoothGrad", "smoothgrad.seeded",
@@ -230,59 +253,78 @@ PAPER_METHODS: tuple = (
                postprocess="abs.max", exclude_experiments=frozenset({"csc"}),
                color="#c7c7c7", marker="o", linestyle=":",
                note="left out of CSC as in the paper: an average over noisy inputs, "
-                    "not one relevance chain"),
+                    "not one relevance chain",
+               cost=RelativeCost(1.94, 0.00, 35.91, 1.09)),
     MethodSpec("DTD", "deep_taylor.bounded",
                {"low": INPUT_LOW, "high": INPUT_HIGH, "residual_rule": ANALYZER_RULE},
-               color="#ff7f0e", marker="s", recipes=_PAPER_NO_DTD),
+               color="#ff7f0e", marker="s", recipes=_PAPER_NO_DTD,
+               cost=RelativeCost(0.89, 0.98, 1.26, 1.37)),
     MethodSpec("PatternAttr.", "pattern.attribution", needs_patterns=True,
                exclude_networks=frozenset({"resnet50"}), color="#2ca02c", marker="D",
-               note=_NO_RESNET50_PATTERNS),
+               note=_NO_RESNET50_PATTERNS,
+               cost=RelativeCost(4.36, 0.82, 1.05, 1.40)),
     MethodSpec("PatternNet", "pattern.net", needs_patterns=True,
                exclude_networks=frozenset({"resnet50"}), color="#98df8a", marker="d",
-               note=_NO_RESNET50_PATTERNS),
+               note=_NO_RESNET50_PATTERNS,
+               cost=RelativeCost(4.62, 0.93, 1.00, 1.26)),
     MethodSpec("LRP a1b0", "lrp.alpha_1_beta_0", {"residual_rule": ANALYZER_RULE},
                color=_Z_FAMILY, marker="P",
-               recipes=_PAPER_ALPHA_BETA),
+               recipes=_PAPER_ALPHA_BETA,
+               cost=RelativeCost(1.10, 1.19, 1.32, 1.27)),
     MethodSpec("LRP a2b1", "lrp.alpha_2_beta_1", {"residual_rule": ANALYZER_RULE},
                color="#ff9896", marker="X",
-               recipes=_PAPER_ALPHA_BETA),
+               recipes=_PAPER_ALPHA_BETA,
+               cost=RelativeCost(1.63, 1.47, 1.84, 1.58)),
     MethodSpec("LRP a5b4", "lrp.alpha_beta",
                {"alpha": 5, "beta": 4, "residual_rule": ANALYZER_RULE},
-               color="#e377c2", marker="*", recipes=_PAPER_ALPHA_BETA),
+               color="#e377c2", marker="*", recipes=_PAPER_ALPHA_BETA,
+               cost=RelativeCost(1.63, 1.47, 1.84, 1.58)),
     MethodSpec("LRP-z", "lrp.z", {"residual_rule": ANALYZER_RULE},
-               color="#8c564b", marker="h", linestyle="--"),
+               color="#8c564b", marker="h", linestyle="--",
+               cost=RelativeCost(0.96, 1.01, 1.03, 1.15)),
     MethodSpec("LRP CMP a1b0", "lrp.cmp_alpha_1_beta_0", {"residual_rule": ANALYZER_RULE},
                color="#9467bd", marker="p",
-               recipes=_PAPER_ALPHA_BETA),
+               recipes=_PAPER_ALPHA_BETA,
+               cost=RelativeCost(1.05, 1.14, 1.25, 1.34)),
     MethodSpec("LRP CMP a2b1", "lrp.cmp_alpha_2_beta_1", {"residual_rule": ANALYZER_RULE},
                color="#c5b0d5", marker="H",
-               recipes=_PAPER_ALPHA_BETA),
+               recipes=_PAPER_ALPHA_BETA,
+               cost=RelativeCost(1.70, 1.66, 2.43, 1.64)),
     MethodSpec("DeepLIFT Rev.C.", "deep_lift.wrapper", {"nonlinear_mode": "reveal_cancel"},
-               color="#bcbd22", marker="8", linestyle="--", recipes=_PAPER_DEEPLIFT),
+               color="#bcbd22", marker="8", linestyle="--", recipes=_PAPER_DEEPLIFT,
+               cost=RelativeCost(1.94, 3.68, 9.26, 2.06)),
     MethodSpec("DeepLIFT Resc.", "deep_lift.wrapper", {"nonlinear_mode": "rescale"},
-               color="#dbdb8d", marker="o", linestyle="--", recipes=_PAPER_DEEPLIFT),
+               color="#dbdb8d", marker="o", linestyle="--", recipes=_PAPER_DEEPLIFT,
+               cost=RelativeCost(1.51, 3.70, 6.00, 2.01)),
     MethodSpec("DeepLIFT Abla.", "deep_lift.wrapper",
                {"nonlinear_mode": "rescale", "cross_mxts": False},
-               color="#393b79", marker="x", recipes=_PAPER_DEEPLIFT),
+               color="#393b79", marker="x", recipes=_PAPER_DEEPLIFT,
+               cost=RelativeCost(1.40, 2.92, 4.28, 1.75)),
 )
 
 EXTRA_METHODS: tuple = (
     MethodSpec("Excitation BP", "excitation_backprop", color="#843c39", marker="1",
-               note="z+ without bias from a one-hot start; the map is LRP z+ / y_k"),
+               note="z+ without bias from a one-hot start; the map is LRP z+ / y_k",
+               cost=RelativeCost(0.97, 0.95, 1.21, 1.46)),
     MethodSpec("c-Excitation BP", "excitation_backprop.contrastive",
-               color="#ad494a", marker="2"),
-    MethodSpec("Contrastive LRP", "lrp.contrastive", color="#e7969c", marker="3"),
+               color="#ad494a", marker="2",
+               cost=RelativeCost(0.93, 0.93, 1.32, 1.37)),
+    MethodSpec("Contrastive LRP", "lrp.contrastive", color="#e7969c", marker="3",
+               cost=RelativeCost(1.35, 0.96, 1.76, 1.36)),
     MethodSpec("Contrastive LRP (no max)", "lrp.contrastive", {"use_max": False},
-               color="#7b4173", marker="4"),
+               color="#7b4173", marker="4",
+               cost=RelativeCost(1.41, 1.07, 1.76, 1.40)),
     MethodSpec("LRP z+", "lrp.z_plus", {"residual_rule": ANALYZER_RULE},
                color="#a55194", marker="+",
                note="alpha1-beta0 without bias from the logit; through BatchNormalization "
                     "the map sums to less than the logit unless canonize=True (see "
-                    "csc_analyzers.methods.excitation)"),
+                    "csc_analyzers.methods.excitation)",
+               cost=RelativeCost(0.88, 1.01, 1.24, 1.45)),
     MethodSpec("Integrated Gradients", "integrated_gradients",
                color="#636363", marker=".", linestyle="-.",
                note="an attribution (x - x0) * mean gradient that sums to about "
-                    "f(x) - f(x0): summed over channels like LRP-z"),
+                    "f(x) - f(x0): summed over channels like LRP-z",
+               cost=RelativeCost(4.15, 15.86, 40.08, 2.13)),
 )
 
 ALL_METHODS: tuple = PAPER_METHODS + EXTRA_METHODS

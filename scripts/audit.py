@@ -7,13 +7,18 @@ randomising the top layer and, on the built-in two-object images, the
 class-sensitivity gap; a verdict table printed and written to --out
 (verdicts.csv, AUDIT.md, figures/). Unsupported layers and unsuitable inputs
 are reported before any long work, and nothing is written then (exit code 2).
-Before the experiments the audit builds each method's analyzer, times it on
-one image and prints the estimated time and peak memory of the whole audit;
---time-budget drops the methods that do not fit (and says which). Each
-method runs in a TensorFlow graph of its own, so the peak memory is that of
-the heaviest method (--graph shared: one graph, each analyzer built once,
-faster, but memory grows with every method). A rerun with the same --out
-resumes.
+Before the experiments the audit checks every method's layers without
+building anything, builds one method (Gradient, when chosen) on a copy of
+the model, times it on one image and prints the estimated time and peak
+memory of the whole audit, the other methods' costs predicted from it with
+the registry's relative costs; --time-budget drops the methods that do not
+fit (and says which). Each method is then built once, in a TensorFlow graph
+of its own released after its experiments, so the peak memory is that of
+the heaviest method (--graph shared: every method built and timed before
+the experiments, in one graph; memory grows with every method). A rerun
+with the same --out resumes. TensorFlow's oneDNN operations are turned off
+(TF_ENABLE_ONEDNN_OPTS=0) unless that variable is set: their allocator keeps
+the memory of each released graph.
 
 Examples:
     python scripts/audit.py my_model.keras --images photos/ --preprocess imagenet-caffe
@@ -23,6 +28,7 @@ Examples:
 import argparse
 import importlib.util
 import logging
+import os
 import re
 import sys
 import time
@@ -90,8 +96,9 @@ def positive_int(minimum: int):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
-        epilog="Time and memory are estimated from each method's analyzer built and run on "
-               "one image; the estimate assumes the machine stays as loaded as it was then.")
+        epilog="Time and memory are estimated from one method's analyzer built and run on "
+               "one image (--graph shared: every method's); the estimate assumes the "
+               "machine stays as loaded as it was then.")
     parser.add_argument("model", help="saved Keras model: .keras or .h5 file, or a SavedModel "
                                       "directory")
     parser.add_argument("--images", default=None, metavar="DIR",
@@ -113,10 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "estimated cost does not fit are dropped, in the order given, "
                              "and named")
     parser.add_argument("--graph", default="per-method", choices=GRAPH_MODES,
-                        help="per-method (default): each method in a TensorFlow graph of its "
-                             "own, built for the probe and again for its experiments; peak "
-                             "memory of the heaviest method. shared: every analyzer built "
-                             "once in one graph; faster, memory grows with the methods")
+                        help="per-method (default): each method built once, in a TensorFlow "
+                             "graph of its own, one method measured and the others predicted "
+                             "for the estimate; peak memory of the heaviest method. shared: "
+                             "every method built and measured before the experiments, in "
+                             "one graph; memory grows with the methods")
     parser.add_argument("--estimate-only", action="store_true",
                         help="check, estimate time and memory, print them and stop")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
@@ -132,6 +140,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.time()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    # TensorFlow's oneDNN allocator keeps the memory of every released graph,
+    # which would add up the per-method graphs' peaks; without it they are
+    # returned (same speed on CPU, measured in docs/performance.md)
+    if "tensorflow" not in sys.modules:  # a setting for the process TensorFlow starts in
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     from csc_analyzers.audit import prepare_audit, run_audit  # starts TensorFlow
     from csc_analyzers.audit.checks import AuditError
     from csc_analyzers.audit.report import format_table
@@ -149,13 +162,9 @@ def main(argv=None) -> int:
         print(f"audit: error: {error}", file=sys.stderr)
         return 2
     for check in plan.checks:
-        if not check.ok:
-            print(f"audit: {check.spec.name} not applicable: {check.reason}", file=sys.stderr)
-        elif not check.sanity_ok:
-            print(f"audit: {check.spec.name}: no top-layer SSIM: {check.sanity_reason}",
-                  file=sys.stderr)
-        for warning in check.warnings:
-            print(f"audit: {check.spec.name}: warning: {warning}", file=sys.stderr)
+        if check.final:  # per-method: the others are checked when their turn comes
+            for line in check.lines():
+                print(f"audit: {line}", file=sys.stderr)
     say(plan.estimate.describe())
     if args.estimate_only:
         return 0
@@ -163,7 +172,8 @@ def main(argv=None) -> int:
         f"({plan.info['source']})")
     try:
         result = run_audit(plan, args.out, progress=not args.no_progress,
-                           figures=not args.no_figures)
+                           figures=not args.no_figures,
+                           report=lambda text: print(text, file=sys.stderr, flush=True))
     except AuditError as error:
         print(f"audit: error: {error}", file=sys.stderr)
         return 2

@@ -217,6 +217,18 @@ MUTATIONS: list = [
              ("tests/test_experiment_values.py::"
               "test_random_class_is_uniform_over_the_other_classes",),
              "the random logit is sometimes the true class: those SSIMs are 1"),
+    Mutation("audit_prediction_ignores_reference_cost", "csc_analyzers/audit/cost.py",
+             "build_s=measured.build_s * own.build / ref.build",
+             "build_s=measured.build_s * own.build",
+             ("tests/test_audit_cost.py::test_predicted_cost_scales_the_measured_one",),
+             "a method's predicted build time is wrong unless Gradient is the measured one"),
+    Mutation("randomizer_restores_only_randomised", "csc_analyzers/experiments/randomization.py",
+             "if name not in changed and not _same_weights(current[name], "
+             "self._original[name]):",
+             "if False:",
+             ("tests/test_experiments_randomization.py::"
+              "test_randomizer_reads_all_weights_in_one_session_run",),
+             "a weight changed by someone else in the block is not put back"),
 ]
 
 

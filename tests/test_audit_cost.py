@@ -13,7 +13,7 @@ from tensorflow import keras
 
 from csc_analyzers.audit import checks as audit_checks, run as audit
 from csc_analyzers.audit.checks import MethodCost, check_method
-from csc_analyzers.audit.cost import Progress
+from csc_analyzers.audit.cost import Progress, predict_cost, predict_peak
 from csc_analyzers.registry import ALL_METHODS, get_method
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,6 +151,105 @@ def test_time_budget_drops_what_does_not_fit(monkeypatch):
     assert "dropped LRP-z (its experiments would take ~400 s" in estimate.describe()
     assert "LRP-z" not in network.analyzer_cache and "Gradient" in network.analyzer_cache
     assert len(lines) == 3 and lines[1].startswith("[2/3] LRP-z: not applicable")
+
+
+def test_predicted_cost_scales_the_measured_one():
+    """A method's predicted cost is the reference's measured cost times the
+    ratio of their registry relative costs, part by part."""
+    gradient, ig, smooth = (get_method(n) for n in ("Gradient", "Integrated Gradients",
+                                                    "SmoothGrad"))
+    measured = MethodCost(build_s=10.0, csc_s=1.0, map_s=0.5, maps_per_image=4,
+                          rss_bytes=3 * 2**30)
+    cost = predict_cost(ig, gradient, measured, sanity=True, composites=True)
+    assert cost.build_s == pytest.approx(10.0 * ig.cost.build)
+    assert cost.csc_s == pytest.approx(1.0 * ig.cost.csc)
+    assert cost.map_s == pytest.approx(0.5 * ig.cost.map)
+    assert cost.maps_per_image == 6 and cost.predicted_from == "Gradient"
+    assert predict_cost(smooth, gradient, measured, sanity=False, composites=False).csc_s == 0
+    # measured on IG, predicted for Gradient: the inverse ratio
+    back = predict_cost(gradient, ig, cost, sanity=True, composites=True)
+    assert back.build_s == pytest.approx(10.0) and back.map_s == pytest.approx(0.5)
+    # the peak: the base plus the heaviest method's growth
+    base, peak = 1 * 2**30, 2 * 2**30
+    assert predict_peak([gradient], gradient, base, peak) == peak
+    assert predict_peak([gradient, ig], gradient, base, peak) == pytest.approx(
+        base + 2**30 * ig.cost.memory, rel=1e-9)
+    assert ig.cost.memory > 1.0  # IG's chunks of averaged inputs need more than Gradient
+
+
+def test_per_method_measures_gradient_and_predicts_the_others():
+    """check_and_predict builds only the reference (Gradient, even when not
+    first), checks the rest without a graph build, predicts their costs and
+    drops what the budget cannot hold."""
+    model = relu_cnn()
+    network = audit.audit_network(model, "net", (0.0, 1.0))
+    data = plan_data(model)
+    source = audit.ModelSource.of(model, "unused.keras", "net", (0.0, 1.0))
+    specs = [get_method(name) for name in ("LRP a1b0", "Gradient", "SmoothGrad")]
+    lines = []
+    checks, estimate = audit.check_and_predict(specs, source, network, data, patterns=None,
+                                               table=None, seed=0, n_vectors=3,
+                                               started=time.time(), report=lines.append)
+    assert [c.ok for c in checks] == [True, True, True]
+    assert not any(c.final for c in checks)  # completed when each method runs
+    assert estimate.reference == "Gradient" and estimate.rebuild
+    assert lines == [lines[0]] and lines[0].startswith("Gradient: measured: analyzer")
+    measured = estimate.costs["Gradient"]
+    assert measured.predicted_from == "" and measured.build_s > 0
+    for name in ("LRP a1b0", "SmoothGrad"):
+        assert estimate.costs[name].predicted_from == "Gradient"
+    assert estimate.costs["LRP a1b0"].build_s == pytest.approx(
+        measured.build_s * get_method("LRP a1b0").cost.build)
+    # nothing was built in the audit's own graph
+    assert not network.analyzer_cache
+    # a budget that holds Gradient's experiments but not the predicted LRP a1b0's
+    need = measured.build_s + measured.run_s(4)
+    _, tight = audit.check_and_predict(specs[1:2] + specs[:1], source, network, data,
+                                       patterns=None, table=None, seed=0, n_vectors=3,
+                                       started=time.time(),
+                                       time_budget=need * 1.2 + audit.REPORT_S + 10.0)
+    assert list(tight.costs) in (["Gradient"], ["Gradient", "LRP a1b0"])
+
+
+def test_per_method_refuses_before_the_estimate_what_a_constructor_refuses():
+    """innvestigate's GuidedBP refuses a swish network in its constructor: the
+    refusal comes before the estimate (a final check, no predicted cost)."""
+    model = relu_cnn(activation="swish")
+    network = audit.audit_network(model, "net", (0.0, 1.0))
+    source = audit.ModelSource.of(model, "unused.keras", "net", (0.0, 1.0))
+    specs = [get_method(name) for name in ("GuidedBP", "Gradient")]
+    checks, estimate = audit.check_and_predict(specs, source, network, plan_data(model),
+                                               patterns=None, table=None, seed=0,
+                                               n_vectors=3, started=time.time())
+    assert not checks[0].ok and checks[0].final
+    assert "only specified for networks with ReLU activations" in checks[0].reason
+    assert "conv1" in checks[0].layers
+    assert list(estimate.costs) == ["Gradient"]
+
+
+def test_per_method_reference_falls_back_when_it_fails(monkeypatch):
+    """Gradient failing when built makes it not applicable and the next
+    method the measured reference."""
+    original = audit.check_method
+
+    def failing(spec, *args, **kwargs):
+        if spec.name == "Gradient":
+            return audit.MethodCheck(spec, False, "non-finite relevance at layer 'input'")
+        return original(spec, *args, **kwargs)
+
+    monkeypatch.setattr(audit, "check_method", failing)
+    model = relu_cnn()
+    network = audit.audit_network(model, "net", (0.0, 1.0))
+    source = audit.ModelSource.of(model, "unused.keras", "net", (0.0, 1.0))
+    specs = [get_method(name) for name in ("SmoothGrad", "Gradient", "LRP-z")]
+    checks, estimate = audit.check_and_predict(specs, source, network, plan_data(model),
+                                               patterns=None, table=None, seed=0,
+                                               n_vectors=3, started=time.time())
+    assert [c.ok for c in checks] == [True, False, True]
+    assert checks[1].final and "non-finite" in checks[1].reason
+    # SmoothGrad is left out of CSC, so LRP-z is measured before it
+    assert estimate.reference == "LRP-z"
+    assert estimate.costs["SmoothGrad"].predicted_from == "LRP-z"
 
 
 def test_progress_extrapolates_from_weighted_units():

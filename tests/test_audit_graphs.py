@@ -1,10 +1,12 @@
-"""The audit's graph modes (``--graph``): ``per-method`` builds each method on
-a copy of the model in a TensorFlow graph of its own and releases it after
-the method, ``shared`` builds every analyzer once in one graph. Both give the
-same result files; per-method keeps no analyzer or graph alive, and its
-estimate counts each analyzer's second build."""
+"""The audit's graph modes (``--graph``): ``per-method`` measures one method
+for the estimate, then builds each method once on a copy of the model in a
+TensorFlow graph of its own and releases it after the method; ``shared``
+builds and measures every analyzer in one graph. Both give the same result
+files; per-method keeps no analyzer or graph alive, and its estimate
+predicts the methods it did not measure."""
 import gc
 import weakref
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -48,17 +50,29 @@ def test_per_method_equals_shared_and_releases_every_graph(cnn32, tmp_path, monk
     monkeypatch.setattr(audit, "load_model", lambda path: loads.append(path) or load_model(path))
     plan, _ = _audit(cnn32, tmp_path / "per_method", "per-method")
     monkeypatch.undo()
-    # one copy per method for its probe and one for its experiments, built from
-    # the model's configuration (the file is read once)
-    assert len(built) == 2 * len(plan.applicable) == 6
+    # one copy for the analyzers' constructor checks, one for the measured
+    # method (Gradient) and one per method for its check and experiments,
+    # built from the model's configuration (the file is read once)
+    assert len(built) == len(plan.applicable) + 2 == 5
     assert len(loads) == 1
     gc.collect()
     assert all(model() is None and graph() is None for model, graph in built)
     # the analyzers never lived in the audit's own graph
     assert set(plan.network.analyzer_cache) <= {ANALYSIS_MODEL}
-    assert plan.estimate.rebuild
-    assert plan.estimate.experiments_s >= sum(c.build_s for c in plan.estimate.costs.values())
-    assert "each method in a graph of its own" in plan.estimate.describe()
+    estimate = plan.estimate
+    assert estimate.reference == "Gradient"
+    assert [c.predicted_from for c in estimate.costs.values()] == ["", "Gradient", "Gradient"]
+    # a predicted cost is the measured one scaled by the registry's relative costs
+    gradient, lrp = estimate.costs["Gradient"], estimate.costs["LRP a1b0"]
+    relative = {spec.name: spec.cost for spec in plan.applicable}["LRP a1b0"]
+    assert lrp.build_s == pytest.approx(gradient.build_s * relative.build)
+    assert lrp.map_s == pytest.approx(gradient.map_s * relative.map)
+    # every method is built for its experiments: all builds are in the experiments
+    assert estimate.experiments_s >= sum(c.build_s for c in estimate.costs.values())
+    assert "LRP a1b0 measured" not in estimate.describe()
+    assert "Gradient measured on one image" in estimate.describe()
+    # the run completed every check (warnings, sanity) in the method's own graph
+    assert all(check.final for check in plan.checks)
 
     shared_plan, _ = _audit(cnn32, tmp_path / "shared", "shared")
     assert not shared_plan.estimate.rebuild
@@ -77,3 +91,40 @@ def test_per_method_equals_shared_and_releases_every_graph(cnn32, tmp_path, monk
 def test_unknown_graph_mode_is_named(cnn32):
     with pytest.raises(audit.AuditError, match="graph 'one': choose from"):
         audit.prepare_audit(cnn32, methods="Gradient", n_images=1, graph="one")
+
+
+def test_per_method_failure_and_budget_at_run_time(cnn32, tmp_path, monkeypatch):
+    """A method that fails when its turn comes is reported not applicable
+    (in the report lines, the checks and verdicts.csv), and a method whose
+    experiments no longer fit the budget is dropped with the reason."""
+    original = audit.check_method
+
+    def failing(spec, *args, **kwargs):
+        if spec.name == "LRP a1b0":
+            return audit.MethodCheck(spec, False, "non-finite relevance at layer 'input'",
+                                     ("input",))
+        return original(spec, *args, **kwargs)
+
+    plan = audit.prepare_audit(cnn32, methods=METHODS, n_images=2, n_vectors=3,
+                               time_budget=1e5)
+    assert [c.ok for c in plan.checks] == [True, True, True]
+    # DeepLIFT Resc.'s experiments now need more than the budget holds
+    k = [c.spec.name for c in plan.checks].index("DeepLIFT Resc.")
+    plan.checks[k] = replace(plan.checks[k], cost=replace(plan.checks[k].cost, csc_s=1e6))
+    monkeypatch.setattr(audit, "check_method", failing)
+    lines = []
+    result = audit.run_audit(plan, tmp_path / "out", figures=False, report=lines.append)
+    by_name = {c.spec.name: c for c in plan.checks}
+    assert by_name["Gradient"].ok and by_name["Gradient"].final
+    assert not by_name["LRP a1b0"].ok and "non-finite" in by_name["LRP a1b0"].reason
+    assert not by_name["DeepLIFT Resc."].ok
+    assert by_name["DeepLIFT Resc."].reason.startswith("dropped by --time-budget: its "
+                                                       "experiments would take")
+    assert [name for name, _ in plan.estimate.dropped] == ["DeepLIFT Resc."]
+    assert "audit: LRP a1b0 not applicable: non-finite relevance at layer 'input'" in lines
+    assert any(line.startswith("Gradient: done in ") and "peak memory" in line for line in lines)
+    verdicts = pd.read_csv(tmp_path / "out" / "verdicts.csv")
+    assert set(verdicts["method"]) >= {"Gradient", "LRP a1b0", "DeepLIFT Resc."}
+    row = verdicts.set_index("method").loc["LRP a1b0"]
+    assert "non-finite" in " ".join(str(v) for v in row.values)
+    assert result["verdicts"] is not None

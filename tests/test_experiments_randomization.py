@@ -205,3 +205,26 @@ def test_resuming_a_store_with_the_old_ssim_metric_fails(tmp_path, rng):
     with pytest.raises(ArgumentError, match=r"sanity_cascading.*'ssim'.*new --out"):
         run_sanity(network, images, labels, [0, 1, 2], specs, tmp_path, seed=1)
     assert len(list(old.units_dir.glob("*.csv"))) == 1  # nothing was added
+
+
+def test_randomizer_reads_all_weights_in_one_session_run(monkeypatch):
+    """Entering and restoring read every weight layer in one session run each
+    (a run per layer made the sanity check cost ~20 s per analyzer graph on
+    MobileNetV2), and a weight changed by someone else is still put back."""
+    from csc_analyzers.experiments import randomization
+
+    model = small_cnn()
+    original = weights_of(model)
+    calls = []
+    read_values = randomization.read_values
+    monkeypatch.setattr(randomization, "read_values",
+                        lambda tensors: calls.append(len(tensors)) or read_values(tensors))
+    with Randomizer(model, seed=1) as rnd:
+        assert calls == [sum(len(layer.weights) for layer in model.layers)]
+        rnd.set_randomized(["fc2"])
+        model.get_layer("conv1").set_weights(
+            [w + 1 for w in model.get_layer("conv1").get_weights()])
+        calls.clear()
+    assert calls[0] == sum(len(layer.weights) for layer in model.layers)
+    monkeypatch.undo()
+    assert_bit_identical(original, weights_of(model))

@@ -45,7 +45,9 @@ class AuditError(ValueError):
 class MethodCheck:
     """Whether a method can explain the model: ``ok``, the ``reason`` if not
     (naming the layers in ``layers``), and whether its top-layer sanity check
-    can run (``sanity_reason`` says why not)."""
+    can run (``sanity_reason`` says why not). ``final`` is False for a check
+    made without building the method (:func:`static_check`), which the
+    audit completes when it runs the method."""
 
     spec: MethodSpec
     ok: bool
@@ -55,6 +57,17 @@ class MethodCheck:
     sanity_reason: str = ""
     warnings: tuple = ()
     cost: Optional["MethodCost"] = None
+    final: bool = True
+
+    def lines(self) -> list:
+        """What the user reads about this check: not applicable and why, no
+        top-layer SSIM and why, and each warning."""
+        name = self.spec.name
+        if not self.ok:
+            return [f"{name} not applicable: {self.reason}"]
+        found = ([f"{name}: no top-layer SSIM: {self.sanity_reason}"]
+                 if not self.sanity_ok else [])
+        return found + [f"{name}: warning: {warning}" for warning in self.warnings]
 
 
 @dataclass(frozen=True)
@@ -65,13 +78,16 @@ class MethodCost:
     layer, with its statistics; 0 if the method is left out of CSC),
     ``map_s`` (one saliency map once the graph runs), ``maps_per_image``
     (random logit 2, top-layer sanity check 2, class gap 2 when measured),
-    ``rss_bytes`` (peak resident memory of the process after the probe)."""
+    ``rss_bytes`` (peak resident memory of the process after the probe).
+    ``predicted_from``: the measured method this cost was predicted from
+    (:func:`csc_analyzers.audit.cost.predict_cost`), empty when measured."""
 
     build_s: float
     csc_s: float
     map_s: float
     maps_per_image: int
     rss_bytes: int
+    predicted_from: str = ""
 
     @property
     def per_image_s(self) -> float:
@@ -187,6 +203,48 @@ def _unchecked_analyzer(spec: MethodSpec, network, patterns):
                                **kwargs)
     except Exception:  # analyzers without model checks do not take the option
         return None
+
+
+def static_check(spec: MethodSpec, network, *, patterns=None, table=None) -> MethodCheck:
+    """What can be known of ``spec`` on ``network`` without building a graph:
+    its analyzer is installed, its patterns exist, and every layer of the
+    model is one its family can pass (:func:`csc_analyzers.checks.check_layers`,
+    all blocking layers named). An applicable result is not ``final``:
+    :func:`check_method` completes it once the method is built."""
+    from ..checks import check_layers
+    from ..errors import UnsupportedLayerError
+
+    if table is None:
+        from ..factory import analyzers as table
+    if spec.analyzer not in table:
+        return MethodCheck(spec, False, f"analyzer {spec.analyzer!r} is not installed")
+    if spec.needs_patterns and patterns is None:
+        return MethodCheck(spec, False, "needs patterns; the pattern module is not installed")
+    try:
+        check_layers(network.model, [spec])
+    except UnsupportedLayerError as error:
+        reason, layers = diagnose(error, None, network.model)
+        return MethodCheck(spec, False, reason, layers)
+    return MethodCheck(spec, True, final=False)
+
+
+def construction_check(spec: MethodSpec, network, *, patterns=None) -> MethodCheck:
+    """Whether the analyzer of ``spec`` can be constructed on ``network``:
+    its own model checks (e.g. innvestigate's refusal of GuidedBP on a
+    network with other activations than ReLU) run in its constructor,
+    before any analysis graph is built. Use it on a copy of the model in a
+    graph that is released afterwards. DeepLIFT's converter is checked by
+    :func:`static_check` and is not constructed here (its constructor
+    converts the model)."""
+    if spec.analyzer.startswith("deep_lift"):
+        return MethodCheck(spec, True, final=False)
+    try:
+        create_method_analyzer(spec, network, patterns)
+    except Exception as error:  # every refusal of a third-party analyzer is reported
+        reason, layers = diagnose(error, _unchecked_analyzer(spec, network, patterns),
+                                  network.model)
+        return MethodCheck(spec, False, reason, layers)
+    return MethodCheck(spec, True, final=False)
 
 
 def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
@@ -337,5 +395,7 @@ def check_methods(specs, network, image, *, patterns=None, table=None, seed: int
 
 
 __all__ = ["AuditError", "MethodCheck", "MethodCost", "method_warnings", "probe_cost", "load_model", "check_model_io", "reserve_layer_names",
-           "triggered_checks", "unknown_layers", "diagnose", "check_method", "check_methods",
+           "triggered_checks", "unknown_layers", "diagnose", "static_check",
+           "construction_check", "check_method",
+           "check_methods",
            "KNOWN_LAYER_TYPES", "MODEL_SUFFIXES"]

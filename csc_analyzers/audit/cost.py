@@ -21,9 +21,78 @@ REPORT_S = 5.0
 REPORT_S_PER_METHOD = 2.5
 
 
+def predict_cost(spec, reference, measured, *, sanity: bool, composites: bool):
+    """The :class:`~csc_analyzers.audit.checks.MethodCost` of ``spec`` on one
+    image predicted from the ``measured`` cost of the ``reference`` spec on
+    the same model: each part scaled by the ratio of the two specs'
+    registry :class:`~csc_analyzers.registry.RelativeCost` (build, CSC unit,
+    map); the map count from ``sanity`` and ``composites`` as measured. The
+    peak memory is left at the reference's (the audit predicts its peak
+    from the heaviest method, :func:`predict_peak`)."""
+    from .checks import MethodCost
+
+    own, ref = spec.cost, reference.cost
+    csc_s = (0.0 if "csc" in spec.exclude_experiments else
+             measured.csc_s * own.csc / ref.csc if ref.csc and measured.csc_s else
+             measured.map_s * own.csc / max(ref.map, 1e-9))
+    return MethodCost(build_s=measured.build_s * own.build / ref.build, csc_s=csc_s,
+                      map_s=measured.map_s * own.map / ref.map,
+                      maps_per_image=2 + (2 if sanity else 0) + (2 if composites else 0),
+                      rss_bytes=measured.rss_bytes, predicted_from=reference.name)
+
+
+def predict_peak(specs, reference, base_bytes: int, measured_bytes: int) -> int:
+    """Peak resident memory of running each of ``specs`` in a graph of its
+    own, released after it: ``base_bytes`` (the process before the methods)
+    plus the largest of the methods' own growth, each the ``reference``'s
+    measured growth (its peak ``measured_bytes`` minus ``base_bytes``)
+    scaled by the ratio of their registry ``RelativeCost.memory``."""
+    growth = max(measured_bytes - base_bytes, 0)
+    scale = max([spec.cost.memory for spec in specs] + [reference.cost.memory])
+    return int(base_bytes + growth * scale / reference.cost.memory)
+
+
 def peak_rss() -> int:
     """Peak resident memory of this process so far, in bytes."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _status_bytes(field: str) -> Optional[int]:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in bytes, None
+    where there is no /proc."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def current_rss() -> int:
+    """Resident memory of this process now, in bytes (the peak so far where
+    /proc is missing)."""
+    found = _status_bytes("VmRSS")
+    return peak_rss() if found is None else found
+
+
+def reset_peak() -> bool:
+    """Start a new peak-memory window (:func:`window_peak`): Linux's
+    /proc/self/clear_refs resets the process's peak resident memory. False
+    where that is not possible (then the window is the whole process)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def window_peak() -> int:
+    """Peak resident memory since the last :func:`reset_peak`, in bytes."""
+    found = _status_bytes("VmHWM")
+    return peak_rss() if found is None else found
 
 
 @dataclass
@@ -40,7 +109,8 @@ class AuditEstimate:
     ``fixed_s``: the sanity check's copy of every weight layer out of the
     session, estimated from a few layers. ``rebuild``: each method's
     analyzer is built again for its experiments (``MethodCost.build_s``
-    paid twice)."""
+    paid twice). ``reference``: the method whose measured cost predicted the
+    others' (``MethodCost.predicted_from``), empty when all are measured."""
 
     n_images: int
     elapsed_s: float
@@ -50,6 +120,7 @@ class AuditEstimate:
     budget_s: Optional[float] = None
     fixed_s: float = 0.0  # once per audit: the sanity check copies every weight out
     rebuild: bool = False
+    reference: str = ""
 
     @property
     def experiments_s(self) -> float:
@@ -70,12 +141,16 @@ class AuditEstimate:
                  f"loading and checks, {self.experiments_s:.0f} s of experiments on "
                  f"{self.n_images} images, {self.report_s:.0f} s of report), peak memory "
                  f"{self.rss_bytes / 2**30:.2f} GiB"
-                 + (" (each method in a graph of its own, built again for its experiments)"
+                 + (f" (each method built in a graph of its own for its experiments; "
+                    f"{self.reference} measured on one image, the other methods predicted "
+                    "from it with the registry's relative costs)" if self.reference else
+                    " (each method in a graph of its own, built again for its experiments)"
                     if self.rebuild else " (every method's analyzer in one graph)")]
         for name, cost in self.costs.items():
             lines.append(f"  {name}: analyzer {cost.build_s:.1f} s, per image "
                          f"{cost.per_image_s:.2f} s (CSC unit {cost.csc_s:.2f} s, "
-                         f"{cost.maps_per_image} maps x {cost.map_s:.2f} s)")
+                         f"{cost.maps_per_image} maps x {cost.map_s:.2f} s)"
+                         + (" predicted" if cost.predicted_from else " measured"))
         if self.budget_s is not None:
             lines.append(f"  time budget {self.budget_s:.0f} s: "
                          + ("every method fits" if not self.dropped else
@@ -138,5 +213,6 @@ def progress_weights(plan) -> dict:
 
 
 
-__all__ = ["AuditEstimate", "Progress", "progress_weights", "peak_rss", "REPORT_S",
+__all__ = ["AuditEstimate", "Progress", "progress_weights", "peak_rss", "current_rss",
+           "reset_peak", "window_peak", "predict_cost", "predict_peak", "REPORT_S",
            "REPORT_S_PER_METHOD"]

@@ -1,9 +1,11 @@
 """Audit a user's Keras model: which attribution methods ignore its later layers?
 
 :func:`prepare_audit` does everything that can fail on bad input -- load the
-model, read and preprocess the images, estimate patterns, build every chosen
-method's analyzer on one image -- and writes nothing. :func:`run_audit` then
-runs, per applicable method, the paper's tests on the model
+model, read and preprocess the images, estimate patterns, check every chosen
+method's layers and analyzer, time one method (``graph="per-method"``) or
+every method (``"shared"``) on one image for the estimate -- and writes
+nothing. :func:`run_audit` then runs, per applicable method (per-method:
+built once, in a graph of its own), the paper's tests on the model
 (:mod:`csc_analyzers.experiments`): CSC with random relevance injected at
 the logits, the random-logit SSIM, the SSIM after randomising the top layer
 and, on the built-in two-object images, the class-sensitivity gap. Units go
@@ -29,10 +31,11 @@ from residual_support.flatten import flatten_model
 
 from .data import (PREPROCESSING, AuditData, builtin_data, input_range, preprocess,
                    read_image_dir)
-from .cost import (REPORT_S, REPORT_S_PER_METHOD, AuditEstimate, Progress, peak_rss,
-                         progress_weights)
-from .checks import (AuditError, MethodCheck, check_method, check_model_io, load_model,
-                           reserve_layer_names)
+from .cost import (REPORT_S, REPORT_S_PER_METHOD, AuditEstimate, Progress, current_rss,
+                   peak_rss, predict_cost, predict_peak, progress_weights, reset_peak,
+                   window_peak)
+from .checks import (AuditError, MethodCheck, check_method, check_model_io,
+                     construction_check, load_model, reserve_layer_names, static_check)
 from ..experiments.common import ModelNetwork, analyzer_key
 from ..experiments.store import atomic_write_text
 from ..logits import logit_model
@@ -40,10 +43,11 @@ from ..registry import ALL_METHODS, available_methods, select_methods
 
 log = logging.getLogger(__name__)
 
-#: where the analyzers live: "per-method" builds each method in a TensorFlow
-#: graph of its own, released after it (peak memory that of the heaviest
-#: method, each analyzer built twice: probe and experiments); "shared" keeps
-#: every analyzer in one graph (each built once, memory grows with the methods)
+#: where the analyzers live: "per-method" builds each method once, in a
+#: TensorFlow graph of its own released after its experiments (peak memory
+#: that of the heaviest method; the estimate measures one method and
+#: predicts the others); "shared" builds and measures every analyzer in one
+#: graph before the experiments (memory grows with the methods)
 GRAPH_MODES = ("per-method", "shared")
 
 
@@ -116,6 +120,8 @@ class AuditPlan:
     info: dict = field(default_factory=dict)
     estimate: Optional[AuditEstimate] = None
     source: Optional[ModelSource] = None  # set: each method runs in a graph of its own
+    table: Optional[dict] = None  # analyzer key -> class (default: the factory's)
+    started: float = field(default_factory=time.time)  # the audit's start, time.time()
 
     @property
     def applicable(self) -> list:
@@ -181,14 +187,21 @@ def estimate_audit_patterns(model, images) -> tuple:
 
 # -- preparing and running ------------------------------------------------------------
 
+def _budget_left(time_budget, started: float, committed: float, n_methods: int):
+    """Seconds of ``time_budget`` left after ``committed`` seconds of
+    experiments and the report of ``n_methods`` methods (None: no budget)."""
+    if time_budget is None:
+        return None
+    report_s = REPORT_S + REPORT_S_PER_METHOD * n_methods
+    return time_budget - (time.time() - started) - committed - report_s
+
+
 def check_and_probe(specs, network, data: AuditData, *, patterns, table, seed: int,
                     n_vectors: int, started: float, time_budget: Optional[float] = None,
-                    report=None, source: Optional[ModelSource] = None) -> tuple:
+                    report=None) -> tuple:
     """``(checks, estimate)``: :func:`~csc_analyzers.audit.checks.check_method`
-    of each spec in order, each applicable method timed on the first image.
-    With a ``source``, each method is checked on a copy of the network built
-    from it in a graph of its own (released after the probe; the loading is
-    counted in the method's build time). With ``time_budget`` (seconds from
+    of each spec in order on ``network`` (one shared graph), each applicable
+    method timed on the first image. With ``time_budget`` (seconds from
     ``started``, a ``time.time()``), a method whose experiments would not fit
     in what is left, or whose probe cannot start in time (judged by the
     probes so far), is dropped with its reason. ``report(text)`` receives
@@ -196,39 +209,26 @@ def check_and_probe(specs, network, data: AuditData, *, patterns, table, seed: i
     n = len(data.images)
     probe = {"n_vectors": n_vectors, "seed": seed, "patterns": patterns,
              "composites": data.composites is not None}
-    rebuild = source is not None
-
-    def experiments_s(cost) -> float:
-        return cost.run_s(n) + (cost.build_s if rebuild else 0.0)
-
     checks, costs, dropped, probes = [], {}, [], []
     for k, spec in enumerate(specs):
-        committed = sum(experiments_s(c) for c in costs.values())
-        report_s = REPORT_S + REPORT_S_PER_METHOD * (len(costs) + 1)
-        if time_budget is not None and probes:
-            left = time_budget - (time.time() - started) - committed - report_s
-            if left < sum(probes) / len(probes):
-                dropped.append((spec.name, f"no time left to try it: {max(left, 0):.0f} s "
-                                           f"of the budget left, a probe takes "
-                                           f"~{sum(probes) / len(probes):.0f} s"))
-                checks.append(MethodCheck(spec, False, "dropped by --time-budget"))
-                continue
+        committed = sum(c.run_s(n) for c in costs.values())
+        left = _budget_left(time_budget, started, committed, len(costs) + 1)
+        if left is not None and probes and left < sum(probes) / len(probes):
+            dropped.append((spec.name, f"no time left to try it: {max(left, 0):.0f} s "
+                                       f"of the budget left, a probe takes "
+                                       f"~{sum(probes) / len(probes):.0f} s"))
+            checks.append(MethodCheck(spec, False, "dropped by --time-budget"))
+            continue
         start = time.time()
-        with method_graph(source, network) as net:
-            loaded_s = time.time() - start
-            check = check_method(spec, net, data.images[0], patterns=patterns, table=table,
-                                 seed=seed, probe=probe)
+        check = check_method(spec, network, data.images[0], patterns=patterns, table=table,
+                             seed=seed, probe=probe)
         probes.append(time.time() - start)
-        if check.ok and check.cost is not None and rebuild:
-            check = replace(check, cost=replace(check.cost,
-                                                build_s=check.cost.build_s + loaded_s))
         if check.ok and check.cost is not None:
             cost = check.cost
-            left = (None if time_budget is None
-                    else time_budget - (time.time() - started) - committed - report_s)
-            if left is not None and experiments_s(cost) > left:
+            left = _budget_left(time_budget, started, committed, len(costs) + 1)
+            if left is not None and cost.run_s(n) > left:
                 dropped.append((spec.name, f"its experiments would take "
-                                           f"~{experiments_s(cost):.0f} s, "
+                                           f"~{cost.run_s(n):.0f} s, "
                                            f"{max(left, 0):.0f} s of the budget left"))
                 check = MethodCheck(spec, False, "dropped by --time-budget")
                 network.analyzer_cache.pop(analyzer_key(spec, network), None)
@@ -242,29 +242,119 @@ def check_and_probe(specs, network, data: AuditData, *, patterns, table, seed: i
             report(f"[{k + 1}/{len(specs)}] {spec.name}: {status}")
     with_sanity = sum(1 for c in checks if c.ok and c.sanity_ok and c.spec.name in costs)
     # the randomiser copies the weights out once per graph it runs in
-    setup = (weight_copy_s(network.model) * (with_sanity if rebuild else 1)
-             if with_sanity else 0.0)
+    setup = weight_copy_s(network.model) if with_sanity else 0.0
     estimate = AuditEstimate(n_images=n, elapsed_s=time.time() - started, costs=costs,
                              dropped=dropped, rss_bytes=peak_rss(), budget_s=time_budget,
-                             fixed_s=setup, rebuild=rebuild)
+                             fixed_s=setup)
     return checks, estimate
 
 
-def weight_copy_s(model, sample: int = 5) -> float:
-    """Estimated seconds for the sanity check's randomiser to copy every
-    weight layer's weights out of the session on entry (one session run per
-    layer): ``sample`` layers timed, scaled to all weight layers. Its exit
-    puts back only the randomised top layer."""
+def reference_order(checks) -> list:
+    """The applicable specs of ``checks`` in the order to try them as the
+    measured reference of :func:`check_and_predict`: Gradient first (cheap,
+    and the unit of the registry's relative costs), then the others in
+    order, methods left out of CSC last."""
+    specs = [check.spec for check in checks if check.ok]
+    return sorted(specs, key=lambda spec: (spec.analyzer != "gradient",
+                                           "csc" in spec.exclude_experiments))
+
+
+def check_and_predict(specs, source: ModelSource, network, data: AuditData, *, patterns,
+                      table, seed: int, n_vectors: int, started: float,
+                      time_budget: Optional[float] = None, report=None) -> tuple:
+    """``(checks, estimate)`` of an audit that runs each method once, in a
+    graph of its own: every spec checked without a graph build
+    (:func:`~csc_analyzers.audit.checks.static_check`: installed, patterns,
+    all blocking layers), then its analyzer constructed on one copy of the
+    model (:func:`~csc_analyzers.audit.checks.construction_check`: the
+    analyzer's own model checks; no analysis is built); one applicable method (:func:`reference_order`)
+    built on a copy of the model from ``source`` in a graph of its own,
+    checked and timed on the first image (:func:`check_method`; if it fails
+    there, the next is tried); every other applicable method's cost
+    predicted from it (:func:`~csc_analyzers.audit.cost.predict_cost`) and
+    the peak memory from the heaviest (:func:`~csc_analyzers.audit.cost.predict_peak`).
+    The applicable checks are not ``final``: :func:`run_experiments` checks
+    each method again when it builds it. ``time_budget`` drops, in order,
+    the methods whose predicted experiments do not fit."""
+    n = len(data.images)
+    composites = data.composites is not None
+    probe = {"n_vectors": n_vectors, "seed": seed, "patterns": patterns,
+             "composites": composites}
+    checks = {spec.name: static_check(spec, network, patterns=patterns, table=table)
+              for spec in specs}
+    constructible = [spec for spec in specs if checks[spec.name].ok]
+    if constructible:  # the analyzers' own model checks, on a copy released after
+        with method_graph(source, network) as net:
+            for spec in constructible:
+                checks[spec.name] = construction_check(spec, net, patterns=patterns)
+    before = peak_rss()  # loading, patterns
+    base = current_rss()
+    reference = measured = None
+    for spec in reference_order(checks.values()):
+        reset_peak()
+        start = time.time()
+        with method_graph(source, network) as net:
+            loaded_s = time.time() - start
+            check = check_method(spec, net, data.images[0], patterns=patterns, table=table,
+                                 seed=seed, probe=probe)
+        if report is not None:
+            report(f"{spec.name}: " + (f"measured: analyzer {check.cost.build_s:.1f} s, "
+                                       f"~{check.cost.per_image_s:.2f} s per image"
+                                       if check.ok else f"not applicable: {check.reason}"))
+        if not check.ok:
+            checks[spec.name] = check
+            continue
+        measured = replace(check.cost, build_s=check.cost.build_s + loaded_s,
+                           rss_bytes=window_peak())
+        checks[spec.name] = replace(check, cost=measured, final=False)
+        reference = spec
+        break
+    costs, dropped = {}, []
+    for spec in specs:
+        check = checks[spec.name]
+        if not check.ok:
+            continue
+        cost = (measured if spec is reference else
+                predict_cost(spec, reference, measured, composites=composites,
+                             sanity=not spec.needs_patterns))
+        left = _budget_left(time_budget, started, sum(c.build_s + c.run_s(n) for c in
+                                                      costs.values()), len(costs) + 1)
+        if left is not None and cost.build_s + cost.run_s(n) > left:
+            dropped.append((spec.name, f"its experiments would take "
+                                       f"~{cost.build_s + cost.run_s(n):.0f} s, "
+                                       f"{max(left, 0):.0f} s of the budget left"))
+            checks[spec.name] = MethodCheck(spec, False, "dropped by --time-budget")
+            continue
+        costs[spec.name] = cost
+        checks[spec.name] = replace(check, cost=cost)
+    kept = [spec for spec in specs if spec.name in costs]
+    with_sanity = sum(1 for spec in kept if not spec.needs_patterns)
+    # the randomiser copies the weights out once per graph it runs in
+    setup = weight_copy_s(network.model) * with_sanity
+    rss = max(before, predict_peak(kept, reference, base, measured.rss_bytes)
+              if reference is not None else peak_rss())
+    estimate = AuditEstimate(n_images=n, elapsed_s=time.time() - started, costs=costs,
+                             dropped=dropped, rss_bytes=rss, budget_s=time_budget,
+                             fixed_s=setup, rebuild=True,
+                             reference=reference.name if reference is not None else "")
+    return [checks[spec.name] for spec in specs], estimate
+
+
+def weight_copy_s(model) -> float:
+    """Estimated seconds for the sanity check's randomiser to read every
+    weight out of the session: one session run for all weight layers on
+    entry and one on exit (:class:`~csc_analyzers.experiments.randomization.Randomizer`),
+    timed here once and doubled."""
+    from tensorflow import keras
+
     from ..experiments.randomization import weight_layers
 
-    layers = weight_layers(model)
-    if not layers:
+    variables = [w for layer in weight_layers(model) for w in layer.weights]
+    if not variables:
         return 0.0
-    chosen = layers[:sample]
     start = time.time()
-    for layer in chosen:
-        layer.get_weights()
-    return (time.time() - start) * len(layers) / len(chosen)
+    keras.backend.batch_get_value(variables)
+    return 2 * (time.time() - start)
 
 
 def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
@@ -272,15 +362,17 @@ def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
                   seed: int = 0, table=None, time_budget: Optional[float] = None,
                   started: Optional[float] = None, report=None,
                   graph: str = "per-method") -> AuditPlan:
-    """Check everything and build the plan; writes no file. Each applicable
-    method's analyzer is built and timed on the first image, giving the
-    plan's :class:`AuditEstimate` (``time_budget``: seconds from ``started``,
+    """Check everything and build the plan; writes no file. The methods are
+    checked and timed on the first image, giving the plan's
+    :class:`AuditEstimate` (``time_budget``: seconds from ``started``,
     default now, that the whole audit may take; methods that do not fit are
     dropped and named). ``graph`` (:data:`GRAPH_MODES`): ``"per-method"``
-    builds each method on a copy of the model in a TensorFlow graph of its
-    own, for the probe and again for its experiments, so the peak memory is
-    that of the heaviest method; ``"shared"`` builds every analyzer once in
-    one graph (faster; memory grows with every method). Raises
+    checks every method's layers without a graph build, measures one method
+    on a copy of the model in a graph of its own and predicts the others
+    (:func:`check_and_predict`); :func:`run_audit` then builds each method
+    once, in a graph of its own, so the peak memory is that of the heaviest
+    method. ``"shared"`` builds and measures every analyzer in one graph
+    (:func:`check_and_probe`; memory grows with every method). Raises
     :class:`AuditError` naming the culprit, also when no chosen method can
     explain the model (then naming each method's blocking layers)."""
     started = time.time() if started is None else started
@@ -322,11 +414,14 @@ def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
         specs = [s for s in specs if not s.needs_patterns]
     else:
         refused = []
-    source = (ModelSource.of(model, model_path, network.name, network.input_range)
-              if graph == "per-method" else None)
-    checks, estimate = check_and_probe(specs, network, data, patterns=pattern_set, table=table,
-                                       seed=seed, n_vectors=n_vectors, started=started,
-                                       time_budget=time_budget, report=report, source=source)
+    common = dict(patterns=pattern_set, table=table, seed=seed, n_vectors=n_vectors,
+                  started=started, time_budget=time_budget, report=report)
+    source = None
+    if graph == "per-method":
+        source = ModelSource.of(model, model_path, network.name, network.input_range)
+        checks, estimate = check_and_predict(specs, source, network, data, **common)
+    else:
+        checks, estimate = check_and_probe(specs, network, data, **common)
     order = {c.spec.name: c for c in checks + refused}
     checks = [order[s.name] for s in choose_methods(methods) if s.name in order]
     if not any(check.ok for check in checks):
@@ -338,7 +433,8 @@ def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
                 "n_vectors": int(n_vectors), "seed": int(seed)}
     info = {**io, "model_path": str(model_path), "input_range": network.input_range,
             "n_images": len(data.images), "source": data.source}
-    return AuditPlan(network, data, checks, pattern_set, settings, info, estimate, source)
+    return AuditPlan(network, data, checks, pattern_set, settings, info, estimate, source,
+                     table, started)
 
 
 def check_resume(out, settings: dict) -> None:
@@ -359,13 +455,16 @@ def _patterns_provider(patterns):
     return None if patterns is None else (lambda network: patterns)
 
 
-def run_experiments(plan: AuditPlan, out, *, progress: bool = False) -> dict:
+def run_experiments(plan: AuditPlan, out, *, progress: bool = False, report=None) -> dict:
     """Run the audit's experiments for the applicable methods into
     ``out/results`` and return the tables (``csc``, ``histograms``,
     ``random_logit``, ``sanity``, ``class_sensitivity``); ``progress``
-    prints :class:`Progress` lines. With ``plan.source`` each method runs on
-    a copy of the network in a graph of its own, released before the next;
-    the tables are then read from the finished units."""
+    prints :class:`Progress` lines. With ``plan.source`` each method is
+    built once, on a copy of the network in a graph of its own released
+    before the next: checked there (:func:`run_method`, which completes
+    ``plan.checks``), then its experiments run; the tables are read at the
+    end from the finished units. ``report(text)`` receives the lines of
+    each method's check."""
     from ..experiments.class_sensitivity import run_class_sensitivity
     from ..experiments.cli import SORT_BY
     from ..experiments.csc import run_csc
@@ -377,19 +476,23 @@ def run_experiments(plan: AuditPlan, out, *, progress: bool = False) -> dict:
     provider = _patterns_provider(plan.patterns)
     ids = list(range(len(data.images)))
     bar = Progress(progress_weights(plan)) if progress else None
-    sanity_names = {c.spec.name for c in plan.checks if c.ok and c.sanity_ok}
 
     def hook(experiment):
         return None if bar is None else bar.unit(experiment)
 
-    def experiments(network, specs, *, tables: bool) -> dict:
-        csc = run_csc(network, specs, data.images, out_dir=results,
+    def experiments(network, checks, *, tables: bool) -> dict:
+        specs = [check.spec for check in checks]
+        # a method's own graph runs CSC only where it applies; the tables
+        # (read at the end) say once which methods CSC skips and why
+        csc_specs = specs if tables else [s for s in specs if s.runs_on(network.name, "csc")]
+        csc = run_csc(network, csc_specs, data.images, out_dir=results,
                       n_vectors=plan.settings["n_vectors"], seed=seed, patterns=provider,
-                      exact_max_dim=0, on_unit=hook("csc"), write=tables)
+                      exact_max_dim=0, on_unit=hook("csc"),
+                      write=tables) if csc_specs else None
         stores = [run_random_logit(network, data.images, data.predicted, ids, specs, results,
                                    seed=seed, patterns=provider, save_maps_for=ids[:1],
                                    progress=hook("random_logit"))]
-        sanity_specs = [spec for spec in specs if spec.name in sanity_names]
+        sanity_specs = [check.spec for check in checks if check.sanity_ok]
         if sanity_specs:
             stores.append(run_sanity(network, data.images, data.predicted, ids, sanity_specs,
                                      results, mode="cascading", seed=seed,
@@ -405,10 +508,10 @@ def run_experiments(plan: AuditPlan, out, *, progress: bool = False) -> dict:
         return {"csc": csc, "stores": stores}
 
     if plan.source is not None:
-        for spec in plan.applicable:
-            with method_graph(plan.source, plan.network) as network:
-                experiments(network, [spec], tables=False)
-    done = experiments(plan.network, plan.applicable, tables=True)  # reads finished units
+        for k, check in enumerate(plan.checks):
+            if check.ok and not check.final:
+                plan.checks[k] = run_method(plan, check, experiments, report=report)
+    done = experiments(plan.network, [c for c in plan.checks if c.ok], tables=True)
     tables = {"csc": done["csc"]["table"], "histograms": done["csc"]["histograms"]}
     for store in done["stores"]:
         store.consolidate(sort_by=SORT_BY)
@@ -416,21 +519,61 @@ def run_experiments(plan: AuditPlan, out, *, progress: bool = False) -> dict:
     return tables
 
 
-def run_audit(plan: AuditPlan, out, *, progress: bool = False, figures: bool = True) -> dict:
+def run_method(plan: AuditPlan, check: MethodCheck, experiments, *, report=None) -> MethodCheck:
+    """Build ``check.spec`` once on a copy of the network in a graph of its
+    own, check it there (:func:`check_method`: its layers' relevance, the
+    sanity check's weight sync, its warnings) and, if applicable and within
+    the plan's time budget, run ``experiments(network, [check], tables=False)``;
+    the graph is released after it. Returns the final check (a method the
+    budget no longer fits is dropped, its reason recorded in the plan's
+    estimate). ``report(text)`` receives the check's lines and, for a method
+    that ran, its time against the estimate and the peak memory while it
+    ran."""
+    spec, estimate = check.spec, plan.estimate
+    reset_peak()
+    start = time.time()
+    with method_graph(plan.source, plan.network) as network:
+        final = check_method(spec, network, plan.data.images[0], patterns=plan.patterns,
+                             table=plan.table, seed=plan.settings["seed"])
+        if final.ok:
+            final = replace(final, cost=check.cost)
+            left = (None if estimate is None or estimate.budget_s is None else
+                    estimate.budget_s - (time.time() - plan.started) - estimate.report_s)
+            need = check.cost.run_s(len(plan.data.images)) if check.cost else 0.0
+            if left is not None and need > left:
+                why = (f"its experiments would take ~{need:.0f} s, "
+                       f"{max(left, 0):.0f} s of the budget left")
+                estimate.dropped.append((spec.name, why))
+                final = MethodCheck(spec, False, f"dropped by --time-budget: {why}")
+        if report is not None:
+            for line in final.lines():
+                report(f"audit: {line}")
+        if final.ok:
+            experiments(network, [final], tables=False)
+    if report is not None and final.ok and check.cost is not None:
+        predicted = check.cost.build_s + check.cost.run_s(len(plan.data.images))
+        report(f"{spec.name}: done in {time.time() - start:.0f} s (estimated "
+               f"{predicted:.0f} s), peak memory {window_peak() / 2**30:.2f} GiB")
+    return final
+
+
+def run_audit(plan: AuditPlan, out, *, progress: bool = False, figures: bool = True,
+              report=None) -> dict:
     """Run the experiments into ``out`` (resuming), write ``verdicts.csv``,
     ``AUDIT.md`` and (unless ``figures`` is False) the figures; return
-    ``{"verdicts", "paths"}``."""
+    ``{"verdicts", "paths"}``. ``report(text)``: see :func:`run_experiments`."""
     from .report import write_report
 
     check_resume(out, plan.settings)
     out = Path(out)
     atomic_write_text(out / "audit_settings.json", json.dumps(plan.settings, indent=1))
-    tables = run_experiments(plan, out, progress=progress)
+    tables = run_experiments(plan, out, progress=progress, report=report)
     return write_report(plan, tables, out, figures=figures)
 
 
 __all__ = ["AuditNetwork", "AuditData", "ModelSource", "GRAPH_MODES", "method_graph", "AuditPlan", "AuditEstimate", "Progress",
-           "progress_weights", "check_and_probe", "AuditError", "PREPROCESSING",
+           "progress_weights", "check_and_probe", "check_and_predict", "reference_order",
+           "run_method", "AuditError", "PREPROCESSING",
            "preprocess", "input_range", "read_image_dir", "builtin_data", "top_layer",
            "audit_network", "model_fingerprint", "choose_methods", "estimate_audit_patterns",
            "prepare_audit", "check_resume", "run_experiments", "run_audit"]
