@@ -28,7 +28,6 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +41,8 @@ def measure_model(path: Path, images_dir: Path, preprocessing: str, specs, *,
     alone, in a graph of its own): ``build_s``, ``csc_s``, ``map_s``,
     ``memory_gib`` (peak growth), or ``error`` when it does not apply."""
     from csc_analyzers.audit import run as audit
-    from csc_analyzers.audit.checks import check_method, check_model_io, load_model
-    from csc_analyzers.audit.cost import current_rss, reset_peak, window_peak
+    from csc_analyzers.audit.checks import check_model_io, load_model
+    from csc_analyzers.audit.cost import current_rss
     from residual_support.flatten import flatten_model
 
     model = flatten_model(load_model(path))
@@ -61,18 +60,15 @@ def measure_model(path: Path, images_dir: Path, preprocessing: str, specs, *,
     found = {}
     for spec in specs:
         before = current_rss()
-        reset_peak()
-        start = time.time()
-        with audit.method_graph(source, network) as net:
-            loaded_s = time.time() - start
-            check = check_method(spec, net, image, patterns=patterns, seed=seed, probe=probe)
+        check = audit.probe_alone(spec, source, network, image, patterns=patterns, table=None,
+                                  seed=seed, probe=probe)
         if not check.ok:
             found[spec.name] = {"error": check.reason}
         else:
             cost = check.cost
-            found[spec.name] = {"build_s": cost.build_s + loaded_s, "csc_s": cost.csc_s,
+            found[spec.name] = {"build_s": cost.build_s, "csc_s": cost.csc_s,
                                 "map_s": cost.map_s,
-                                "memory_gib": (window_peak() - before) / 2**30}
+                                "memory_gib": (cost.rss_bytes - before) / 2**30}
         row = found[spec.name]
         print(f"  {spec.name}: " + (f"not applicable: {row['error'][:80]}" if "error" in row
                                     else ", ".join(f"{key} {value:.2f}"

@@ -32,9 +32,9 @@ def predict_cost(spec, reference, measured, *, sanity: bool, composites: bool):
     from .checks import MethodCost
 
     own, ref = spec.cost, reference.cost
-    csc_s = (0.0 if "csc" in spec.exclude_experiments else
-             measured.csc_s * own.csc / ref.csc if ref.csc and measured.csc_s else
-             measured.map_s * own.csc / max(ref.map, 1e-9))
+    # a reference left out of CSC (csc 0) is only chosen when no method in CSC is left
+    csc_s = (0.0 if "csc" in spec.exclude_experiments or not ref.csc else
+             measured.csc_s * own.csc / ref.csc)
     return MethodCost(build_s=measured.build_s * own.build / ref.build, csc_s=csc_s,
                       map_s=measured.map_s * own.map / ref.map,
                       maps_per_image=2 + (2 if sanity else 0) + (2 if composites else 0),
@@ -98,19 +98,16 @@ def window_peak() -> int:
 @dataclass
 class AuditEstimate:
     """The cost of an audit, known before its experiments: the time spent so
-    far (``elapsed_s``: loading, checks, each method's analyzer built and
-    timed on one image), the measured :class:`~csc_analyzers.audit.checks.MethodCost`
-    per kept method (``costs``), the methods ``dropped`` to fit
-    ``budget_s`` with the reason, and the peak memory (``rss_bytes``, the
-    peak after the probes: with ``rebuild`` each method was probed in a
-    TensorFlow graph of its own, so the peak is that of the heaviest method,
-    which its experiments repeat; without, the analyzers of all kept methods
-    stay in one graph and the peak after the probes is the audit's);
-    ``fixed_s``: the sanity check's copy of every weight layer out of the
-    session, estimated from a few layers. ``rebuild``: each method's
-    analyzer is built again for its experiments (``MethodCost.build_s``
-    paid twice). ``reference``: the method whose measured cost predicted the
-    others' (``MethodCost.predicted_from``), empty when all are measured."""
+    far (``elapsed_s``: loading, checks, the probes on one image), the
+    :class:`~csc_analyzers.audit.checks.MethodCost` per kept method
+    (``costs``), the methods ``dropped`` to fit ``budget_s`` with the
+    reason, and the peak memory (``rss_bytes``). ``reference``: the one
+    method measured in a graph of its own, the others' costs predicted from
+    it (``MethodCost.predicted_from``) and each method built for its
+    experiments (the per-method audit; the peak is the heaviest method's);
+    empty when every method was measured in the one shared graph (the
+    peak after the probes is the audit's). ``fixed_s``: the sanity
+    check's reads of every weight out of the session (per graph it runs in)."""
 
     n_images: int
     elapsed_s: float
@@ -118,9 +115,13 @@ class AuditEstimate:
     dropped: list
     rss_bytes: int
     budget_s: Optional[float] = None
-    fixed_s: float = 0.0  # once per audit: the sanity check copies every weight out
-    rebuild: bool = False
+    fixed_s: float = 0.0
     reference: str = ""
+
+    @property
+    def rebuild(self) -> bool:
+        """Whether each method's build is paid in the experiments (per-method)."""
+        return bool(self.reference)
 
     @property
     def experiments_s(self) -> float:
@@ -144,8 +145,7 @@ class AuditEstimate:
                  + (f" (each method built in a graph of its own for its experiments; "
                     f"{self.reference} measured on one image, the other methods predicted "
                     "from it with the registry's relative costs)" if self.reference else
-                    " (each method in a graph of its own, built again for its experiments)"
-                    if self.rebuild else " (every method's analyzer in one graph)")]
+                    " (every method's analyzer in one graph)")]
         for name, cost in self.costs.items():
             lines.append(f"  {name}: analyzer {cost.build_s:.1f} s, per image "
                          f"{cost.per_image_s:.2f} s (CSC unit {cost.csc_s:.2f} s, "

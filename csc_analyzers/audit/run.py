@@ -249,6 +249,25 @@ def check_and_probe(specs, network, data: AuditData, *, patterns, table, seed: i
     return checks, estimate
 
 
+def probe_alone(spec, source: ModelSource, network, image, *, patterns, table, seed: int,
+                probe: dict) -> MethodCheck:
+    """:func:`check_method` of ``spec`` with its cost probe (``probe``: the
+    keyword arguments of :func:`~csc_analyzers.audit.checks.probe_cost`) on
+    a copy of the network built from ``source`` in a graph of its own,
+    released afterwards: the cost's ``build_s`` includes building the copy,
+    its ``rss_bytes`` is the peak memory while the method ran."""
+    reset_peak()
+    start = time.time()
+    with method_graph(source, network) as net:
+        loaded_s = time.time() - start
+        check = check_method(spec, net, image, patterns=patterns, table=table, seed=seed,
+                             probe=probe)
+    if not check.ok:
+        return check
+    return replace(check, cost=replace(check.cost, build_s=check.cost.build_s + loaded_s,
+                                       rss_bytes=window_peak()))
+
+
 def reference_order(checks) -> list:
     """The applicable specs of ``checks`` in the order to try them as the
     measured reference of :func:`check_and_predict`: Gradient first (cheap,
@@ -291,12 +310,8 @@ def check_and_predict(specs, source: ModelSource, network, data: AuditData, *, p
     base = current_rss()
     reference = measured = None
     for spec in reference_order(checks.values()):
-        reset_peak()
-        start = time.time()
-        with method_graph(source, network) as net:
-            loaded_s = time.time() - start
-            check = check_method(spec, net, data.images[0], patterns=patterns, table=table,
-                                 seed=seed, probe=probe)
+        check = probe_alone(spec, source, network, data.images[0], patterns=patterns,
+                            table=table, seed=seed, probe=probe)
         if report is not None:
             report(f"{spec.name}: " + (f"measured: analyzer {check.cost.build_s:.1f} s, "
                                        f"~{check.cost.per_image_s:.2f} s per image"
@@ -304,9 +319,8 @@ def check_and_predict(specs, source: ModelSource, network, data: AuditData, *, p
         if not check.ok:
             checks[spec.name] = check
             continue
-        measured = replace(check.cost, build_s=check.cost.build_s + loaded_s,
-                           rss_bytes=window_peak())
-        checks[spec.name] = replace(check, cost=measured, final=False)
+        measured = check.cost
+        checks[spec.name] = replace(check, final=False)
         reference = spec
         break
     costs, dropped = {}, []
@@ -335,7 +349,7 @@ def check_and_predict(specs, source: ModelSource, network, data: AuditData, *, p
               if reference is not None else peak_rss())
     estimate = AuditEstimate(n_images=n, elapsed_s=time.time() - started, costs=costs,
                              dropped=dropped, rss_bytes=rss, budget_s=time_budget,
-                             fixed_s=setup, rebuild=True,
+                             fixed_s=setup,
                              reference=reference.name if reference is not None else "")
     return [checks[spec.name] for spec in specs], estimate
 
@@ -345,15 +359,13 @@ def weight_copy_s(model) -> float:
     weight out of the session: one session run for all weight layers on
     entry and one on exit (:class:`~csc_analyzers.experiments.randomization.Randomizer`),
     timed here once and doubled."""
-    from tensorflow import keras
-
-    from ..experiments.randomization import weight_layers
+    from ..experiments.randomization import read_values, weight_layers
 
     variables = [w for layer in weight_layers(model) for w in layer.weights]
     if not variables:
         return 0.0
     start = time.time()
-    keras.backend.batch_get_value(variables)
+    read_values(variables)
     return 2 * (time.time() - start)
 
 
@@ -572,7 +584,8 @@ def run_audit(plan: AuditPlan, out, *, progress: bool = False, figures: bool = T
 
 
 __all__ = ["AuditNetwork", "AuditData", "ModelSource", "GRAPH_MODES", "method_graph", "AuditPlan", "AuditEstimate", "Progress",
-           "progress_weights", "check_and_probe", "check_and_predict", "reference_order",
+           "progress_weights", "check_and_probe", "check_and_predict", "probe_alone",
+           "reference_order",
            "run_method", "AuditError", "PREPROCESSING",
            "preprocess", "input_range", "read_image_dir", "builtin_data", "top_layer",
            "audit_network", "model_fingerprint", "choose_methods", "estimate_audit_patterns",
