@@ -125,7 +125,9 @@ class RelativeCost:
     by ``scripts/benchmark_method_costs.py`` (geometric mean over
     MobileNetV2 and ResNet50V2 with random weights at 224 x 224 px, each
     method in a TensorFlow graph of its own, oneDNN off); LRP a5b4, whose
-    relevance is non-finite on both, takes LRP a2b1's. The audit predicts a
+    relevance is non-finite on both, takes LRP a2b1's; PatternNet and
+    PatternAttribution, which do not apply to MobileNetV2's depthwise
+    convolutions, are ResNet50V2's. The audit predicts a
     method's cost from one measured method with these
     (:func:`csc_analyzers.audit.cost.predict_cost`)."""
 
@@ -262,11 +264,11 @@ PAPER_METHODS: tuple = (
     MethodSpec("PatternAttr.", "pattern.attribution", needs_patterns=True,
                exclude_networks=frozenset({"resnet50"}), color="#2ca02c", marker="D",
                note=_NO_RESNET50_PATTERNS,
-               cost=RelativeCost(4.36, 0.82, 1.05, 1.40)),
+               cost=RelativeCost(1.41, 0.75, 1.04, 1.82)),
     MethodSpec("PatternNet", "pattern.net", needs_patterns=True,
                exclude_networks=frozenset({"resnet50"}), color="#98df8a", marker="d",
                note=_NO_RESNET50_PATTERNS,
-               cost=RelativeCost(4.62, 0.93, 1.00, 1.26)),
+               cost=RelativeCost(1.24, 0.77, 0.96, 1.74)),
     MethodSpec("LRP a1b0", "lrp.alpha_1_beta_0", {"residual_rule": ANALYZER_RULE},
                color=_Z_FAMILY, marker="P",
                recipes=_PAPER_ALPHA_BETA,

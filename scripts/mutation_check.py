@@ -229,6 +229,13 @@ MUTATIONS: list = [
              ("tests/test_experiments_randomization.py::"
               "test_randomizer_reads_all_weights_in_one_session_run",),
              "a weight changed by someone else in the block is not put back"),
+    Mutation("released_graph_keeps_custom_gradients", "csc_analyzers/experiments/tasks.py",
+             "        _forget_custom_gradients(custom_gradients)\n",
+             "",
+             ("tests/test_memory_release.py::"
+              "test_a_released_graph_with_custom_gradients_is_freed",),
+             "every released graph of a swish model stays alive through the gradient "
+             "registry"),
 ]
 
 

@@ -8,6 +8,7 @@ import gc
 import weakref
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 from audit_models import save_in_subprocess
@@ -128,3 +129,26 @@ def test_per_method_failure_and_budget_at_run_time(cnn32, tmp_path, monkeypatch)
     row = verdicts.set_index("method").loc["LRP a1b0"]
     assert "non-finite" in " ".join(str(v) for v in row.values)
     assert result["verdicts"] is not None
+
+
+def test_per_method_estimates_patterns_on_a_released_copy(cnn32, monkeypatch):
+    """The pattern statistics are computed on a model copy in a graph of its
+    own, released after; the patterns are the same as on the audit's model."""
+    seen = []
+    estimate = audit.estimate_audit_patterns
+
+    def tracked(model, images):
+        seen.append((weakref.ref(model), weakref.ref(model.inputs[0].graph)))
+        return estimate(model, images)
+
+    monkeypatch.setattr(audit, "estimate_audit_patterns", tracked)
+    plan = audit.prepare_audit(cnn32, methods="Gradient,PatternNet", n_images=2, n_vectors=3)
+    monkeypatch.undo()
+    assert len(seen) == 1
+    gc.collect()
+    assert seen[0][0]() is None and seen[0][1]() is None
+    assert plan.patterns is not None
+    own = audit.estimate_audit_patterns(plan.network.model, plan.data.images)[0]
+    assert set(own.patterns) == set(plan.patterns.patterns)
+    for name, pattern in own.patterns.items():
+        np.testing.assert_allclose(plan.patterns.patterns[name], pattern, rtol=1e-5, atol=1e-7)

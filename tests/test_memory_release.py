@@ -88,3 +88,44 @@ def test_tasks_cover_the_shard_units_in_blocks_sharing_the_images(network, image
             np.testing.assert_array_equal(part.images[0], many[k])
             if part.experiment == "random_logit":
                 assert int(part.labels[0]) == k + 1
+
+
+def _swish_gradient_in_isolated_graph():
+    """A small swish network built and differentiated in a graph of its own
+    (Keras' swish is ``tf.nn.silu``, a ``tf.custom_gradient`` function)."""
+    from csc_analyzers.experiments.tasks import isolated_graph
+
+    with isolated_graph():
+        inputs = tf.keras.Input((8,))
+        hidden = tf.keras.layers.Dense(16, activation="swish")(inputs)
+        model = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(hidden))
+        gradient = tf.gradients(model.outputs[0][:, 0], model.inputs[0])[0]
+        session = tf.compat.v1.keras.backend.get_session()
+        session.run(tf.compat.v1.global_variables_initializer())
+        value = session.run(gradient, {model.inputs[0]: np.ones((2, 8), np.float32)})
+    assert np.all(np.isfinite(value)) and np.any(value != 0)
+
+
+def test_a_released_graph_with_custom_gradients_is_freed(monkeypatch):
+    from csc_analyzers.experiments import tasks
+
+    # one gradient registered outside the graphs (say, by the user) is kept
+    @tf.custom_gradient
+    def outer(x):
+        return tf.identity(x), lambda dy: dy
+
+    outer(tf.constant(1.0))
+    registered = tasks._custom_gradient_names()
+    assert registered
+    _swish_gradient_in_isolated_graph()
+    before = census()
+    for _ in range(2):
+        _swish_gradient_in_isolated_graph()
+    assert census() == before
+    assert tasks._custom_gradient_names() == registered
+    # the control: with the registry left alone every graph stays alive
+    monkeypatch.setattr(tasks, "_forget_custom_gradients", lambda before: None)
+    _swish_gradient_in_isolated_graph()
+    kept = census()
+    assert kept["graphs"] > before["graphs"]
+    assert len(tasks._custom_gradient_names()) > len(registered)

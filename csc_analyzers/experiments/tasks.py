@@ -251,14 +251,40 @@ def _forget_graph(graph) -> None:
             table.pop(graph, None)
 
 
+def _custom_gradient_names() -> set:
+    """The names of the gradient functions that ``tf.custom_gradient`` has
+    registered in TensorFlow's global gradient registry (``CustomGradient-N``)."""
+    registry = getattr(sys.modules.get("tensorflow.python.framework.ops"),
+                       "_gradient_registry", None)
+    table = getattr(registry, "_registry", None)
+    if not isinstance(table, dict):
+        return set()
+    return {name for name in table if str(name).startswith("CustomGradient-")}
+
+
+def _forget_custom_gradients(before: set) -> None:
+    """Remove from TensorFlow's gradient registry the ``tf.custom_gradient``
+    functions registered since ``before`` was taken. In graph mode every call
+    of such a function (``tf.nn.silu``, i.e. Keras' swish) registers a
+    gradient whose closure holds that call's tensors, so without this each
+    released graph, with its model and analyzer, stays alive (EfficientNetB0
+    at 224 px: 0.13 GiB per graph)."""
+    table = getattr(getattr(sys.modules.get("tensorflow.python.framework.ops"),
+                            "_gradient_registry", None), "_registry", None)
+    for name in _custom_gradient_names() - before:
+        table.pop(name, None)
+
+
 @contextmanager
 def isolated_graph():
     """A fresh TF1 graph and session, default for Keras and innvestigate
     inside the block; on exit the session is closed, the graph dropped (with
-    Keras' references to it) and freed memory handed back (the model and
-    analyzers built inside must not be used afterwards)."""
+    Keras' references to it and the ``tf.custom_gradient`` gradients
+    registered for it) and freed memory handed back (the model and analyzers
+    built inside must not be used afterwards)."""
     graph = tf.Graph()
     session = None
+    custom_gradients = _custom_gradient_names()
     try:
         with graph.as_default():
             session = tf.compat.v1.Session(graph=graph, config=tf.compat.v1.ConfigProto(
@@ -269,6 +295,7 @@ def isolated_graph():
         if session is not None:
             session.close()
         _forget_graph(graph)
+        _forget_custom_gradients(custom_gradients)
         del session, graph
         gc.collect()
         _release_malloc()

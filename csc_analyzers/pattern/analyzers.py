@@ -116,16 +116,18 @@ class PatternNet(InjectionMixin, ReverseAnalyzerBase):
         self._add_model_softmax_check()
         self._do_model_checks()
         self._patterns = resolve_patterns(patterns, model)
+        layers = pattern_layers(model)
+        kernels = tf.compat.v1.keras.backend.batch_get_value([layer.kernel for layer in layers])
         self._backward_kernels = {
-            layer.name: np.asarray(self._backward_kernel(layer, self._patterns[layer.name]),
+            layer.name: np.asarray(self._backward_kernel(kernel, self._patterns[layer.name]),
                                    dtype=np.float32)
-            for layer in pattern_layers(model)}
+            for layer, kernel in zip(layers, kernels)}
         self._add_conditional_reverse_mapping(
             lambda layer: is_pattern_layer(layer) and layer.name in self._backward_kernels,
             self._kernel_mapping, name="pattern_kernel_layer")
 
-    def _backward_kernel(self, layer, pattern: np.ndarray) -> np.ndarray:
-        """The matrix that replaces the kernel in the backward pass: ``A``."""
+    def _backward_kernel(self, kernel: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+        """The matrix that replaces the layer's ``kernel`` in the backward pass: ``A``."""
         return pattern
 
     def _kernel_mapping(self, layer, _state):
@@ -134,10 +136,20 @@ class PatternNet(InjectionMixin, ReverseAnalyzerBase):
 
         def apply(Xs, Ys, reversed_Ys, _reverse_state):
             result = backward([Xs[0], reversed_Ys[0]])
-            tf.compat.v1.keras.backend.set_value(backward.backward_kernel, kernel)
+            self._pending_kernels.append((backward.backward_kernel, kernel))
             return [result]
 
         return apply
+
+    def _reverse_model(self, *args, **kwargs):
+        """Build the backward graph, then set every backward kernel in one
+        assignment (setting each while the graph grows re-sends the whole
+        graph to the session per layer: 60 of 73 s on ResNet50V2)."""
+        self._pending_kernels = []
+        reversed_tensors = super()._reverse_model(*args, **kwargs)
+        pending, self._pending_kernels = self._pending_kernels, []
+        tf.compat.v1.keras.backend.batch_set_value(pending)
+        return reversed_tensors
 
     def _get_state(self):
         state = super()._get_state()
@@ -159,6 +171,6 @@ class PatternAttribution(PatternNet):
     ``y = w^T x + b`` it is ``(w (.) a) * y = w (.) (x - x0)``, ``x0 = x - a y``.
     """
 
-    def _backward_kernel(self, layer, pattern: np.ndarray) -> np.ndarray:
+    def _backward_kernel(self, kernel: np.ndarray, pattern: np.ndarray) -> np.ndarray:
         """``W (.) A``."""
-        return np.asarray(layer.get_weights()[0]) * pattern
+        return kernel * pattern
