@@ -251,15 +251,19 @@ def _forget_graph(graph) -> None:
             table.pop(graph, None)
 
 
-def _custom_gradient_names() -> set:
-    """The names of the gradient functions that ``tf.custom_gradient`` has
-    registered in TensorFlow's global gradient registry (``CustomGradient-N``)."""
+def _gradient_table() -> dict:
+    """TensorFlow's global gradient registry (op type -> gradient function);
+    empty where TensorFlow keeps it elsewhere."""
     registry = getattr(sys.modules.get("tensorflow.python.framework.ops"),
                        "_gradient_registry", None)
     table = getattr(registry, "_registry", None)
-    if not isinstance(table, dict):
-        return set()
-    return {name for name in table if str(name).startswith("CustomGradient-")}
+    return table if isinstance(table, dict) else {}
+
+
+def _custom_gradient_names() -> set:
+    """The names of the gradient functions that ``tf.custom_gradient`` has
+    registered in TensorFlow's global gradient registry (``CustomGradient-N``)."""
+    return {name for name in _gradient_table() if str(name).startswith("CustomGradient-")}
 
 
 def _forget_custom_gradients(before: set) -> None:
@@ -269,8 +273,7 @@ def _forget_custom_gradients(before: set) -> None:
     gradient whose closure holds that call's tensors, so without this each
     released graph, with its model and analyzer, stays alive (EfficientNetB0
     at 224 px: 0.13 GiB per graph)."""
-    table = getattr(getattr(sys.modules.get("tensorflow.python.framework.ops"),
-                            "_gradient_registry", None), "_registry", None)
+    table = _gradient_table()
     for name in _custom_gradient_names() - before:
         table.pop(name, None)
 
