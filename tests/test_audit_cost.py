@@ -113,7 +113,7 @@ def test_probe_measures_each_method(rng):
     assert [c.ok for c in checks] == [True, True]
     gradient, smooth = estimate.costs["Gradient"], estimate.costs["SmoothGrad"]
     assert gradient.csc_s > 0 and smooth.csc_s == 0  # SmoothGrad is left out of CSC
-    assert gradient.maps_per_image == 4  # random logit 2, top-layer sanity 2, no composites
+    assert gradient.maps_per_image == 3  # random logit 2, sanity 1 (original shared), no composites
     assert smooth.map_s > 0 and gradient.map_s > 0
     assert estimate.total_s == pytest.approx(estimate.elapsed_s + estimate.experiments_s
                                              + estimate.report_s)
@@ -164,7 +164,7 @@ def test_predicted_cost_scales_the_measured_one():
     assert cost.build_s == pytest.approx(10.0 * ig.cost.build)
     assert cost.csc_s == pytest.approx(1.0 * ig.cost.csc)
     assert cost.map_s == pytest.approx(0.5 * ig.cost.map)
-    assert cost.maps_per_image == 6 and cost.predicted_from == "Gradient"
+    assert cost.maps_per_image == 5 and cost.predicted_from == "Gradient"
     assert predict_cost(smooth, gradient, measured, sanity=False, composites=False).csc_s == 0
     # measured on IG, predicted for Gradient: the inverse ratio
     back = predict_cost(gradient, ig, cost, sanity=True, composites=True)

@@ -70,6 +70,14 @@ class MethodCheck:
         return found + [f"{name}: warning: {warning}" for warning in self.warnings]
 
 
+def maps_per_image(sanity: bool, composites: bool) -> int:
+    """The saliency maps the audit computes per image for one method: the
+    random-logit pair (predicted and random class), the randomised map of
+    the top-layer sanity check (its original map is the random logit's
+    predicted-class map) and the class-gap pair when measured."""
+    return 2 + (1 if sanity else 0) + (2 if composites else 0)
+
+
 @dataclass(frozen=True)
 class MethodCost:
     """What one method costs, measured on one image: ``build_s`` (analyzer
@@ -77,7 +85,7 @@ class MethodCost:
     ``csc_s`` (one CSC unit: ``n_vectors`` vectors from the logits to every
     layer, with its statistics; 0 if the method is left out of CSC),
     ``map_s`` (one saliency map once the graph runs), ``maps_per_image``
-    (random logit 2, top-layer sanity check 2, class gap 2 when measured),
+    (:func:`maps_per_image`),
     ``rss_bytes`` (peak resident memory of the process after the probe).
     ``predicted_from``: the measured method this cost was predicted from
     (:func:`csc_analyzers.audit.cost.predict_cost`), empty when measured."""
@@ -381,7 +389,7 @@ def probe_cost(spec: MethodSpec, analyzer, network, image: np.ndarray, *, build_
             analyzer, image[None], network, plan, image_id=k, method=spec.name,
             n_vectors=n_vectors, seed=seed, exact_max_dim=0))
     map_first, map_s = twice(lambda k: explain(analyzer, image, target, spec, image_id=k))
-    maps = 2 + (2 if sanity else 0) + (2 if composites else 0)
+    maps = maps_per_image(sanity, composites)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     warmup = max(csc_first - csc_s, 0.0) + max(map_first - map_s, 0.0)
     return MethodCost(build_s=build_s + warmup, csc_s=csc_s, map_s=map_s,
