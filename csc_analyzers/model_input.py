@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -232,14 +233,25 @@ def _layer_order(analyzer, model) -> list:
     return sorted(names, key=lambda n: -1 if n == "input" else order.get(n, len(order)))
 
 
-def relevance_growth(analyzer, x, *, target: int, bound: float = EXPLOSION_BOUND):
-    """Per-layer relevance of ``analyzer`` for one image ``x`` (batch 1) and
-    output ``target``: ``(ratios, first)`` where ``ratios`` maps each layer
-    (input first, logits last) to ``|R|_1 / max |logit|`` of the image and
-    ``first`` is the highest layer (nearest the logits) whose ratio exceeds
-    ``bound``, None if none does. The relevance at the logits is
-    ``onehot(target) * logit`` (innvestigate's start), or the unit multiplier
-    for DeepLIFT (whose propagated values are contributions)."""
+@dataclass(frozen=True)
+class GrowthSeed:
+    """What :func:`relevance_growth` injects for one image: ``seed`` (batch
+    1) at the logits layer ``top``, propagated to ``names`` (input first);
+    ``scale`` is the image's largest |logit| and ``top_ratio`` the explained
+    |logit| over it."""
+
+    seed: np.ndarray
+    top: str
+    names: tuple
+    scale: float
+    top_ratio: float
+
+
+def growth_seed(analyzer, x, *, target: int) -> GrowthSeed:
+    """The :class:`GrowthSeed` of ``analyzer`` for one image ``x`` (batch 1)
+    and output ``target``: ``onehot(target) * logit`` (innvestigate's start),
+    or the unit multiplier for DeepLIFT (whose propagated values are
+    contributions)."""
     from .methods.deeplift_wrapper import DeepLiftAnalyzer
 
     model = analyzer._model
@@ -248,16 +260,33 @@ def relevance_growth(analyzer, x, *, target: int, bound: float = EXPLOSION_BOUND
     top = model.outputs[0]._keras_history[0].name
     seed = np.zeros((1,) + logits.shape, np.float32)
     seed[0, target] = 1.0 if isinstance(analyzer, DeepLiftAnalyzer) else logits[target]
-    names = [n for n in _layer_order(analyzer, model) if n != top]
-    values = analyzer.propagate(x, seed, top, names)
-    ratios = {name: float(np.abs(values[name]).sum()) / scale for name in names}
-    ratios[top] = abs(float(logits[target])) / scale
+    names = tuple(n for n in _layer_order(analyzer, model) if n != top)
+    return GrowthSeed(seed, top, names, scale, abs(float(logits[target])) / scale)
+
+
+def growth_ratios(values: dict, grow: GrowthSeed, *, bound: float = EXPLOSION_BOUND) -> tuple:
+    """``(ratios, first)`` of :func:`relevance_growth` from ``values`` (layer
+    -> relevance of ``grow.seed`` propagated from ``grow.top``, batch 1)."""
+    ratios = {name: float(np.abs(values[name]).sum()) / grow.scale for name in grow.names}
+    ratios[grow.top] = grow.top_ratio
     first = None
-    for name in reversed(names):  # from the logits down
+    for name in reversed(grow.names):  # from the logits down
         if not np.isfinite(ratios[name]) or ratios[name] > bound:
             first = name
             break
     return ratios, first
+
+
+def relevance_growth(analyzer, x, *, target: int, bound: float = EXPLOSION_BOUND):
+    """Per-layer relevance of ``analyzer`` for one image ``x`` (batch 1) and
+    output ``target``: ``(ratios, first)`` where ``ratios`` maps each layer
+    (input first, logits last) to ``|R|_1 / max |logit|`` of the image and
+    ``first`` is the highest layer (nearest the logits) whose ratio exceeds
+    ``bound``, None if none does. The relevance injected at the logits is
+    :func:`growth_seed`'s."""
+    grow = growth_seed(analyzer, x, target=target)
+    values = analyzer.propagate(x, grow.seed, grow.top, list(grow.names))
+    return growth_ratios(values, grow, bound=bound)
 
 
 def explosion_message(ratios: dict, first: str, bound: float = EXPLOSION_BOUND) -> str:
@@ -358,5 +387,6 @@ def with_input_checks(cls, name: str = ""):
 
 __all__ = ["load_model", "prepare_model", "graph_model", "is_eager_model",
            "reserve_layer_names", "check_batch", "check_neuron_selection",
-           "relevance_growth", "explosion_message", "InputCheckMixin", "with_input_checks",
+           "relevance_growth", "GrowthSeed", "growth_seed", "growth_ratios",
+           "explosion_message", "InputCheckMixin", "with_input_checks",
            "EXPLOSION_BOUND", "RELEVANCE_PREFIXES"]

@@ -23,8 +23,9 @@ from innvestigate.analyzer.base import AnalyzerBase
 
 from residual_support.layers import known_layer_types
 
+from .. import model_input
 from ..experiments.csc import create_method_analyzer
-from ..model_input import reserve_layer_names
+from ..model_input import GrowthSeed, growth_ratios, growth_seed, reserve_layer_names
 from ..experiments.sanity import weight_sync
 from ..registry import MethodSpec
 
@@ -257,10 +258,12 @@ def construction_check(spec: MethodSpec, network, *, patterns=None) -> MethodChe
 
 def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
                  table=None, seed: int = 0, probe: Optional[dict] = None) -> MethodCheck:
-    """Build the analyzer of ``spec`` on ``network`` and propagate two random
+    """Build the analyzer of ``spec`` on ``network`` and propagate two
     vectors from the logits to every layer of ``network.layers`` for one
     ``image`` (a method whose analyzer has no ``propagate`` explains the
-    image instead). Any failure makes the method not applicable, with the
+    image instead): two random vectors, or, for a method whose relevance
+    growth is measured (:func:`wants_growth`), the growth's seed and one
+    random vector, propagated also to the growth's layers. Any failure makes the method not applicable, with the
     layers to blame. Then ask whether the analyzer follows in-place weight
     randomisation (the top-layer sanity check), and collect the
     :func:`method_warnings`. With ``probe`` (keyword arguments of
@@ -285,14 +288,23 @@ def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
     analyzer = None
     x = np.asarray(image, dtype=np.float32)[None]
     logits = network.csc_layers[0]
+    growth = None
     try:
         analyzer = create_method_analyzer(spec, network, patterns)
         if hasattr(analyzer, "propagate"):
             shape = tuple(analyzer.relevance_shape(logits))
             vectors = np.random.default_rng(seed).standard_normal((2,) + shape)
+            vectors = vectors.astype(np.float32)
             lower = list(network.layers[:-1])
-            out = analyzer.propagate(x, vectors.astype(np.float32), logits, lower)
+            targets, grow = lower, _growth_seed(spec, analyzer, x, logits)
+            if isinstance(grow, GrowthSeed):  # the growth check shares this propagation
+                vectors[0] = grow.seed[0]
+                targets = lower + [name for name in grow.names if name not in lower]
+            out = analyzer.propagate(x, vectors, logits, targets)
             values = [np.asarray(out[name]) for name in lower]
+            growth = (growth_ratios({name: out[name][:1] for name in grow.names}, grow,
+                                    bound=model_input.EXPLOSION_BOUND)
+                      if isinstance(grow, GrowthSeed) else grow)
         else:
             values = [np.asarray(analyzer.analyze(x))]
     except Exception as error:  # every failure of a third-party analyzer is reported
@@ -303,7 +315,7 @@ def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
     bad = [name for name, value in zip(network.layers, values) if not np.all(np.isfinite(value))]
     if bad:
         return MethodCheck(spec, False, f"non-finite relevance at layer {bad[0]!r}", (bad[0],))
-    notes = tuple(method_warnings(spec, network, analyzer, x))
+    notes = tuple(method_warnings(spec, network, analyzer, x, growth=growth))
     if spec.needs_patterns:
         check = MethodCheck(spec, True, sanity_ok=False, warnings=notes, sanity_reason=(
             "its patterns belong to the trained weights; randomising the top layer "
@@ -323,16 +335,40 @@ def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
     return replace(check, cost=cost)
 
 
-def method_warnings(spec: MethodSpec, network, analyzer, x: np.ndarray) -> list:
+def wants_growth(spec: MethodSpec, analyzer) -> bool:
+    """Whether the audit measures the relevance growth of ``spec``: its maps
+    are relevance and its analyzer propagates from any layer."""
+    return (spec.analyzer.startswith(model_input.RELEVANCE_PREFIXES)
+            and hasattr(analyzer, "injection_layers"))
+
+
+def _growth_seed(spec: MethodSpec, analyzer, x: np.ndarray, logits: str):
+    """The :class:`~csc_analyzers.model_input.GrowthSeed` of ``x``'s predicted
+    class if the growth is measured and starts at ``logits``; else None, or
+    the note saying why it could not be made."""
+    if not wants_growth(spec, analyzer):
+        return None
+    try:
+        target = int(np.argmax(analyzer._model.predict_on_batch(x)[0]))
+        grow = growth_seed(analyzer, x, target=target)
+    except Exception as error:  # a diagnosis only; say that it could not be made
+        return f"relevance growth not measured ({type(error).__name__}: {_first_line(error)})"
+    return grow if grow.top == logits else None
+
+
+def method_warnings(spec: MethodSpec, network, analyzer, x: np.ndarray, *,
+                    growth=None) -> list:
     """What the user must know about ``spec`` on this model: the activation
     warnings of :mod:`csc_analyzers.checks` (methods defined through the
     ReLU, or whose analysis in the paper assumes ReLU networks, on a model
-    with other activations) and, for methods whose maps are relevance, an
-    explosion of relevance (:func:`csc_analyzers.model_input.relevance_growth`)
-    for the predicted class of ``x``."""
+    with other activations) and, for methods whose maps are relevance
+    (:func:`wants_growth`), an explosion of relevance
+    (:func:`csc_analyzers.model_input.relevance_growth`) for the predicted
+    class of ``x``. ``growth``: the growth's ``(ratios, first)`` or the note
+    why it was not measured, when already known (:func:`check_method`
+    measures it with its own propagation)."""
     from ..checks import RELU_ONLY, RELU_THEORY, layer_activations
-    from .. import model_input
-    from ..model_input import RELEVANCE_PREFIXES, explosion_message, relevance_growth
+    from ..model_input import explosion_message, relevance_growth
 
     notes = []
     activations = layer_activations(network.model)
@@ -347,17 +383,21 @@ def method_warnings(spec: MethodSpec, network, analyzer, x: np.ndarray) -> list:
         elif spec.analyzer in RELU_THEORY:
             notes.append(f"defined for any activation, but the paper's analysis assumes ReLU "
                          f"networks; the model has other activations at {listed}")
-    if spec.analyzer.startswith(RELEVANCE_PREFIXES) and hasattr(analyzer, "injection_layers"):
-        target = int(np.argmax(network.model.predict_on_batch(x)[0]))
-        try:
-            bound = model_input.EXPLOSION_BOUND
-            ratios, first = relevance_growth(analyzer, x, target=target, bound=bound)
-        except Exception as error:  # a diagnosis only; say that it could not be made
-            notes.append(f"relevance growth not measured ({type(error).__name__}: "
-                         f"{_first_line(error)})")
-        else:
-            if first is not None:
-                notes.append(explosion_message(ratios, first, bound))
+    if isinstance(growth, str):
+        notes.append(growth)
+    elif wants_growth(spec, analyzer):
+        bound = model_input.EXPLOSION_BOUND
+        if growth is None:
+            target = int(np.argmax(network.model.predict_on_batch(x)[0]))
+            try:
+                growth = relevance_growth(analyzer, x, target=target, bound=bound)
+            except Exception as error:  # a diagnosis only; say that it could not be made
+                growth = (f"relevance growth not measured ({type(error).__name__}: "
+                          f"{_first_line(error)})")
+        if isinstance(growth, str):
+            notes.append(growth)
+        elif growth[1] is not None:
+            notes.append(explosion_message(*growth, bound))
     return notes
 
 
@@ -402,7 +442,8 @@ def check_methods(specs, network, image, *, patterns=None, table=None, seed: int
             for spec in specs]
 
 
-__all__ = ["AuditError", "MethodCheck", "MethodCost", "method_warnings", "probe_cost", "load_model", "check_model_io", "reserve_layer_names",
+__all__ = ["AuditError", "MethodCheck", "MethodCost", "maps_per_image", "method_warnings",
+           "wants_growth", "probe_cost", "load_model", "check_model_io", "reserve_layer_names",
            "triggered_checks", "unknown_layers", "diagnose", "static_check",
            "construction_check", "check_method",
            "check_methods",
