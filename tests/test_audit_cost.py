@@ -329,3 +329,41 @@ def test_check_measures_the_growth_in_its_own_propagation(name, rng, monkeypatch
     assert len(explodes) == (first is not None)
     if name == "LRP a5b4":
         assert first is not None  # the case that names a layer is covered
+
+
+def test_check_of_a_method_left_out_of_csc_explains_a_map(rng, monkeypatch):
+    """SmoothGrad is left out of CSC: its check explains the predicted class
+    (its experiments use maps only) instead of propagating to every layer,
+    and a non-finite map still makes it not applicable."""
+    network = audit.audit_network(relu_cnn(depth=3, seed=1), "net", (0.0, 1.0))
+    image = rng.uniform(0, 1, (8, 8, 3)).astype(np.float32)
+    calls, built = [], []
+    create = audit_checks.create_method_analyzer
+
+    def counted(*args, **kwargs):
+        analyzer = create(*args, **kwargs)
+        built.append(analyzer)
+        propagate, analyze = type(analyzer).propagate, type(analyzer).analyze
+        analyzer.propagate = lambda *a, **k: calls.append("propagate") or propagate(
+            analyzer, *a, **k)
+        analyzer.analyze = lambda *a, **k: calls.append("analyze") or analyze(analyzer, *a, **k)
+        return analyzer
+
+    monkeypatch.setattr(audit_checks, "create_method_analyzer", counted)
+    smooth = check_method(get_method("SmoothGrad"), network, image)
+    assert smooth.ok and calls == ["analyze"]
+    calls.clear()
+    assert check_method(get_method("Gradient"), network, image).ok
+    assert calls == ["propagate"]
+
+    network = audit.audit_network(relu_cnn(depth=3, seed=1), "net", (0.0, 1.0))
+    built.clear()
+
+    def nan_maps(*args, **kwargs):
+        analyzer = create(*args, **kwargs)
+        analyzer.analyze = lambda x, **k: np.full(np.shape(x), np.nan, np.float32)
+        return analyzer
+
+    monkeypatch.setattr(audit_checks, "create_method_analyzer", nan_maps)
+    broken = check_method(get_method("SmoothGrad"), network, image)
+    assert not broken.ok and broken.reason == "non-finite relevance at layer 'input'"

@@ -24,6 +24,7 @@ from innvestigate.analyzer.base import AnalyzerBase
 from residual_support.layers import known_layer_types
 
 from .. import model_input
+from ..experiments.common import explain
 from ..experiments.csc import create_method_analyzer
 from ..model_input import GrowthSeed, growth_ratios, growth_seed, reserve_layer_names
 from ..experiments.sanity import weight_sync
@@ -260,10 +261,12 @@ def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
                  table=None, seed: int = 0, probe: Optional[dict] = None) -> MethodCheck:
     """Build the analyzer of ``spec`` on ``network`` and propagate two
     vectors from the logits to every layer of ``network.layers`` for one
-    ``image`` (a method whose analyzer has no ``propagate`` explains the
-    image instead): two random vectors, or, for a method whose relevance
-    growth is measured (:func:`wants_growth`), the growth's seed and one
-    random vector, propagated also to the growth's layers. Any failure makes the method not applicable, with the
+    ``image``: two random vectors, or, for a method whose relevance growth
+    is measured (:func:`wants_growth`), the growth's seed and one random
+    vector, propagated also to the growth's layers. A method left out of
+    CSC (SmoothGrad), whose experiments use only its maps, or whose
+    analyzer has no ``propagate``, explains the image's predicted class
+    instead. Any failure makes the method not applicable, with the
     layers to blame. Then ask whether the analyzer follows in-place weight
     randomisation (the top-layer sanity check), and collect the
     :func:`method_warnings`. With ``probe`` (keyword arguments of
@@ -291,7 +294,8 @@ def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
     growth = None
     try:
         analyzer = create_method_analyzer(spec, network, patterns)
-        if hasattr(analyzer, "propagate"):
+        if hasattr(analyzer, "propagate") and (spec.runs_on(network.name, "csc")
+                                               or wants_growth(spec, analyzer)):
             shape = tuple(analyzer.relevance_shape(logits))
             vectors = np.random.default_rng(seed).standard_normal((2,) + shape)
             vectors = vectors.astype(np.float32)
@@ -305,8 +309,9 @@ def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
             growth = (growth_ratios({name: out[name][:1] for name in grow.names}, grow,
                                     bound=model_input.EXPLOSION_BOUND)
                       if isinstance(grow, GrowthSeed) else grow)
-        else:
-            values = [np.asarray(analyzer.analyze(x))]
+        else:  # its experiments use its maps only: the predicted class's map
+            target = int(np.argmax(network.model.predict_on_batch(x)[0]))
+            values = [explain(analyzer, x[0], target, spec)]
     except Exception as error:  # every failure of a third-party analyzer is reported
         if analyzer is None:
             analyzer = _unchecked_analyzer(spec, network, patterns)
@@ -407,7 +412,6 @@ def probe_cost(spec: MethodSpec, analyzer, network, image: np.ndarray, *, build_
     """Time a CSC unit and a saliency map of ``spec`` on ``image``, each twice:
     the first call warms the graph up and is counted with ``build_s``, the
     second is the per-image cost."""
-    from ..experiments.common import explain
     from ..experiments.csc import make_plan, unit_rows
 
     def twice(run) -> tuple:
