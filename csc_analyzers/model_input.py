@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -226,7 +227,23 @@ def check_neuron_selection(neuron_selection, *, n_outputs: int, batch: int, mode
 
 # -- relevance growth -------------------------------------------------------------------
 
+def gradients_inside(analyzer) -> bool:
+    """True for analyzers whose propagated values are relevance at the input
+    only: Integrated Gradients (and the other gradient averages) and input x
+    gradient pass plain gradients through the hidden layers and multiply by
+    the input (difference) at the end."""
+    from innvestigate.analyzer.gradient_based import InputTimesGradient
+
+    from .methods.smoothgrad import GradientAverage
+
+    return isinstance(analyzer, (GradientAverage, InputTimesGradient))
+
+
 def _layer_order(analyzer, model) -> list:
+    """The layers whose propagated values are relevance, input first, then
+    in the model's order (:func:`gradients_inside`: the input only)."""
+    if gradients_inside(analyzer):
+        return ["input"]
     inputs = {layer.name for layer in model.layers if isinstance(layer, keras.layers.InputLayer)}
     names = [n for n in analyzer.injection_layers() if n not in inputs]
     order = {layer.name: k for k, layer in enumerate(model.layers)}
@@ -238,20 +255,24 @@ class GrowthSeed:
     """What :func:`relevance_growth` injects for one image: ``seed`` (batch
     1) at the logits layer ``top``, propagated to ``names`` (input first);
     ``scale`` is the image's largest |logit| and ``top_ratio`` the explained
-    |logit| over it."""
+    |logit| over it. ``input_factor``: what the propagated input value is
+    multiplied by to give the map (the image, for input x gradient, whose
+    propagation ends in the gradient), None if it is the map."""
 
     seed: np.ndarray
     top: str
     names: tuple
     scale: float
     top_ratio: float
+    input_factor: Optional[np.ndarray] = None
 
 
 def growth_seed(analyzer, x, *, target: int) -> GrowthSeed:
     """The :class:`GrowthSeed` of ``analyzer`` for one image ``x`` (batch 1)
-    and output ``target``: ``onehot(target) * logit`` (innvestigate's start),
-    or the unit multiplier for DeepLIFT (whose propagated values are
-    contributions)."""
+    and output ``target``: ``onehot(target) * logit`` (innvestigate's start
+    of the relevance rules), or ``onehot(target)`` where that is what the
+    map starts from: DeepLIFT (whose propagated values are contributions)
+    and the :func:`gradients_inside` analyzers (a gradient of the logit)."""
     from .methods.deeplift_wrapper import DeepLiftAnalyzer
 
     model = analyzer._model
@@ -259,14 +280,20 @@ def growth_seed(analyzer, x, *, target: int) -> GrowthSeed:
     scale = float(np.max(np.abs(logits))) or 1.0
     top = model.outputs[0]._keras_history[0].name
     seed = np.zeros((1,) + logits.shape, np.float32)
-    seed[0, target] = 1.0 if isinstance(analyzer, DeepLiftAnalyzer) else logits[target]
+    unit = isinstance(analyzer, DeepLiftAnalyzer) or gradients_inside(analyzer)
+    seed[0, target] = 1.0 if unit else logits[target]
     names = tuple(n for n in _layer_order(analyzer, model) if n != top)
-    return GrowthSeed(seed, top, names, scale, abs(float(logits[target])) / scale)
+    from innvestigate.analyzer.gradient_based import InputTimesGradient
+    factor = np.asarray(x, np.float32) if isinstance(analyzer, InputTimesGradient) else None
+    return GrowthSeed(seed, top, names, scale, abs(float(logits[target])) / scale, factor)
 
 
 def growth_ratios(values: dict, grow: GrowthSeed, *, bound: float = EXPLOSION_BOUND) -> tuple:
     """``(ratios, first)`` of :func:`relevance_growth` from ``values`` (layer
     -> relevance of ``grow.seed`` propagated from ``grow.top``, batch 1)."""
+    values = dict(values)
+    if grow.input_factor is not None and "input" in values:
+        values["input"] = np.asarray(values["input"]) * grow.input_factor
     ratios = {name: float(np.abs(values[name]).sum()) / grow.scale for name in grow.names}
     ratios[grow.top] = grow.top_ratio
     first = None
@@ -283,7 +310,8 @@ def relevance_growth(analyzer, x, *, target: int, bound: float = EXPLOSION_BOUND
     (input first, logits last) to ``|R|_1 / max |logit|`` of the image and
     ``first`` is the highest layer (nearest the logits) whose ratio exceeds
     ``bound``, None if none does. The relevance injected at the logits is
-    :func:`growth_seed`'s."""
+    :func:`growth_seed`'s. For :func:`gradients_inside` analyzers (IG) only
+    the input is measured: their hidden layers hold gradients, not relevance."""
     grow = growth_seed(analyzer, x, target=target)
     values = analyzer.propagate(x, grow.seed, grow.top, list(grow.names))
     return growth_ratios(values, grow, bound=bound)
@@ -388,5 +416,6 @@ def with_input_checks(cls, name: str = ""):
 __all__ = ["load_model", "prepare_model", "graph_model", "is_eager_model",
            "reserve_layer_names", "check_batch", "check_neuron_selection",
            "relevance_growth", "GrowthSeed", "growth_seed", "growth_ratios",
+           "gradients_inside",
            "explosion_message", "InputCheckMixin", "with_input_checks",
            "EXPLOSION_BOUND", "RELEVANCE_PREFIXES"]
