@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -225,21 +227,52 @@ def check_neuron_selection(neuron_selection, *, n_outputs: int, batch: int, mode
 
 # -- relevance growth -------------------------------------------------------------------
 
+def gradients_inside(analyzer) -> bool:
+    """True for analyzers whose propagated values are relevance at the input
+    only: Integrated Gradients (and the other gradient averages) and input x
+    gradient pass plain gradients through the hidden layers and multiply by
+    the input (difference) at the end."""
+    from innvestigate.analyzer.gradient_based import InputTimesGradient
+
+    from .methods.smoothgrad import GradientAverage
+
+    return isinstance(analyzer, (GradientAverage, InputTimesGradient))
+
+
 def _layer_order(analyzer, model) -> list:
+    """The layers whose propagated values are relevance, input first, then
+    in the model's order (:func:`gradients_inside`: the input only)."""
+    if gradients_inside(analyzer):
+        return ["input"]
     inputs = {layer.name for layer in model.layers if isinstance(layer, keras.layers.InputLayer)}
     names = [n for n in analyzer.injection_layers() if n not in inputs]
     order = {layer.name: k for k, layer in enumerate(model.layers)}
     return sorted(names, key=lambda n: -1 if n == "input" else order.get(n, len(order)))
 
 
-def relevance_growth(analyzer, x, *, target: int, bound: float = EXPLOSION_BOUND):
-    """Per-layer relevance of ``analyzer`` for one image ``x`` (batch 1) and
-    output ``target``: ``(ratios, first)`` where ``ratios`` maps each layer
-    (input first, logits last) to ``|R|_1 / max |logit|`` of the image and
-    ``first`` is the highest layer (nearest the logits) whose ratio exceeds
-    ``bound``, None if none does. The relevance at the logits is
-    ``onehot(target) * logit`` (innvestigate's start), or the unit multiplier
-    for DeepLIFT (whose propagated values are contributions)."""
+@dataclass(frozen=True)
+class GrowthSeed:
+    """What :func:`relevance_growth` injects for one image: ``seed`` (batch
+    1) at the logits layer ``top``, propagated to ``names`` (input first);
+    ``scale`` is the image's largest |logit| and ``top_ratio`` the explained
+    |logit| over it. ``input_factor``: what the propagated input value is
+    multiplied by to give the map (the image, for input x gradient, whose
+    propagation ends in the gradient), None if it is the map."""
+
+    seed: np.ndarray
+    top: str
+    names: tuple
+    scale: float
+    top_ratio: float
+    input_factor: Optional[np.ndarray] = None
+
+
+def growth_seed(analyzer, x, *, target: int) -> GrowthSeed:
+    """The :class:`GrowthSeed` of ``analyzer`` for one image ``x`` (batch 1)
+    and output ``target``: ``onehot(target) * logit`` (innvestigate's start
+    of the relevance rules), or ``onehot(target)`` where that is what the
+    map starts from: DeepLIFT (whose propagated values are contributions)
+    and the :func:`gradients_inside` analyzers (a gradient of the logit)."""
     from .methods.deeplift_wrapper import DeepLiftAnalyzer
 
     model = analyzer._model
@@ -247,17 +280,41 @@ def relevance_growth(analyzer, x, *, target: int, bound: float = EXPLOSION_BOUND
     scale = float(np.max(np.abs(logits))) or 1.0
     top = model.outputs[0]._keras_history[0].name
     seed = np.zeros((1,) + logits.shape, np.float32)
-    seed[0, target] = 1.0 if isinstance(analyzer, DeepLiftAnalyzer) else logits[target]
-    names = [n for n in _layer_order(analyzer, model) if n != top]
-    values = analyzer.propagate(x, seed, top, names)
-    ratios = {name: float(np.abs(values[name]).sum()) / scale for name in names}
-    ratios[top] = abs(float(logits[target])) / scale
+    unit = isinstance(analyzer, DeepLiftAnalyzer) or gradients_inside(analyzer)
+    seed[0, target] = 1.0 if unit else logits[target]
+    names = tuple(n for n in _layer_order(analyzer, model) if n != top)
+    from innvestigate.analyzer.gradient_based import InputTimesGradient
+    factor = np.asarray(x, np.float32) if isinstance(analyzer, InputTimesGradient) else None
+    return GrowthSeed(seed, top, names, scale, abs(float(logits[target])) / scale, factor)
+
+
+def growth_ratios(values: dict, grow: GrowthSeed, *, bound: float = EXPLOSION_BOUND) -> tuple:
+    """``(ratios, first)`` of :func:`relevance_growth` from ``values`` (layer
+    -> relevance of ``grow.seed`` propagated from ``grow.top``, batch 1)."""
+    values = dict(values)
+    if grow.input_factor is not None and "input" in values:
+        values["input"] = np.asarray(values["input"]) * grow.input_factor
+    ratios = {name: float(np.abs(values[name]).sum()) / grow.scale for name in grow.names}
+    ratios[grow.top] = grow.top_ratio
     first = None
-    for name in reversed(names):  # from the logits down
+    for name in reversed(grow.names):  # from the logits down
         if not np.isfinite(ratios[name]) or ratios[name] > bound:
             first = name
             break
     return ratios, first
+
+
+def relevance_growth(analyzer, x, *, target: int, bound: float = EXPLOSION_BOUND):
+    """Per-layer relevance of ``analyzer`` for one image ``x`` (batch 1) and
+    output ``target``: ``(ratios, first)`` where ``ratios`` maps each layer
+    (input first, logits last) to ``|R|_1 / max |logit|`` of the image and
+    ``first`` is the highest layer (nearest the logits) whose ratio exceeds
+    ``bound``, None if none does. The relevance injected at the logits is
+    :func:`growth_seed`'s. For :func:`gradients_inside` analyzers (IG) only
+    the input is measured: their hidden layers hold gradients, not relevance."""
+    grow = growth_seed(analyzer, x, target=target)
+    values = analyzer.propagate(x, grow.seed, grow.top, list(grow.names))
+    return growth_ratios(values, grow, bound=bound)
 
 
 def explosion_message(ratios: dict, first: str, bound: float = EXPLOSION_BOUND) -> str:
@@ -358,5 +415,7 @@ def with_input_checks(cls, name: str = ""):
 
 __all__ = ["load_model", "prepare_model", "graph_model", "is_eager_model",
            "reserve_layer_names", "check_batch", "check_neuron_selection",
-           "relevance_growth", "explosion_message", "InputCheckMixin", "with_input_checks",
+           "relevance_growth", "GrowthSeed", "growth_seed", "growth_ratios",
+           "gradients_inside",
+           "explosion_message", "InputCheckMixin", "with_input_checks",
            "EXPLOSION_BOUND", "RELEVANCE_PREFIXES"]

@@ -189,3 +189,26 @@ def test_gradient_maps_are_not_checked_for_explosion(rng):
     analyzer = csc_analyzers.create_analyzer("gradient", deep_net())
     analyzer.explosion_bound = 1e-9
     assert not _explosion_warnings(analyzer, rng.normal(size=(1, 8, 8, 3)).astype("f"))[1]
+
+
+@pytest.mark.parametrize("name", ["integrated_gradients", "input_t_gradient"])
+def test_growth_of_gradient_attributions_is_measured_on_the_map(name, rng):
+    """Integrated Gradients and input x gradient pass gradients through the
+    hidden layers: their relevance growth has the input only, and its ratio
+    is the map's |R|_1 over the largest |logit|."""
+    from csc_analyzers.model_input import gradients_inside
+
+    model = deep_net()
+    x = rng.normal(size=(1, 8, 8, 3)).astype(np.float32)
+    analyzer = csc_analyzers.create_analyzer(name, model, neuron_selection_mode="index")
+    assert gradients_inside(analyzer)
+    logits = model.predict(x, verbose=0)[0]
+    target = int(np.argmax(logits))
+    ratios, first = relevance_growth(analyzer, x, target=target, bound=1e-9)
+    assert sorted(ratios) == sorted(["input", "logits"]) and first == "input"
+    map_ = analyzer.analyze(x, neuron_selection=[target])
+    np.testing.assert_allclose(ratios["input"], np.abs(map_).sum() / np.abs(logits).max(),
+                               rtol=1e-4)
+    lrp = csc_analyzers.create_analyzer("lrp.z", model)
+    assert not gradients_inside(lrp)
+    assert len(relevance_growth(lrp, x, target=target)[0]) > 2

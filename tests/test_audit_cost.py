@@ -113,7 +113,7 @@ def test_probe_measures_each_method(rng):
     assert [c.ok for c in checks] == [True, True]
     gradient, smooth = estimate.costs["Gradient"], estimate.costs["SmoothGrad"]
     assert gradient.csc_s > 0 and smooth.csc_s == 0  # SmoothGrad is left out of CSC
-    assert gradient.maps_per_image == 4  # random logit 2, top-layer sanity 2, no composites
+    assert gradient.maps_per_image == 3  # random logit 2, sanity 1 (original shared), no composites
     assert smooth.map_s > 0 and gradient.map_s > 0
     assert estimate.total_s == pytest.approx(estimate.elapsed_s + estimate.experiments_s
                                              + estimate.report_s)
@@ -164,7 +164,7 @@ def test_predicted_cost_scales_the_measured_one():
     assert cost.build_s == pytest.approx(10.0 * ig.cost.build)
     assert cost.csc_s == pytest.approx(1.0 * ig.cost.csc)
     assert cost.map_s == pytest.approx(0.5 * ig.cost.map)
-    assert cost.maps_per_image == 6 and cost.predicted_from == "Gradient"
+    assert cost.maps_per_image == 5 and cost.predicted_from == "Gradient"
     assert predict_cost(smooth, gradient, measured, sanity=False, composites=False).csc_s == 0
     # measured on IG, predicted for Gradient: the inverse ratio
     back = predict_cost(gradient, ig, cost, sanity=True, composites=True)
@@ -288,3 +288,90 @@ def test_explosion_warning_in_audit_check(rng, monkeypatch):
     notes = [w for w in a5b4.warnings if w.startswith("relevance explodes")]
     assert len(notes) == 1 and "(bound 10)" in notes[0] and "first exceeds the bound at layer" \
         in notes[0]
+
+
+@pytest.mark.parametrize("name", ["LRP a5b4", "Integrated Gradients", "DeepLIFT Resc."])
+def test_check_measures_the_growth_as_relevance_growth_does(name, rng, monkeypatch):
+    """The check's growth warning equals a separate relevance_growth call.
+    Integrated Gradients' growth reads the input only, one of the check's
+    layers: its seed rides in the check's one propagation (the separate
+    call cost 14 s on ResNet50V2 at 224 px). The others' growth reads every
+    layer: it runs on its own in batch 1, and the check's propagation reads
+    only the check's layers."""
+    from csc_analyzers import model_input
+
+    network = audit.audit_network(relu_cnn(depth=6, seed=3), "deep", (0.0, 1.0))
+    image = rng.uniform(0, 1, (8, 8, 3)).astype(np.float32)
+    monkeypatch.setattr(model_input, "EXPLOSION_BOUND", 10.0)
+    calls, built = [], []
+    create = audit_checks.create_method_analyzer
+
+    def counted(*args, **kwargs):
+        analyzer = create(*args, **kwargs)
+        built.append(analyzer)
+        propagate = type(analyzer).propagate
+        analyzer.propagate = lambda x, v, f, to, **k: calls.append((len(v), list(to))) or \
+            propagate(analyzer, x, v, f, to, **k)
+        return analyzer
+
+    monkeypatch.setattr(audit_checks, "create_method_analyzer", counted)
+    check = check_method(get_method(name), network, image)
+    assert check.ok
+    lower = list(network.layers[:-1])
+    if name == "Integrated Gradients":
+        assert calls == [(2, lower)]
+    else:
+        assert calls[0] == (2, lower) and len(calls) == 2 and calls[1][0] == 1
+        assert set(calls[1][1]) > set(lower)
+    analyzer = built[0]
+    del analyzer.propagate
+    target = int(np.argmax(network.model.predict_on_batch(image[None])[0]))
+    ratios, first = model_input.relevance_growth(analyzer, image[None], target=target,
+                                                 bound=10.0)
+    explodes = [w for w in check.warnings if w.startswith("relevance explodes")]
+    if first is None:
+        assert not explodes
+    else:
+        assert explodes == [model_input.explosion_message(ratios, first, 10.0)]
+    if name == "LRP a5b4":
+        assert first is not None  # the case that names a layer is covered
+    if name == "Integrated Gradients":
+        assert list(ratios) == ["input", network.csc_layers[0]]
+
+
+def test_check_of_a_method_left_out_of_csc_explains_a_map(rng, monkeypatch):
+    """SmoothGrad is left out of CSC: its check explains the predicted class
+    (its experiments use maps only) instead of propagating to every layer,
+    and a non-finite map still makes it not applicable."""
+    network = audit.audit_network(relu_cnn(depth=3, seed=1), "net", (0.0, 1.0))
+    image = rng.uniform(0, 1, (8, 8, 3)).astype(np.float32)
+    calls, built = [], []
+    create = audit_checks.create_method_analyzer
+
+    def counted(*args, **kwargs):
+        analyzer = create(*args, **kwargs)
+        built.append(analyzer)
+        propagate, analyze = type(analyzer).propagate, type(analyzer).analyze
+        analyzer.propagate = lambda *a, **k: calls.append("propagate") or propagate(
+            analyzer, *a, **k)
+        analyzer.analyze = lambda *a, **k: calls.append("analyze") or analyze(analyzer, *a, **k)
+        return analyzer
+
+    monkeypatch.setattr(audit_checks, "create_method_analyzer", counted)
+    smooth = check_method(get_method("SmoothGrad"), network, image)
+    assert smooth.ok and calls == ["analyze"]
+    calls.clear()
+    assert check_method(get_method("Gradient"), network, image).ok
+    assert calls == ["propagate"]
+
+    network = audit.audit_network(relu_cnn(depth=3, seed=1), "net", (0.0, 1.0))
+    built.clear()
+
+    def nan_maps(*args, **kwargs):
+        analyzer = create(*args, **kwargs)
+        analyzer.analyze = lambda x, **k: np.full(np.shape(x), np.nan, np.float32)
+        return analyzer
+
+    monkeypatch.setattr(audit_checks, "create_method_analyzer", nan_maps)
+    broken = check_method(get_method("SmoothGrad"), network, image)
+    assert not broken.ok and broken.reason == "non-finite relevance at layer 'input'"

@@ -90,3 +90,41 @@ def test_two_shards_merged_equal_one_run(tmp_path, rng):
         keys = [("tiny", s.name, i) for s in specs for i in ids]
         pd.testing.assert_frame_equal(merged.table(keys), single.table(keys))
         assert len(single.table(keys)) > 0
+
+
+def test_sanity_reusing_the_random_logit_maps_equals_explaining_again(tmp_path, rng,
+                                                                      monkeypatch):
+    """The sanity check's original maps taken from the random-logit
+    experiment (same network, analyzer, weights and classes) give the same
+    rows and saved maps as explaining the images again, with one map fewer
+    per image; a map not supplied is explained."""
+    import csc_analyzers.experiments.sanity as sanity
+
+    network = ModelNetwork("tiny", small_cnn(softmax=True), input_range=(-3.0, 3.0))
+    images = rng.normal(size=(3, 8, 8, 3)).astype("float32")
+    labels, ids = [0, 1, 2], [10, 11, 12]
+    specs = select_methods("LRP-z,SmoothGrad")
+    calls = []
+    explain = sanity.explain
+    monkeypatch.setattr(sanity, "explain", lambda *a, **k: calls.append(1) or explain(*a, **k))
+    keys = [("tiny", s.name, i) for s in specs for i in ids]
+
+    alone = run_sanity(network, images, labels, ids, specs, tmp_path / "alone", seed=2,
+                       save_maps_for=ids[:1])
+    explained_alone = len(calls)
+    originals = {}
+    run_random_logit(network, images, labels, ids, specs, tmp_path / "shared", seed=2,
+                     original_maps=originals)
+    assert sorted(originals) == sorted((s.name, i, c) for s in specs
+                                       for i, c in zip(ids, labels))
+    del originals[("LRP-z", 12, 2)]  # one map missing: explained
+    calls.clear()
+    shared = run_sanity(network, images, labels, ids, specs, tmp_path / "shared", seed=2,
+                        save_maps_for=ids[:1], original_maps=originals)
+    assert len(calls) == explained_alone - (len(specs) * len(ids) - 1)
+    pd.testing.assert_frame_equal(shared.table(keys), alone.table(keys))
+    for spec in specs:
+        key = ("tiny", spec.name, ids[0])
+        a = np.load(sanity.maps_path(tmp_path / "alone", "sanity_cascading", key))["maps"]
+        b = np.load(sanity.maps_path(tmp_path / "shared", "sanity_cascading", key))["maps"]
+        np.testing.assert_array_equal(a, b)

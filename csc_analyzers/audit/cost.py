@@ -29,7 +29,7 @@ def predict_cost(spec, reference, measured, *, sanity: bool, composites: bool):
     map); the map count from ``sanity`` and ``composites`` as measured. The
     peak memory is left at the reference's (the audit predicts its peak
     from the heaviest method, :func:`predict_peak`)."""
-    from .checks import MethodCost
+    from .checks import MethodCost, maps_per_image
 
     own, ref = spec.cost, reference.cost
     # a reference left out of CSC (csc 0) is only chosen when no method in CSC is left
@@ -37,7 +37,7 @@ def predict_cost(spec, reference, measured, *, sanity: bool, composites: bool):
              measured.csc_s * own.csc / ref.csc)
     return MethodCost(build_s=measured.build_s * own.build / ref.build, csc_s=csc_s,
                       map_s=measured.map_s * own.map / ref.map,
-                      maps_per_image=2 + (2 if sanity else 0) + (2 if composites else 0),
+                      maps_per_image=maps_per_image(sanity, composites),
                       rss_bytes=measured.rss_bytes, predicted_from=reference.name)
 
 
@@ -205,7 +205,7 @@ def progress_weights(plan) -> dict:
             weights["csc"] += [csc_s] * n
         weights["random_logit"] += [2 * map_s] * n
         if check.sanity_ok:
-            weights["sanity"] += [2 * map_s] * n
+            weights["sanity"] += [map_s] * n  # the original map comes from random logit
         if plan.data.composites is not None:
             weights["class_sensitivity"] += [2 * map_s] * n
     return weights

@@ -504,15 +504,18 @@ def run_experiments(plan: AuditPlan, out, *, progress: bool = False, report=None
                       n_vectors=plan.settings["n_vectors"], seed=seed, patterns=provider,
                       exact_max_dim=0, on_unit=hook("csc"),
                       write=tables) if csc_specs else None
+        # both explain the predicted class under the original weights: the
+        # sanity check reuses the random-logit experiment's maps
+        originals = {}
         stores = [run_random_logit(network, data.images, data.predicted, ids, specs, results,
                                    seed=seed, patterns=provider, save_maps_for=ids[:1],
-                                   progress=hook("random_logit"))]
+                                   progress=hook("random_logit"), original_maps=originals)]
         sanity_specs = [check.spec for check in checks if check.sanity_ok]
         if sanity_specs:
             stores.append(run_sanity(network, data.images, data.predicted, ids, sanity_specs,
                                      results, mode="cascading", seed=seed,
                                      patterns=provider, save_maps_for=ids[:1],
-                                     progress=hook("sanity")))
+                                     progress=hook("sanity"), original_maps=originals))
         if data.composites is not None:
             _raw, images, masks, labels = data.composites
             stores.append(run_class_sensitivity(network, images, masks, labels,

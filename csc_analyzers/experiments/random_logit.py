@@ -23,12 +23,15 @@ EXPERIMENT = "random_logit"
 def run_random_logit(network, images, labels, image_ids, specs, out, *, seed: int = 0,
                      shard: Shard = Shard(), patterns: PatternsProvider | None = None,
                      save_maps_for: Iterable[int] = (), progress=None,
-                     recipe: str = PLAIN) -> ResultStore:
+                     recipe: str = PLAIN, original_maps: dict | None = None) -> ResultStore:
     """Store, per method and image, the rows ``ssim_paper``, ``ssim_standard``,
     ``spearman_abs``, ``spearman`` (true-class map vs random-class map, the
     flip negating the random-class map as in the paper's code; SSIM at the
     method's ``ssim_percentile``) and ``random_class``; ``recipe``
-    (:data:`~csc_analyzers.registry.RECIPES`) is recorded with them."""
+    (:data:`~csc_analyzers.registry.RECIPES`) is recorded with them.
+    ``original_maps`` (a dict, optional) receives each true-class map under
+    the key ``(method, image id, class)``, for :func:`~csc_analyzers.experiments.sanity.run_sanity`
+    on the same network and weights to reuse as its original map."""
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels).astype(int)
     image_ids = [int(i) for i in image_ids]
@@ -51,6 +54,8 @@ def run_random_logit(network, images, labels, image_ids, specs, out, *, seed: in
             k = position[key[2]]
             other = random_class(labels[k], n_classes, seed=seed, image_id=key[2])
             true_map = explain(analyzer, images[k], labels[k], spec, image_id=key[2])
+            if original_maps is not None:
+                original_maps[(method, key[2], int(labels[k]))] = true_map
             other_map = explain(analyzer, images[k], other, spec, image_id=key[2])
             scores = similarity_scores(true_map, other_map, percentile=spec.ssim_percentile)
             scores["random_class"] = other

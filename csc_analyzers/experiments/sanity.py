@@ -131,7 +131,7 @@ def _chunks(items: Sequence, size: int):
 def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "cascading",
                seed: int = 0, shard: Shard = Shard(), patterns: PatternsProvider | None = None,
                chunk: int = 8, save_maps_for: Iterable[int] = (), progress=None,
-               recipe: str = PLAIN) -> ResultStore:
+               recipe: str = PLAIN, original_maps: dict | None = None) -> ResultStore:
     """Run the sanity check of ``specs`` on ``images`` (preprocessed, N x H x W x C,
     explained for their true ``labels``) and store the rows in ``out``.
 
@@ -143,6 +143,10 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
     rows are written when its chunk is done. ``progress`` is an optional
     callable receiving the number of units finished. ``recipe``
     (:data:`~csc_analyzers.registry.RECIPES`) is recorded with the units.
+    ``original_maps`` (``(method, image id, class) -> map``, e.g. filled by
+    :func:`~csc_analyzers.experiments.random_logit.run_random_logit` on the
+    same network, analyzer and original weights) supplies original maps
+    instead of explaining the image again; a missing key is explained.
     """
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels).astype(int)
@@ -163,6 +167,15 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
     by_name = {spec.name: spec for spec in runnable}
     if not pending:  # nothing to randomise: skip copying every weight out
         return store
+    known = {} if original_maps is None else original_maps
+
+    def original(analyzer, spec, k):
+        """Image k's map under the original weights (explained, unless known)."""
+        found = known.get((spec.name, image_ids[k], int(labels[k])))
+        if found is not None:
+            return found
+        return explain(analyzer, images[k], labels[k], spec, image_id=image_ids[k])
+
     with Randomizer(model, seed=seed) as randomizer:
         for method, group in itertools.groupby(pending, key=lambda key: key[1]):
             spec = by_name[method]
@@ -173,8 +186,7 @@ def run_sanity(network, images, labels, image_ids, specs, out, *, mode: str = "c
                 changed = randomizer.set_randomized(())
                 if sync is not None:
                     sync(changed)
-                maps = [[explain(analyzer, images[k], labels[k], spec, image_id=image_ids[k])]
-                        for k in index]
+                maps = [[original(analyzer, spec, k)] for k in index]
                 if sync is None:
                     sync = weight_sync(analyzer, spec.name, model)
                 for level in levels:

@@ -20,9 +20,10 @@ methods):
 
 The averaged inputs of all images of a call are evaluated in chunks of
 ``batch_size`` inputs (by default about 2**21 input values per chunk, at most
-256 inputs; in ``propagate``, ``batch_size`` backward rows: inputs times
-vectors) instead of one batch of ``batch * steps`` images, which does not fit
-in memory for ImageNet networks.
+256 inputs; in ``propagate`` of one image, ``batch_size`` inputs per vector;
+of several images, ``batch_size`` backward rows: inputs times vectors)
+instead of one batch of ``batch * steps`` images, which does not fit in
+memory for ImageNet networks.
 
 The class k is chosen on the clean input (``neuron_selection_mode``
 "max_activation") or given (``"index"``, ``analyze(x, neuron_selection=k)``),
@@ -214,9 +215,8 @@ class GradientAverage(AnalyzerBase, ABC):
         ``image_ids`` as in :meth:`analyze`, one per image of ``x`` (not per
         vector).
 
-        With one image for all vectors (CSC), each chunk of averaged inputs
-        runs the forward pass once and one backward pass per vector in the
-        same session run, summed over the chunk in the graph (see
+        With one image for all vectors (CSC), each vector's backward pass is
+        summed over each chunk of averaged inputs in the graph (see
         :meth:`_one_image_sums`); otherwise every (input, vector) pair is a
         row of the wrapped gradient analyzer's ``propagate``."""
         relevance = np.asarray(relevance, dtype=np.float32)
@@ -263,45 +263,48 @@ class GradientAverage(AnalyzerBase, ABC):
         return totals
 
     def _one_image_sums(self, points, relevance, from_layer, to_layers) -> dict:
-        """As :meth:`_row_sums` for the m averaged inputs of ONE image: per
-        chunk of inputs, one session run computes the forward pass once and,
-        for each vector v_i, ``sum over the inputs of d(v_i . y_from)/d y_to``
+        """As :meth:`_row_sums` for the m averaged inputs of ONE image: for
+        each vector v_i and each chunk of up to ``batch_size`` inputs, one
+        session run computes ``sum over the chunk of d(v_i . y_from)/d y_to``
         (the gradient analyzer's relevance of ``to`` when v_i is injected at
-        ``from``). The graph is built once per (layers, number of vectors)."""
-        n = len(relevance)
-        key = (from_layer, tuple(to_layers), n)
+        ``from``). The graph holds one backward pass and is built once per
+        (from, to) layers, whatever the number of vectors: the check, the
+        growth measurement and CSC share it. Per vector the forward pass is
+        run again, and the chunks are as large as :meth:`analyze`'s
+        (ResNet50V2 at 224 px, 64 steps, 5 vectors: 29 s per image against
+        36 s for one forward pass per chunk of 2 inputs with a backward pass
+        per vector, and a 5-vector graph that took 20 s to build)."""
+        key = (from_layer, tuple(to_layers))
         if key not in self._one_image_graphs:
-            self._one_image_graphs[key] = self._build_one_image_sums(from_layer, to_layers, n)
-        vectors, sums = self._one_image_graphs[key]
+            self._one_image_graphs[key] = self._build_one_image_sums(from_layer, to_layers)
+        vector, sums = self._one_image_graphs[key]
         model_input = self._gradient.forward_tensor(INPUT)
-        chunk = max(1, self._batch_size // n)  # inputs per run: n * chunk backward rows
-        totals = [0.0] * len(sums)
-        for start in range(0, len(points), chunk):
-            feed = {model_input: points[start:start + chunk], vectors: relevance}
-            values = session().run(sums, feed_dict=feed)
-            totals = [total + value.astype(np.float64) for total, value in zip(totals, values)]
-        return dict(zip(to_layers, totals))
+        totals = [[0.0] * len(sums) for _ in relevance]
+        for start in range(0, len(points), self._batch_size):
+            chunk = points[start:start + self._batch_size]
+            for i, v in enumerate(relevance):
+                values = session().run(sums, feed_dict={model_input: chunk, vector: v})
+                totals[i] = [total + value.astype(np.float64)
+                             for total, value in zip(totals[i], values)]
+        return {name: np.stack([per_vector[j] for per_vector in totals])
+                for j, name in enumerate(to_layers)}
 
-    def _build_one_image_sums(self, from_layer, to_layers, n):
-        """The placeholder for ``n`` vectors at ``from_layer`` and, for each
-        of ``to_layers``, the tensor (n,) + layer shape of the gradients of
-        ``v_i . y_from`` with respect to that layer's output, summed over
-        the fed inputs (zeros for a layer ``from_layer`` does not depend on)."""
+    def _build_one_image_sums(self, from_layer, to_layers):
+        """The placeholder for one vector at ``from_layer`` and, for each of
+        ``to_layers``, the tensor (layer shape) of the gradients of
+        ``v . y_from`` with respect to that layer's output, summed over the
+        fed inputs (zeros for a layer ``from_layer`` does not depend on)."""
         gradient = self._gradient
         source = gradient.forward_tensor(from_layer)
         targets = [gradient.forward_tensor(name) for name in to_layers]
         with session().graph.as_default():
-            vectors = tf1.placeholder(source.dtype, (n,) + tuple(source.shape[1:]),
-                                      name="gradient_average_vectors")
-            per_vector = []
-            for i in range(n):
-                grads = tf.gradients(source, targets,
-                                     grad_ys=tf.broadcast_to(vectors[i], tf.shape(source)))
-                per_vector.append([tf.zeros(tf.shape(t)[1:], t.dtype) if g is None
-                                   else tf.reduce_sum(g, axis=0)
-                                   for t, g in zip(targets, grads)])
-            sums = [tf.stack([grads[j] for grads in per_vector]) for j in range(len(targets))]
-        return vectors, sums
+            vector = tf1.placeholder(source.dtype, tuple(source.shape[1:]),
+                                     name="gradient_average_vector")
+            grads = tf.gradients(source, targets,
+                                 grad_ys=tf.broadcast_to(vector, tf.shape(source)))
+            sums = [tf.zeros(tf.shape(t)[1:], t.dtype) if g is None
+                    else tf.reduce_sum(g, axis=0) for t, g in zip(targets, grads)]
+        return vector, sums
 
 
 def _key(value, what: str) -> int:
