@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from csc_analyzers.experiments.csc import (TABLE_COLUMNS, baseline_rows, first_conv_layer,
-                                           layer_channels, make_plan, run_csc)
-from csc_analyzers.metrics.csc import random_baseline
+from csc_analyzers.experiments.csc import (TABLE_COLUMNS, first_conv_layer, make_plan,
+                                           run_csc)
 from csc_analyzers.experiments.store import ResultStore, Shard
 from csc_analyzers.registry import get_method
 from tensorflow import keras
@@ -166,18 +165,3 @@ def test_exact_check_only_for_rules_linear_in_v(network, tiny_images):
             assert errors.max() < 1e-4 and len(ratios) == 5
         else:
             assert errors.max() > LINEARITY_TOLERANCE and len(ratios) < 5
-
-
-def test_random_baseline_is_one_value_per_channel_count():
-    """Layers with the same channel count get the same baseline: the median
-    |s_cos| of random pairs drawn from default_rng([seed, channels])."""
-    network = tiny_network()
-    rows = baseline_rows(network, seed=5)
-    assert [row["layer"] for row in rows] == list(network.layers)
-    by_channels = {}
-    for row in rows:
-        channels = layer_channels(network, row["layer"])
-        by_channels.setdefault(channels, set()).add(row["value"])
-    assert len(by_channels) < len(rows)  # the test net repeats a channel count
-    for channels, values in by_channels.items():
-        assert values == {random_baseline(channels, rng=np.random.default_rng([5, channels]))}

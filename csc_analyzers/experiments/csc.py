@@ -282,20 +282,14 @@ def layer_channels(network, layer: str) -> int:
 
 
 def baseline_rows(network, *, seed: int) -> list:
-    """Median |s_cos| of random vector pairs with each layer's channel count
-    c, drawn once per distinct c from ``np.random.default_rng([seed, c])``
-    (layers with equal c share one value: the baseline is a function of c);
+    """Median |s_cos| of random vector pairs with each layer's channel count;
     ``histogram`` marks the layers whose histograms are kept (first
     convolution and input)."""
     rows = []
     hist_layers = {first_conv_layer(network), INPUT}
-    medians = {}  # channel count -> median |s_cos|
     for index, layer in enumerate(network.layers):
-        channels = layer_channels(network, layer)
-        if channels not in medians:
-            medians[channels] = random_baseline(
-                channels, rng=np.random.default_rng([int(seed), channels]))
-        value = medians[channels]
+        value = random_baseline(layer_channels(network, layer),
+                                rng=np.random.default_rng([int(seed), index]))
         rows.append({"network": network.name, "method": BASELINE_METHOD,
                      "injection_layer": "", "layer": layer, "layer_index": index,
                      "statistic": "median", "value": value, "n_images": 0,
