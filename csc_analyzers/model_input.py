@@ -267,16 +267,24 @@ class GrowthSeed:
     input_factor: Optional[np.ndarray] = None
 
 
-def growth_seed(analyzer, x, *, target: int) -> GrowthSeed:
+def growth_seed(analyzer, x, *, target: Optional[int] = None,
+                logits: Optional[np.ndarray] = None) -> GrowthSeed:
     """The :class:`GrowthSeed` of ``analyzer`` for one image ``x`` (batch 1)
-    and output ``target``: ``onehot(target) * logit`` (innvestigate's start
-    of the relevance rules), or ``onehot(target)`` where that is what the
-    map starts from: DeepLIFT (whose propagated values are contributions)
-    and the :func:`gradients_inside` analyzers (a gradient of the logit)."""
+    and output ``target`` (None: the predicted class): ``onehot(target) *
+    logit`` (innvestigate's start of the relevance rules), or
+    ``onehot(target)`` where that is what the map starts from: DeepLIFT
+    (whose propagated values are contributions) and the
+    :func:`gradients_inside` analyzers (a gradient of the logit).
+    ``logits``: the model's output for ``x`` when already known (else one
+    forward run computes it)."""
     from .methods.deeplift_wrapper import DeepLiftAnalyzer
 
     model = analyzer._model
-    logits = np.asarray(model.predict_on_batch(np.asarray(x, np.float32)))[0]
+    if logits is None:
+        logits = model.predict_on_batch(np.asarray(x, np.float32))[0]
+    logits = np.asarray(logits, dtype=np.float32)
+    if target is None:
+        target = int(np.argmax(logits))
     scale = float(np.max(np.abs(logits))) or 1.0
     top = model.outputs[0]._keras_history[0].name
     seed = np.zeros((1,) + logits.shape, np.float32)

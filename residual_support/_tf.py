@@ -70,7 +70,8 @@ if tf.executing_eagerly():
 def _run_pending_assignments(loader):
     """``loader`` (a Keras v3 loading function) that, in graph mode, runs the
     variable assignments it added to the default graph, in the order they
-    were created. Variable initialisers are left out (they would put the
+    were created (constant values: the last one of each variable, all in one
+    session run). Variable initialisers are left out (they would put the
     random initial values back); the session initialises any variable that
     is still uninitialised first, as it would at its first run."""
     import functools
@@ -89,8 +90,14 @@ def _run_pending_assignments(loader):
                        and op not in initializers]
         if assignments:
             session = tf.compat.v1.keras.backend.get_session()
-            for op in assignments:  # one at a time: a variable assigned twice ends last
-                session.run(op)
+            last = {}  # variable -> its last assignment
+            for op in assignments:
+                last[op.inputs[0].name] = op
+            if all(op.inputs[1].op.type == "Const" for op in last.values()):
+                session.run(list(last.values()))  # constants: one run, same result
+            else:
+                for op in assignments:  # one at a time: a variable assigned twice ends last
+                    session.run(op)
         return result
 
     load._csc_runs_assignments = True

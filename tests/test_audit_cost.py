@@ -118,8 +118,10 @@ def test_probe_measures_each_method(rng):
     assert estimate.total_s == pytest.approx(estimate.elapsed_s + estimate.experiments_s
                                              + estimate.report_s)
     assert estimate.fixed_s > 0  # the sanity check copies the weights out
+    # the check computes the first image's CSC unit: three more per method
+    assert gradient.run_s(4) == pytest.approx(4 * gradient.per_image_s - gradient.csc_s)
     assert estimate.experiments_s == pytest.approx(estimate.fixed_s + 4 * (
-        gradient.per_image_s + smooth.per_image_s))
+        gradient.per_image_s + smooth.per_image_s) - gradient.csc_s)
     assert estimate.rss_bytes > 50 * 2**20
     text = estimate.describe()
     assert "Gradient: analyzer" in text and "peak memory" in text
@@ -127,7 +129,8 @@ def test_probe_measures_each_method(rng):
 
 def test_time_budget_drops_what_does_not_fit(monkeypatch):
     """Fixed per-image costs: Gradient 1 s, LRP-z 100 s, LRP a1b0 1 s; 4 images
-    and a 60 s budget keep Gradient and LRP a1b0 and drop LRP-z, naming it."""
+    (the first image's CSC unit is the check's) and a 60 s budget keep
+    Gradient and LRP a1b0 and drop LRP-z, naming it."""
     per_image = {"Gradient": 1.0, "LRP-z": 100.0, "LRP a1b0": 1.0}
 
     def fixed(spec, *args, **kwargs):
@@ -147,8 +150,8 @@ def test_time_budget_drops_what_does_not_fit(monkeypatch):
     assert checks[1].reason == "dropped by --time-budget"
     assert list(estimate.costs) == ["Gradient", "LRP a1b0"]
     assert estimate.dropped[0][0] == "LRP-z"
-    assert "its experiments would take ~400 s" in estimate.dropped[0][1]
-    assert "dropped LRP-z (its experiments would take ~400 s" in estimate.describe()
+    assert "its experiments would take ~300 s" in estimate.dropped[0][1]
+    assert "dropped LRP-z (its experiments would take ~300 s" in estimate.describe()
     assert "LRP-z" not in network.analyzer_cache and "Gradient" in network.analyzer_cache
     assert len(lines) == 3 and lines[1].startswith("[2/3] LRP-z: not applicable")
 
@@ -294,8 +297,8 @@ def test_explosion_warning_in_audit_check(rng, monkeypatch):
 def test_check_measures_the_growth_as_relevance_growth_does(name, rng, monkeypatch):
     """The check's growth warning equals a separate relevance_growth call.
     Integrated Gradients' growth reads the input only, one of the check's
-    layers: its seed rides in the check's one propagation (the separate
-    call cost 14 s on ResNet50V2 at 224 px). The others' growth reads every
+    layers: its seed rides in the check's one propagation as one more vector
+    (the separate call cost 14 s on ResNet50V2 at 224 px). The others' growth reads every
     layer: it runs on its own in batch 1, and the check's propagation reads
     only the check's layers."""
     from csc_analyzers import model_input
@@ -319,7 +322,7 @@ def test_check_measures_the_growth_as_relevance_growth_does(name, rng, monkeypat
     assert check.ok
     lower = list(network.layers[:-1])
     if name == "Integrated Gradients":
-        assert calls == [(2, lower)]
+        assert calls == [(3, lower)]
     else:
         assert calls[0] == (2, lower) and len(calls) == 2 and calls[1][0] == 1
         assert set(calls[1][1]) > set(lower)
@@ -375,3 +378,68 @@ def test_check_of_a_method_left_out_of_csc_explains_a_map(rng, monkeypatch):
     monkeypatch.setattr(audit_checks, "create_method_analyzer", nan_maps)
     broken = check_method(get_method("SmoothGrad"), network, image)
     assert not broken.ok and broken.reason == "non-finite relevance at layer 'input'"
+
+
+@pytest.mark.parametrize("name", ["LRP-z", "Integrated Gradients", "DeepLIFT Resc."])
+def test_check_computes_the_first_images_csc_unit(name, rng, tmp_path, monkeypatch):
+    """With n_vectors, the check propagates the CSC unit's own vectors and
+    returns its rows: equal to the unit CSC computes, and stored by run_csc
+    as given (one propagation fewer per method). Integrated Gradients'
+    growth seed rides as one more vector without changing the unit."""
+    from csc_analyzers.experiments.csc import make_plan, run_csc, unit_rows
+    from csc_analyzers.experiments.store import ResultStore
+
+    network = audit.audit_network(relu_cnn(depth=2, seed=5), "net", (0.0, 1.0))
+    images = rng.uniform(0, 1, (2, 8, 8, 3)).astype(np.float32)
+    spec = get_method(name)
+    check = check_method(spec, network, images[0], seed=7, n_vectors=3, image_id=0)
+    assert check.ok and check.csc_unit
+    plan = make_plan(network, [spec])
+    analyzer = audit_checks.create_method_analyzer(spec, network)
+    alone = unit_rows(analyzer, images[:1], network, plan, image_id=0, method=spec.name,
+                      n_vectors=3, seed=7, exact_max_dim=0)
+    assert list(check.csc_unit) == alone
+    # no unit computed twice: image 0 comes from the check, image 1 from CSC
+    calls = []
+    propagate = type(analyzer).propagate
+    monkeypatch.setattr(type(analyzer), "propagate",
+                        lambda self, x, *a, **k: calls.append(len(x)) or propagate(self, x, *a,
+                                                                                   **k))
+    given = run_csc(network, [spec], images, out_dir=tmp_path / "given", n_vectors=3, seed=7,
+                    exact_max_dim=0, computed={(spec.name, 0): list(check.csc_unit)})
+    assert len(calls) == 1
+    fresh = run_csc(network, [spec], images, out_dir=tmp_path / "fresh", n_vectors=3, seed=7,
+                    exact_max_dim=0)
+    assert len(calls) == 3
+    for part in ("table", "histograms"):
+        assert given[part].equals(fresh[part])
+    raw = [ResultStore(tmp_path / d, "csc").table() for d in ("given", "fresh")]
+    assert raw[0].equals(raw[1])
+
+
+def test_check_with_known_logits_runs_no_forward_pass(rng, monkeypatch):
+    """Given the image's logits (the audit's data), the check of a method
+    whose growth is measured makes the same warnings without running the
+    model's forward graph (a new graph's first run: ~1.5 s on ResNet50V2)."""
+    from csc_analyzers import model_input
+
+    network = audit.audit_network(relu_cnn(depth=6, seed=3), "deep", (0.0, 1.0))
+    image = rng.uniform(0, 1, (8, 8, 3)).astype(np.float32)
+    logits = network.model.predict_on_batch(image[None])[0]
+    monkeypatch.setattr(model_input, "EXPLOSION_BOUND", 10.0)
+    spec = get_method("LRP a5b4")
+    expected = check_method(spec, network, image, n_vectors=3)
+    assert any(w.startswith("relevance explodes") for w in expected.warnings)
+    forward = []
+    owner = next(k for k in type(network.model).__mro__ if "predict_on_batch" in vars(k))
+    predict = owner.predict_on_batch
+
+    def counted(self, *args, **kwargs):
+        forward.append(self.name)
+        return predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, "predict_on_batch", counted)
+    known = check_method(spec, network, image, n_vectors=3, image_logits=logits)
+    assert not forward
+    assert known.warnings == expected.warnings and known.csc_unit == expected.csc_unit
+    assert list(known.csc_unit) == list(expected.csc_unit)

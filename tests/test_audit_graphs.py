@@ -152,3 +152,36 @@ def test_per_method_estimates_patterns_on_a_released_copy(cnn32, monkeypatch):
     assert set(own.patterns) == set(plan.patterns.patterns)
     for name, pattern in own.patterns.items():
         np.testing.assert_allclose(plan.patterns.patterns[name], pattern, rtol=1e-5, atol=1e-7)
+
+
+def test_a_copy_built_in_a_graph_of_its_own_has_the_saved_weights():
+    """ModelSource.build feeds the weights into the variables' initialisers:
+    the copy predicts what the model predicts, including BatchNormalization's
+    moving statistics (non-trainable variables)."""
+    from tensorflow import keras
+
+    from csc_analyzers.experiments.tasks import isolated_graph
+
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, activation="relu")(inp)
+    h = keras.layers.BatchNormalization()(h)
+    out = keras.layers.Dense(3)(keras.layers.Flatten()(h))
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0.5, 0.3, w.shape).astype("float32")
+                       for w in model.get_weights()])
+    x = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    expected = model.predict_on_batch(x)
+    saved = model.get_weights()
+    source = audit.ModelSource.of(model, "unused.keras", "net", (0.0, 1.0))
+    with isolated_graph():
+        copy = source.build().model
+        np.testing.assert_array_equal(copy.predict_on_batch(x), expected)
+        for mine, value in zip(copy.get_weights(), saved):
+            np.testing.assert_array_equal(mine, value)
+    # the fallback without a default session of the model's graph
+    fresh = keras.Model.from_config(model.get_config())
+    audit.assign_weights(fresh, saved)
+    np.testing.assert_array_equal(fresh.predict_on_batch(x), expected)
+    with pytest.raises(ValueError):
+        audit.assign_weights(keras.Model.from_config(model.get_config()), saved[:-1])

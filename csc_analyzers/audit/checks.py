@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import resource
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -24,8 +24,8 @@ from innvestigate.analyzer.base import AnalyzerBase
 from residual_support.layers import known_layer_types
 
 from .. import model_input
-from ..experiments.common import explain
-from ..experiments.csc import create_method_analyzer
+from ..experiments.common import explain, image_id_options
+from ..experiments.csc import create_method_analyzer, unit_vectors
 from ..model_input import GrowthSeed, growth_ratios, growth_seed, reserve_layer_names
 from ..experiments.sanity import weight_sync
 from ..registry import MethodSpec
@@ -60,6 +60,9 @@ class MethodCheck:
     warnings: tuple = ()
     cost: Optional["MethodCost"] = None
     final: bool = True
+    # the rows of the method's CSC unit of the checked image, when the check
+    # computed them (:func:`check_method` with ``n_vectors``)
+    csc_unit: tuple = field(default=(), repr=False, compare=False)
 
     def lines(self) -> list:
         """What the user reads about this check: not applicable and why, no
@@ -83,9 +86,10 @@ def maps_per_image(sanity: bool, composites: bool) -> int:
 @dataclass(frozen=True)
 class MethodCost:
     """What one method costs, measured on one image: ``build_s`` (analyzer
-    graph built, the check's propagation, the first map: paid once),
-    ``csc_s`` (one CSC unit: ``n_vectors`` vectors from the logits to every
-    layer, with its statistics; 0 if the method is left out of CSC),
+    graph built, the check's propagation, which is the first image's CSC
+    unit, the first map: paid once), ``csc_s`` (one CSC unit: ``n_vectors``
+    vectors from the logits to every layer, with its statistics; 0 if the
+    method is left out of CSC),
     ``map_s`` (one saliency map once the graph runs), ``maps_per_image``
     (:func:`maps_per_image`),
     ``rss_bytes`` (peak resident memory of the process after the probe).
@@ -104,8 +108,9 @@ class MethodCost:
         return self.csc_s + self.maps_per_image * self.map_s
 
     def run_s(self, n_images: int) -> float:
-        """Time of the experiments on ``n_images`` images (graph already built)."""
-        return n_images * self.per_image_s
+        """Time of the experiments on ``n_images`` images after the check
+        (graph built, the first image's CSC unit computed)."""
+        return n_images * self.maps_per_image * self.map_s + max(n_images - 1, 0) * self.csc_s
 
 
 # -- the model file ---------------------------------------------------------------
@@ -258,24 +263,33 @@ def construction_check(spec: MethodSpec, network, *, patterns=None) -> MethodChe
 
 
 def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
-                 table=None, seed: int = 0, probe: Optional[dict] = None) -> MethodCheck:
-    """Build the analyzer of ``spec`` on ``network`` and propagate two
+                 table=None, seed: int = 0, probe: Optional[dict] = None,
+                 n_vectors: Optional[int] = None, image_id: int = 0,
+                 image_logits: Optional[np.ndarray] = None) -> MethodCheck:
+    """Build the analyzer of ``spec`` on ``network`` and propagate random
     vectors from the logits to every layer of ``network.layers`` for one
-    ``image``: two random vectors, or, for a method whose relevance growth
-    is measured (:func:`wants_growth`) on layers among these (Integrated
-    Gradients: the input only), the growth's seed and one random vector. A
-    method left out of
-    CSC (SmoothGrad), whose experiments use only its maps, or whose
-    analyzer has no ``propagate``, explains the image's predicted class
-    instead. Any failure makes the method not applicable, with the
+    ``image``: with ``n_vectors``, those of the image's CSC unit
+    (:func:`~csc_analyzers.experiments.csc.unit_vectors` of ``seed`` and
+    ``image_id``), whose rows the check returns (``MethodCheck.csc_unit``)
+    when the method runs CSC; else two vectors of ``default_rng(seed)``.
+    For a method whose relevance growth is measured (:func:`wants_growth`)
+    on layers among these (Integrated Gradients: the input only), the
+    growth's seed is propagated with them as one more vector. A method
+    left out of CSC (SmoothGrad), whose experiments use only its maps, or
+    whose analyzer has no ``propagate``, explains the image's predicted
+    class instead. Any failure makes the method not applicable, with the
     layers to blame. Then ask whether the analyzer follows in-place weight
     randomisation (the top-layer sanity check), and collect the
     :func:`method_warnings`. With ``probe`` (keyword arguments of
     :func:`probe_cost` but ``build_s``: ``n_vectors``, ``composites``, ...)
     the check is timed from here and the cost of one image measured
-    (``MethodCheck.cost``)."""
+    (``MethodCheck.cost``); its ``n_vectors`` is the check's unless given.
+    ``image_logits``: the model's logits of ``image`` when known (the
+    audit's data), which saves a forward run of a graph not run before."""
     if probe is not None:
         probe = {**probe, "started": time.perf_counter()}
+        if n_vectors is None:
+            n_vectors = probe.get("n_vectors")
     if table is None:
         from ..factory import analyzers as table
     if spec.analyzer not in table:
@@ -293,31 +307,43 @@ def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
     x = np.asarray(image, dtype=np.float32)[None]
     logits = network.csc_layers[0]
     growth = None
+    rows = ()
     try:
         analyzer = create_method_analyzer(spec, network, patterns)
         if hasattr(analyzer, "propagate") and (spec.runs_on(network.name, "csc")
                                                or wants_growth(spec, analyzer)):
             shape = tuple(analyzer.relevance_shape(logits))
-            vectors = np.random.default_rng(seed).standard_normal((2,) + shape)
-            vectors = vectors.astype(np.float32)
+            if n_vectors is None:
+                vectors = np.random.default_rng(seed).standard_normal((2,) + shape)
+                vectors = vectors.astype(np.float32)
+            else:
+                vectors = unit_vectors(seed, image_id, 0, n_vectors, shape)
+            n = len(vectors)
             lower = list(network.layers[:-1])
-            grow = _growth_seed(spec, analyzer, x, logits)
+            growth = _growth_seed(spec, analyzer, x, logits, image_logits)
             # the growth check shares this propagation where it reads no other
-            # layer (IG: the input); else it runs on its own, in batch 1 (the
-            # relevance of every layer in batch 2 raised LRP CMP a2b1's peak on
-            # ResNet50V2 at 224 px from 4.95 to 5.64 GiB)
-            if isinstance(grow, GrowthSeed) and set(grow.names) <= set(lower):
-                vectors[0] = grow.seed[0]
-            elif isinstance(grow, GrowthSeed):
-                grow = None
-            out = analyzer.propagate(x, vectors, logits, lower)
+            # layer (IG: the input, one vector at a time); else it runs on its
+            # own, in batch 1, once the check passed (the relevance of every
+            # layer in batch 3 raised LRP CMP a2b1's peak on ResNet50V2 at
+            # 224 px from 4.95 to 5.64 GiB)
+            rides = isinstance(growth, GrowthSeed) and set(growth.names) <= set(lower)
+            if rides:
+                vectors = np.concatenate([vectors, growth.seed.astype(np.float32)])
+            out = analyzer.propagate(x, vectors, logits, lower,
+                                     **image_id_options(analyzer, [image_id]))
             values = [np.asarray(out[name]) for name in lower]
-            growth = (growth_ratios({name: out[name][:1] for name in grow.names}, grow,
-                                    bound=model_input.EXPLOSION_BOUND)
-                      if isinstance(grow, GrowthSeed) else grow)
+            if rides:
+                growth = growth_ratios({name: out[name][n:] for name in growth.names},
+                                       growth, bound=model_input.EXPLOSION_BOUND)
+            if n_vectors is not None and spec.runs_on(network.name, "csc"):
+                rows = _unit_of_check(analyzer, x, network, spec, logits, image_id=image_id,
+                                      n_vectors=n_vectors, seed=seed, patterns=patterns,
+                                      table=table,
+                                      relevances={name: out[name][:n] for name in lower})
         else:  # its experiments use its maps only: the predicted class's map
-            target = int(np.argmax(network.model.predict_on_batch(x)[0]))
-            values = [explain(analyzer, x[0], target, spec)]
+            scores = (network.model.predict_on_batch(x)[0] if image_logits is None
+                      else image_logits)
+            values = [explain(analyzer, x[0], int(np.argmax(scores)), spec)]
     except Exception as error:  # every failure of a third-party analyzer is reported
         if analyzer is None:
             analyzer = _unchecked_analyzer(spec, network, patterns)
@@ -326,24 +352,42 @@ def check_method(spec: MethodSpec, network, image: np.ndarray, *, patterns=None,
     bad = [name for name, value in zip(network.layers, values) if not np.all(np.isfinite(value))]
     if bad:
         return MethodCheck(spec, False, f"non-finite relevance at layer {bad[0]!r}", (bad[0],))
+    if isinstance(growth, GrowthSeed):
+        growth = _own_growth(analyzer, x, growth)
     notes = tuple(method_warnings(spec, network, analyzer, x, growth=growth))
     if spec.needs_patterns:
         check = MethodCheck(spec, True, sanity_ok=False, warnings=notes, sanity_reason=(
             "its patterns belong to the trained weights; randomising the top layer "
-            "would need patterns estimated anew"))
+            "would need patterns estimated anew"), csc_unit=rows)
     else:
         try:
             weight_sync(analyzer, spec.name, network.model)
-            check = MethodCheck(spec, True, warnings=notes)
+            check = MethodCheck(spec, True, warnings=notes, csc_unit=rows)
         except ValueError as error:
             check = MethodCheck(spec, True, sanity_ok=False, sanity_reason=_first_line(error),
-                                warnings=notes)
+                                warnings=notes, csc_unit=rows)
     if probe is None:
         return check
     started = probe.pop("started", None)
     cost = probe_cost(spec, analyzer, network, x[0], sanity=check.sanity_ok,
                       build_s=time.perf_counter() - started if started else 0.0, **probe)
     return replace(check, cost=cost)
+
+
+def _unit_of_check(analyzer, x, network, spec: MethodSpec, logits: str, *, image_id: int,
+                   n_vectors: int, seed: int, patterns, table, relevances: dict) -> tuple:
+    """The rows of the CSC unit of ``x`` made from the check's propagation
+    ``relevances`` (the unit's vectors at ``logits``, every lower layer),
+    or () if the network's CSC injects elsewhere or skips the method."""
+    from ..experiments.csc import make_plan, unit_rows
+
+    plan = make_plan(network, [spec], patterns=patterns, table=table)
+    if not plan.methods or plan.injection_layers != (logits,) or set(
+            plan.lower_layers[logits]) - set(relevances):
+        return ()
+    return tuple(unit_rows(analyzer, x, network, plan, image_id=image_id, method=spec.name,
+                           n_vectors=n_vectors, seed=seed, exact_max_dim=0,
+                           propagated={logits: relevances}))
 
 
 def wants_growth(spec: MethodSpec, analyzer) -> bool:
@@ -353,18 +397,33 @@ def wants_growth(spec: MethodSpec, analyzer) -> bool:
             and hasattr(analyzer, "injection_layers"))
 
 
-def _growth_seed(spec: MethodSpec, analyzer, x: np.ndarray, logits: str):
+def _growth_seed(spec: MethodSpec, analyzer, x: np.ndarray, logits: str,
+                 image_logits: Optional[np.ndarray] = None):
     """The :class:`~csc_analyzers.model_input.GrowthSeed` of ``x``'s predicted
     class if the growth is measured and starts at ``logits``; else None, or
-    the note saying why it could not be made."""
+    the note saying why it could not be made. ``image_logits``: the model's
+    output for ``x`` when known."""
     if not wants_growth(spec, analyzer):
         return None
     try:
-        target = int(np.argmax(analyzer._model.predict_on_batch(x)[0]))
-        grow = growth_seed(analyzer, x, target=target)
+        grow = growth_seed(analyzer, x, logits=image_logits)
     except Exception as error:  # a diagnosis only; say that it could not be made
-        return f"relevance growth not measured ({type(error).__name__}: {_first_line(error)})"
+        return _not_measured(error)
     return grow if grow.top == logits else None
+
+
+def _own_growth(analyzer, x: np.ndarray, grow: GrowthSeed):
+    """:func:`~csc_analyzers.model_input.relevance_growth` from a made seed:
+    ``(ratios, first)``, or the note saying why it could not be measured."""
+    try:
+        values = analyzer.propagate(x, grow.seed, grow.top, list(grow.names))
+        return growth_ratios(values, grow, bound=model_input.EXPLOSION_BOUND)
+    except Exception as error:  # a diagnosis only; say that it could not be made
+        return _not_measured(error)
+
+
+def _not_measured(error: Exception) -> str:
+    return f"relevance growth not measured ({type(error).__name__}: {_first_line(error)})"
 
 
 def method_warnings(spec: MethodSpec, network, analyzer, x: np.ndarray, *,
@@ -403,8 +462,7 @@ def method_warnings(spec: MethodSpec, network, analyzer, x: np.ndarray, *,
             try:
                 growth = relevance_growth(analyzer, x, target=target, bound=bound)
             except Exception as error:  # a diagnosis only; say that it could not be made
-                growth = (f"relevance growth not measured ({type(error).__name__}: "
-                          f"{_first_line(error)})")
+                growth = _not_measured(error)
         if isinstance(growth, str):
             notes.append(growth)
         elif growth[1] is not None:

@@ -17,7 +17,8 @@ PREPROCESSING = ("unit", "imagenet-caffe", "tf")
 @dataclass
 class AuditData:
     """The audit's images: ``raw`` (uint8, for figures), ``images``
-    (preprocessed), their ``names``, the model's ``predicted`` classes and,
+    (preprocessed), their ``names``, the model's ``logits`` and ``predicted``
+    classes and,
     for the built-in set, two-object ``composites`` (raw, preprocessed,
     masks, labels) or the reason they are not used."""
 
@@ -26,6 +27,7 @@ class AuditData:
     names: list
     source: str
     predicted: np.ndarray = None
+    logits: np.ndarray = None
     composites: Optional[tuple] = None
     composites_reason: str = ""
 

@@ -125,9 +125,21 @@ def create_method_analyzer(spec: MethodSpec, network, patterns=None, *, recipe: 
     return build_analyzer(spec, analysis_model(network), network, patterns, recipe=recipe)
 
 
+def unit_vectors(seed: int, image_id: int, injection_position: int, n_vectors: int,
+                 shape: tuple) -> np.ndarray:
+    """The ``n_vectors`` random N(0, I) relevance vectors (float32) of one
+    (image, injection layer) of a CSC unit, each of ``shape``."""
+    rng = vectors_rng(seed, image_id, injection_position)
+    return rng.standard_normal((int(n_vectors),) + tuple(shape)).astype(np.float32)
+
+
 def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,
-              method: str, n_vectors: int, seed: int, exact_max_dim: int) -> list:
-    """The stored rows of one (method, image) unit."""
+              method: str, n_vectors: int, seed: int, exact_max_dim: int,
+              propagated: Optional[dict] = None) -> list:
+    """The stored rows of one (method, image) unit. ``propagated``: for an
+    injection layer whose vectors (:func:`unit_vectors`) were already
+    propagated to its lower layers, ``{injection: {layer: relevance}}``
+    (the audit's check computes them); the others are propagated here."""
     from .common import image_id_options
     layer_index = {name: i for i, name in enumerate(network.layers)}
     rows = []
@@ -147,9 +159,12 @@ def unit_rows(analyzer, x: np.ndarray, network, plan: Plan, *, image_id: int,
     for position, injection in enumerate(plan.injection_layers):
         lower = list(plan.lower_layers[injection])
         shape = tuple(analyzer.relevance_shape(injection))
-        vectors = vectors_rng(seed, image_id, position).standard_normal((n_vectors,) + shape)
-        relevances = analyzer.propagate(x, vectors.astype(np.float32), injection, lower,
-                                        **image_id_options(analyzer, [image_id]))
+        vectors = unit_vectors(seed, image_id, position, n_vectors, shape)
+        if propagated is not None and injection in propagated:
+            relevances = propagated[injection]
+        else:
+            relevances = analyzer.propagate(x, vectors, injection, lower,
+                                            **image_id_options(analyzer, [image_id]))
         for layer in lower:
             if not np.isfinite(relevances[layer]).all():
                 bad_maps.add((injection, layer))
@@ -345,7 +360,7 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
             exact_max_dim: int = 64, progress: bool = False,
             table=None, unit_limit: Optional[int] = None,
             on_unit: Optional[Callable] = None, recipe: str = PLAIN,
-            write: bool = True) -> dict:
+            write: bool = True, computed: Optional[dict] = None) -> dict:
     """Run the CSC experiment for ``network`` and write its tables.
 
     ``images`` are preprocessed inputs (N, ...). ``patterns`` is the
@@ -360,7 +375,10 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
     finished units, and returns ``{"table", "histograms", "skipped", "plan"}``;
     with ``write=False`` only the units are stored (``table`` and
     ``histograms`` are None; :func:`write_tables` writes them later), as a
-    task of a larger run does.
+    task of a larger run does. ``computed``: the rows of units already
+    computed elsewhere with the same ``n_vectors`` and ``seed`` (the audit's
+    check computes its method's unit of the first image), by
+    ``(method name, image id)``; they are stored as they are.
     """
     if n_vectors < 2:
         raise ValueError(f"n_vectors must be >= 2 to compare vectors, got {n_vectors}")
@@ -387,11 +405,14 @@ def run_csc(network, methods: Sequence[MethodSpec], images: np.ndarray, *, out_d
         mine = [unit for unit in todo if unit[1] == spec.name]
         if not mine:
             continue
-        analyzer = create_method_analyzer(spec, network, patterns, recipe=recipe)
+        given = {key: (computed or {}).get((spec.name, key[2])) for key in mine}
+        analyzer = (create_method_analyzer(spec, network, patterns, recipe=recipe)
+                    if not all(given.values()) else None)
         for key in mine:
             x = by_image[key[2]][None]
-            rows = unit_rows(analyzer, x, network, plan, image_id=key[2], method=spec.name,
-                             n_vectors=n_vectors, seed=seed, exact_max_dim=exact_max_dim)
+            rows = given[key] or unit_rows(analyzer, x, network, plan, image_id=key[2],
+                                           method=spec.name, n_vectors=n_vectors, seed=seed,
+                                           exact_max_dim=exact_max_dim)
             store.write(key, exact_values(rows))
             if on_unit is not None:
                 on_unit(key)
@@ -430,6 +451,6 @@ def write_tables(network, store: ResultStore, *, out_dir, seed: int, skipped=())
 
 
 __all__ = ["run_csc", "make_plan", "plan_methods", "unit_rows", "aggregate",
-           "histogram_table", "baseline_rows", "first_conv_layer", "layer_channels",
+           "histogram_table", "baseline_rows", "unit_vectors", "first_conv_layer", "layer_channels",
            "vectors_rng", "create_method_analyzer", "write_tables", "write_baseline",
            "TABLE_COLUMNS", "HISTOGRAM_COLUMNS"]
