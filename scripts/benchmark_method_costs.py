@@ -39,7 +39,8 @@ def measure_model(path: Path, images_dir: Path, preprocessing: str, specs, *,
                   n_vectors: int, seed: int) -> dict:
     """Method name -> measured cost on the model at ``path`` (each method
     alone, in a graph of its own): ``build_s``, ``csc_s``, ``map_s``,
-    ``memory_gib`` (peak growth), or ``error`` when it does not apply."""
+    ``memory_gib`` (peak growth over the memory before it, at least 0), or
+    ``error`` when it does not apply."""
     from csc_analyzers.audit import run as audit
     from csc_analyzers.audit.checks import check_model_io, load_model
     from csc_analyzers.audit.cost import current_rss
@@ -68,7 +69,8 @@ def measure_model(path: Path, images_dir: Path, preprocessing: str, specs, *,
             cost = check.cost
             found[spec.name] = {"build_s": cost.build_s, "csc_s": cost.csc_s,
                                 "map_s": cost.map_s,
-                                "memory_gib": (cost.rss_bytes - before) / 2**30}
+                                # memory freed before the probe's window is no growth
+                                "memory_gib": max(cost.rss_bytes - before, 0) / 2**30}
         row = found[spec.name]
         print(f"  {spec.name}: " + (f"not applicable: {row['error'][:80]}" if "error" in row
                                     else ", ".join(f"{key} {value:.2f}"
