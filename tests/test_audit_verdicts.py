@@ -132,3 +132,30 @@ def test_summarize_leaves_flagged_rows_out_of_the_medians():
                          columns=["method", "metric", "level", "value", "nonfinite"])
     out = summarize(["A"], {"random_logit": logit}, logits="fc", first_conv="conv1")
     assert out.iloc[0].random_logit_ssim == pytest.approx(0.3)
+
+
+def test_a_sensitive_method_with_undefined_maps_is_not_listed_as_passing_all_tests():
+    """Undefined maps are left out of the medians: the evidence says so, and
+    the guidance lists such a method apart from those that passed on every
+    map (LRP a5b4 on ResNet50V2: NaN and overflowing relevance)."""
+    from csc_analyzers.audit.report import UNDEFINED_COLUMN, guidance
+
+    table = summary(("clean", 0.4, 0.5, 0.3, 0.2, NAN), ("exploding", NAN, NAN, 0.6, 0.6, NAN),
+                    ("flat", 1.0, 1.0, 0.99, 0.99, NAN))
+    table[UNDEFINED_COLUMN] = ["0", "108 (nan map 96, overflow 12)", "3 (zero map 3)"]
+    out = verdict_table(table)
+    assert list(out["verdict"]) == [SENSITIVE, SENSITIVE, INSENSITIVE]
+    evidence = dict(zip(out["method"], out["evidence"]))
+    assert "undefined" not in evidence["clean"]
+    assert evidence["exploding"].startswith(
+        "undefined maps left out: 108 (nan map 96, overflow 12); the medians are of the "
+        "defined maps only; random-logit SSIM 0.6 < 0.9")
+    assert evidence["flat"].startswith("undefined maps left out: 3 (zero map 3);")
+    text = "\n".join(guidance(out))
+    passed = next(p for p in guidance(out) if p.startswith("**Passed all tests:**"))
+    assert "clean" in passed and "exploding" not in passed
+    assert "**Passed on the maps that were defined, with others undefined:** exploding " \
+           "(108 (nan map 96, overflow 12))." in text
+    only_partial = verdict_table(table.iloc[1:2])
+    assert not any(p.startswith("**Passed all tests") for p in guidance(only_partial))
+    assert "No method could be measured" not in "\n".join(guidance(only_partial))

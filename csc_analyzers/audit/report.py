@@ -119,9 +119,19 @@ def verdict_table(summary: pd.DataFrame, *, first_conv_channels=None,
                        min_conv_channels=min_conv_channels) for row in out.itertuples()]
     out["verdict"] = [v for v, _ in results]
     out["evidence"] = [e for _, e in results]
+    if extra:  # the medians left out the undefined maps: say so where there were any
+        out["evidence"] = [e if _all_defined(n) else
+                           f"undefined maps left out: {n}; the medians are of the "
+                           f"defined maps only; {e}"
+                           for n, e in zip(out[UNDEFINED_COLUMN], out["evidence"])]
     out = out.reset_index(drop=True)
     out.attrs["unused_columns"] = unused_columns(first_conv_channels, min_conv_channels)
     return out
+
+
+def _all_defined(undefined) -> bool:
+    """True if an ``undefined_maps`` cell says no map was left out."""
+    return str(undefined).strip() in ("0", "", "nan", "None")
 
 
 def unused_columns(first_conv_channels=None, min_conv_channels: int = MIN_CONV_CHANNELS) -> tuple:
@@ -224,8 +234,16 @@ def _names(methods) -> str:
 
 
 def guidance(table: pd.DataFrame) -> list:
-    """Plain-language paragraphs on which methods to trust for this model."""
-    trusted = list(table.loc[table["verdict"] == SENSITIVE, "method"])
+    """Plain-language paragraphs on which methods to trust for this model. A
+    method judged sensitive whose tables hold undefined maps (zero, NaN or
+    overflowing relevance) is listed apart: it passed only on the maps that
+    were defined."""
+    defined = (table[UNDEFINED_COLUMN].map(_all_defined) if UNDEFINED_COLUMN in table.columns
+               else pd.Series(True, index=table.index))
+    sensitive = table["verdict"] == SENSITIVE
+    trusted = list(table.loc[sensitive & defined, "method"])
+    partly = [f"{row.method} ({getattr(row, UNDEFINED_COLUMN)})"
+              for row in table.loc[sensitive & ~defined].itertuples()]
     distrust = list(table.loc[table["verdict"] == INSENSITIVE, "method"])
     out = []
     if distrust:
@@ -242,7 +260,14 @@ def guidance(table: pd.DataFrame) -> list:
             "**Passed all tests:** " + _names(trusted) + " Their maps change when the "
             "explained class or the top layer changes, so they do reflect the later layers. "
             "Passing is necessary, not sufficient, for a faithful explanation.")
-    if not distrust and not trusted:
+    if partly:
+        out.append(
+            "**Passed on the maps that were defined, with others undefined:** "
+            + _names(partly) + " The tests left out every map whose relevance was zero, "
+            "NaN or overflowed (counted per reason in brackets), so their verdict rests on "
+            "the rest; where the warnings below report exploding relevance, even the "
+            "defined maps mean little.")
+    if not distrust and not trusted and not partly:
         out.append("No method could be measured on this model.")
     out.append(
         "How to read the numbers: *CSC* is the median cosine similarity between the relevance "
