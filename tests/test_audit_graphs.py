@@ -185,3 +185,89 @@ def test_a_copy_built_in_a_graph_of_its_own_has_the_saved_weights():
     np.testing.assert_array_equal(fresh.predict_on_batch(x), expected)
     with pytest.raises(ValueError):
         audit.assign_weights(keras.Model.from_config(model.get_config()), saved[:-1])
+
+
+def test_a_copy_of_a_softmax_model_is_built_from_its_logits_model():
+    """ModelSource keeps the logits model: the copy ends before the softmax
+    (a fused softmax replaced by a linear layer of the same name) without a
+    second stripping, gives the audited network's logits, and the user's
+    model still ends in its softmax."""
+    from tensorflow import keras
+
+    from csc_analyzers.experiments.tasks import isolated_graph
+    from csc_analyzers.logits import ends_in_softmax
+
+    inp = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(3, 3, activation="relu", name="conv")(inp)
+    out = keras.layers.Dense(4, activation="softmax", name="predictions")(
+        keras.layers.Flatten()(h))
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(1)
+    model.set_weights([rng.normal(0.0, 0.5, w.shape).astype("float32")
+                       for w in model.get_weights()])
+    x = rng.normal(size=(3, 6, 6, 2)).astype("float32")
+    network = audit.audit_network(model, "net", (0.0, 1.0))
+    logits = network.model.predict_on_batch(x)
+    source = audit.ModelSource.of(network.model, "unused.keras", "net", (0.0, 1.0))
+    assert source.config["layers"][-1]["config"]["activation"] == "linear"
+    assert source.config == audit.ModelSource.of(model, "unused.keras", "net",
+                                                 (0.0, 1.0)).config
+    with isolated_graph():
+        copy = source.build()
+        assert not ends_in_softmax(copy.model)
+        assert copy.layers == network.layers and copy.csc_layers == network.csc_layers
+        np.testing.assert_array_equal(copy.model.predict_on_batch(x), logits)
+    assert ends_in_softmax(model)
+    np.testing.assert_allclose(model.predict_on_batch(x).sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_an_isolated_graph_runs_without_grappler_on_cpu_and_gives_the_same_maps():
+    """session_config turns Grappler off on a machine without a GPU (on for
+    a GPU); the maps and CSC relevances of a graph of its own equal those of
+    a session with TensorFlow's default configuration up to float rounding."""
+    import tensorflow as tf
+
+    from csc_analyzers.experiments.csc import create_method_analyzer, unit_vectors
+    from csc_analyzers.experiments.tasks import isolated_graph, session_config
+    from csc_analyzers.registry import get_method
+    from tensorflow import keras
+
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    assert session_config().graph_options.rewrite_options.disable_meta_optimizer == (not has_gpu)
+    assert session_config().allow_soft_placement
+
+    inp = keras.Input((10, 10, 3))
+    h = keras.layers.Conv2D(6, 3, activation="relu", name="c1")(inp)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.Conv2D(6, 3, activation="relu", name="c2")(h)
+    out = keras.layers.Dense(5, activation="softmax", name="predictions")(
+        keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(2)
+    model.set_weights([(rng.uniform(0.5, 1.5, v.shape) if "moving_variance" in v.name
+                        else rng.normal(0.3, 0.4, v.shape)).astype("float32")
+                       for v in model.weights])
+    x = rng.uniform(0.0, 1.0, (2, 10, 10, 3)).astype("float32")
+    source = audit.ModelSource.of(model, "unused.keras", "net", (0.0, 1.0))
+
+    def results():
+        network = source.build()
+        out = {}
+        for name in ("LRP z+", "DeepLIFT Resc.", "Gradient"):
+            analyzer = create_method_analyzer(get_method(name), network)
+            out[name, "map"] = analyzer.analyze(x, neuron_selection=[1, 3])
+            logits = network.csc_layers[0]
+            vectors = unit_vectors(0, 0, 0, 3, analyzer.relevance_shape(logits))
+            out[name, "csc"] = analyzer.propagate(x[:1], vectors, logits, ["input"])["input"]
+        return out
+
+    with isolated_graph():
+        isolated = results()
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph).as_default():
+        default = results()
+    assert set(isolated) == set(default)
+    for key, value in isolated.items():
+        assert np.abs(value).max() > 0, key
+        np.testing.assert_allclose(value, default[key], rtol=1e-5,
+                                   atol=1e-6 * np.abs(default[key]).max(), err_msg=str(key))

@@ -132,3 +132,46 @@ def test_summarize_leaves_flagged_rows_out_of_the_medians():
                          columns=["method", "metric", "level", "value", "nonfinite"])
     out = summarize(["A"], {"random_logit": logit}, logits="fc", first_conv="conv1")
     assert out.iloc[0].random_logit_ssim == pytest.approx(0.3)
+
+
+def test_a_sensitive_method_with_undefined_verdict_rows_is_not_listed_as_passing_all_tests():
+    """Undefined maps are left out of the medians. Where that touches the rows
+    the verdict uses (LRP a5b4 on ResNet50V2: NaN relevance at the input,
+    overflowing maps), the evidence says how many and the guidance lists the
+    method apart from those that passed on every map; zero maps at layers
+    the verdict does not use (EfficientNetB0's squeeze-excite gates) leave
+    it among them."""
+    from csc_analyzers.audit.report import LEFT_OUT_COLUMN, UNDEFINED_COLUMN, guidance
+
+    def csc_row(method, layer, value, undefined=""):
+        return (method, "fc", layer, "median", value, undefined)
+
+    csc = pd.DataFrame([
+        csc_row("gated", "conv1", 0.4), csc_row("gated", "input", 0.5),
+        csc_row("gated", "se_gate", 0.0, "zero map"),  # not a layer the verdict uses
+        csc_row("exploding", "conv1", np.nan, "nan map"),
+        csc_row("exploding", "input", np.nan, "nan map"),
+    ], columns=["method", "injection_layer", "layer", "statistic", "value", "undefined"])
+    logit = pd.DataFrame([("gated", "ssim_standard", 0, 0.3, ""),
+                          ("exploding", "ssim_standard", 0, 0.6, ""),
+                          ("exploding", "ssim_standard", 0, 0.5, "overflow")],
+                         columns=["method", "metric", "level", "value", "undefined"])
+    out = verdict_table(summarize(["gated", "exploding"], {"csc": csc, "random_logit": logit},
+                                  logits="fc", first_conv="conv1"))
+    assert list(out[LEFT_OUT_COLUMN]) == [0, 3]
+    assert list(out[UNDEFINED_COLUMN]) == ["1 (zero map 1)", "3 (nan map 2, overflow 1)"]
+    assert list(out["verdict"]) == [SENSITIVE, SENSITIVE]
+    evidence = dict(zip(out["method"], out["evidence"]))
+    assert "left out" not in evidence["gated"]
+    assert evidence["exploding"].startswith(
+        "3 of the rows the verdict uses left out (undefined maps); the medians are of the "
+        "defined ones only; random-logit SSIM 0.6 < 0.9")
+    paragraphs = guidance(out)
+    passed = next(p for p in paragraphs if p.startswith("**Passed all tests:**"))
+    assert "gated" in passed and "exploding" not in passed
+    assert any(p.startswith("**Passed on the maps that were defined, with others undefined:** "
+                            "exploding (3 rows left out; undefined maps in all its tables: "
+                            "3 (nan map 2, overflow 1)).") for p in paragraphs)
+    alone = guidance(out.iloc[1:2].reset_index(drop=True))
+    assert not any(p.startswith("**Passed all tests") for p in alone)
+    assert "No method could be measured" not in "\n".join(alone)

@@ -40,7 +40,10 @@ DISAGREEMENT = (
 METRIC_COLUMNS = ("csc_first_conv", "csc_input", "random_logit_ssim", "top_layer_ssim",
                   "class_sensitivity_gap")
 UNDEFINED_COLUMN = "undefined_maps"  # rows not scored: "0" or "n (reason k, ...)"
-VERDICT_COLUMNS = ("method",) + METRIC_COLUMNS + (UNDEFINED_COLUMN, "verdict", "evidence")
+# of those, the rows the verdict's own medians would have used (int)
+LEFT_OUT_COLUMN = "undefined_in_verdict"
+VERDICT_COLUMNS = ("method",) + METRIC_COLUMNS + (UNDEFINED_COLUMN, LEFT_OUT_COLUMN,
+                                                  "verdict", "evidence")
 HEADERS = {"method": "method", "csc_first_conv": "CSC 1st conv", "csc_input": "CSC input",
            "random_logit_ssim": "rand.-logit SSIM (std.)",
            "top_layer_ssim": "top-layer SSIM (std.)",
@@ -111,7 +114,7 @@ def verdict_table(summary: pd.DataFrame, *, first_conv_channels=None,
     missing = [c for c in ("method",) + METRIC_COLUMNS if c not in summary.columns]
     if missing:
         raise ValueError(f"summary table lacks columns {missing}")
-    extra = [UNDEFINED_COLUMN] if UNDEFINED_COLUMN in summary.columns else []
+    extra = [c for c in (UNDEFINED_COLUMN, LEFT_OUT_COLUMN) if c in summary.columns]
     out = summary.loc[:, list(("method",) + METRIC_COLUMNS) + extra].copy()
     results = [verdict(row.csc_first_conv, row.csc_input, row.random_logit_ssim,
                        row.top_layer_ssim, first_conv_channels=first_conv_channels,
@@ -119,6 +122,11 @@ def verdict_table(summary: pd.DataFrame, *, first_conv_channels=None,
                        min_conv_channels=min_conv_channels) for row in out.itertuples()]
     out["verdict"] = [v for v, _ in results]
     out["evidence"] = [e for _, e in results]
+    if LEFT_OUT_COLUMN in out.columns:  # the verdict's medians left rows out: say so
+        out["evidence"] = [e if not left else
+                           f"{int(left)} of the rows the verdict uses left out (undefined "
+                           f"maps); the medians are of the defined ones only; {e}"
+                           for left, e in zip(out[LEFT_OUT_COLUMN], out["evidence"])]
     out = out.reset_index(drop=True)
     out.attrs["unused_columns"] = unused_columns(first_conv_channels, min_conv_channels)
     return out
@@ -136,15 +144,22 @@ def unused_columns(first_conv_channels=None, min_conv_channels: int = MIN_CONV_C
 
 # -- from the experiment tables ---------------------------------------------------------
 
-def _median(table, method, **where) -> float:
+def _scored(table, method, **where) -> tuple:
+    """``(values, left_out)``: the scored values of ``method``'s rows that
+    match ``where`` and how many matching rows were not scored. A row flagged
+    nonfinite (a map behind it held NaN/Inf, or it names why its maps are
+    undefined: zero map, ...) or without a value is not scored."""
     if table is None or table.empty:
-        return np.nan
+        return pd.Series(dtype=float), 0
     part = flag_nonfinite(table[table["method"] == method])
     for column, value in where.items():
         part = part[part[column] == value]
-    # a row flagged nonfinite (a map behind it held NaN/Inf, or it names why
-    # its maps are undefined: zero map, ...) is not scored
     values = pd.to_numeric(part["value"], errors="coerce")[~part[NONFINITE]].dropna()
+    return values, len(part) - len(values)
+
+
+def _median(table, method, **where) -> float:
+    values, _left_out = _scored(table, method, **where)
     return float(np.median(values)) if len(values) else np.nan
 
 
@@ -154,13 +169,22 @@ def summarize(methods, tables: dict, *, logits: str, first_conv) -> pd.DataFrame
     after randomising the top layer (level 1), both of :data:`SSIM_METRIC`
     (the standard recipe), median class-sensitivity gap, and
     ``undefined_maps``: the rows of the method left out of these medians
-    because their maps were undefined, with the count per reason."""
+    because their maps were undefined, with the count per reason, and
+    ``undefined_in_verdict``: how many of them the verdict's medians (CSC
+    after ``first_conv`` and at the input, the two SSIMs) would have used."""
     csc = tables.get("csc")
     if csc is not None and not csc.empty:
         csc = csc[(csc["statistic"] == "median") & (csc["injection_layer"] == logits)]
     undefined = undefined_summary(tables)
     rows = []
+    verdict_rows = [("csc", {"layer": first_conv}), ("csc", {"layer": "input"}),
+                    ("random_logit", {"metric": SSIM_METRIC}),
+                    ("sanity_cascading", {"metric": SSIM_METRIC, "level": 1})]
+    if not first_conv:
+        verdict_rows.pop(0)
     for method in methods:
+        left_out = sum(_scored(csc if name == "csc" else tables.get(name), method, **where)[1]
+                       for name, where in verdict_rows)
         rows.append({
             "method": method,
             "csc_first_conv": (_median(csc, method, layer=first_conv)
@@ -173,8 +197,10 @@ def summarize(methods, tables: dict, *, logits: str, first_conv) -> pd.DataFrame
             "class_sensitivity_gap": _median(tables.get("class_sensitivity"), method,
                                              metric="mask_gap"),
             UNDEFINED_COLUMN: undefined.get(method, "0"),
+            LEFT_OUT_COLUMN: left_out,
         })
-    return pd.DataFrame(rows, columns=["method", *METRIC_COLUMNS, UNDEFINED_COLUMN])
+    return pd.DataFrame(rows, columns=["method", *METRIC_COLUMNS, UNDEFINED_COLUMN,
+                                       LEFT_OUT_COLUMN])
 
 
 def undefined_summary(tables: dict) -> dict:
@@ -224,8 +250,18 @@ def _names(methods) -> str:
 
 
 def guidance(table: pd.DataFrame) -> list:
-    """Plain-language paragraphs on which methods to trust for this model."""
-    trusted = list(table.loc[table["verdict"] == SENSITIVE, "method"])
+    """Plain-language paragraphs on which methods to trust for this model. A
+    method judged sensitive although some of the rows its verdict uses were
+    left out (undefined maps: zero, NaN or overflowing relevance) is listed
+    apart: it passed only on the maps that were defined."""
+    left_out = (pd.to_numeric(table[LEFT_OUT_COLUMN], errors="coerce").fillna(0)
+                if LEFT_OUT_COLUMN in table.columns else pd.Series(0, index=table.index))
+    sensitive = table["verdict"] == SENSITIVE
+    trusted = list(table.loc[sensitive & (left_out == 0), "method"])
+    partly = [f"{row.method} ({int(n)} rows left out; undefined maps in all its tables: "
+              f"{getattr(row, UNDEFINED_COLUMN, '?')})"
+              for row, n in zip(table.loc[sensitive & (left_out > 0)].itertuples(),
+                                left_out[sensitive & (left_out > 0)])]
     distrust = list(table.loc[table["verdict"] == INSENSITIVE, "method"])
     out = []
     if distrust:
@@ -242,7 +278,13 @@ def guidance(table: pd.DataFrame) -> list:
             "**Passed all tests:** " + _names(trusted) + " Their maps change when the "
             "explained class or the top layer changes, so they do reflect the later layers. "
             "Passing is necessary, not sufficient, for a faithful explanation.")
-    if not distrust and not trusted:
+    if partly:
+        out.append(
+            "**Passed on the maps that were defined, with others undefined:** "
+            + _names(partly) + " The tests left out every map whose relevance was zero, "
+            "NaN or overflowed, so their verdict rests on the rest; where the warnings below "
+            "report exploding relevance, even the defined maps mean little.")
+    if not distrust and not trusted and not partly:
         out.append("No method could be measured on this model.")
     out.append(
         "How to read the numbers: *CSC* is the median cosine similarity between the relevance "
@@ -390,7 +432,8 @@ def write_report(plan, tables: dict, out, *, figures: bool = True) -> dict:
     return {"verdicts": full, "paths": [out / "verdicts.csv", out / "AUDIT.md", *paths]}
 
 
-__all__ = ["verdict", "verdict_table", "unused_columns", "DISAGREEMENT", "summarize", "format_table", "guidance",
-           "markdown_report", "make_figures", "write_report", "CSC_THRESHOLD",
-           "SSIM_THRESHOLD", "MIN_CONV_CHANNELS", "INSENSITIVE", "SENSITIVE", "NOT_MEASURED",
-           "METRIC_COLUMNS", "VERDICT_COLUMNS", "UNDEFINED_COLUMN", "undefined_summary"]
+__all__ = ["verdict", "verdict_table", "unused_columns", "DISAGREEMENT", "summarize",
+           "format_table", "guidance", "markdown_report", "make_figures", "write_report",
+           "CSC_THRESHOLD", "SSIM_THRESHOLD", "MIN_CONV_CHANNELS", "INSENSITIVE", "SENSITIVE",
+           "NOT_MEASURED", "METRIC_COLUMNS", "VERDICT_COLUMNS", "UNDEFINED_COLUMN",
+           "LEFT_OUT_COLUMN", "undefined_summary"]

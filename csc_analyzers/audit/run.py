@@ -64,12 +64,15 @@ class AuditNetwork(ModelNetwork):
 
 @dataclass(frozen=True, eq=False)
 class ModelSource:
-    """How to build the audited network again in another graph: the loaded
-    (flattened) model's class, configuration and weights, analysed on its
-    logits under the network ``name`` with inputs in ``low_high``. Building
-    from the configuration takes a fifth of reading the file again
-    (MobileNetV2: 4-5 s against 22-24 s); a model whose configuration does
-    not rebuild is read from ``path`` as :func:`prepare_audit` did."""
+    """How to build the audited network again in another graph: the class,
+    configuration and weights of the loaded (flattened) model's logits model
+    (:func:`~csc_analyzers.logits.logit_model`: a final softmax already
+    stripped, so a copy needs no second stripping, ~1 s per copy of
+    ResNet50V2), analysed under the network ``name`` with inputs in
+    ``low_high``. Building from the configuration takes a fifth of reading
+    the file again (MobileNetV2: 4-5 s against 22-24 s); a model whose
+    configuration does not rebuild is read from ``path`` as
+    :func:`prepare_audit` did."""
 
     path: str
     name: str
@@ -80,8 +83,11 @@ class ModelSource:
 
     @classmethod
     def of(cls, model, path, name: str, low_high: tuple) -> "ModelSource":
-        return cls(str(path), name, tuple(low_high), type(model), model.get_config(),
-                   model.get_weights())
+        """The source of ``model`` (or of its logits model, the same here)
+        read from ``path``."""
+        logits = logit_model(model)
+        return cls(str(path), name, tuple(low_high), type(logits), logits.get_config(),
+                   logits.get_weights())
 
     def build(self) -> AuditNetwork:
         try:
@@ -447,7 +453,7 @@ def prepare_audit(model_path, *, images_dir=None, preprocessing: str = "unit",
     network = audit_network(model, name or "model", input_range(preprocessing))
     data.logits = np.asarray(network.model.predict(data.images, verbose=0))
     data.predicted = np.argmax(data.logits, axis=1)
-    source = (ModelSource.of(model, model_path, network.name, network.input_range)
+    source = (ModelSource.of(network.model, model_path, network.name, network.input_range)
               if graph == "per-method" else None)
     pattern_set, pattern_reason = None, ""
     if any(spec.needs_patterns for spec in specs):
