@@ -158,9 +158,12 @@ def _scored(table, method, **where) -> tuple:
     return values, len(part) - len(values)
 
 
-def _median(table, method, **where) -> float:
-    values, _left_out = _scored(table, method, **where)
+def _median_of(values) -> float:
     return float(np.median(values)) if len(values) else np.nan
+
+
+def _median(table, method, **where) -> float:
+    return _median_of(_scored(table, method, **where)[0])
 
 
 def summarize(methods, tables: dict, *, logits: str, first_conv) -> pd.DataFrame:
@@ -177,27 +180,22 @@ def summarize(methods, tables: dict, *, logits: str, first_conv) -> pd.DataFrame
         csc = csc[(csc["statistic"] == "median") & (csc["injection_layer"] == logits)]
     undefined = undefined_summary(tables)
     rows = []
-    verdict_rows = [("csc", {"layer": first_conv}), ("csc", {"layer": "input"}),
-                    ("random_logit", {"metric": SSIM_METRIC}),
-                    ("sanity_cascading", {"metric": SSIM_METRIC, "level": 1})]
-    if not first_conv:
-        verdict_rows.pop(0)
     for method in methods:
-        left_out = sum(_scored(csc if name == "csc" else tables.get(name), method, **where)[1]
-                       for name, where in verdict_rows)
+        # the verdict's four inputs: their scored values and the rows left out
+        used = {"csc_first_conv": (_scored(csc, method, layer=first_conv) if first_conv
+                                   else (pd.Series(dtype=float), 0)),
+                "csc_input": _scored(csc, method, layer="input"),
+                "random_logit_ssim": _scored(tables.get("random_logit"), method,
+                                             metric=SSIM_METRIC),
+                "top_layer_ssim": _scored(tables.get("sanity_cascading"), method,
+                                          metric=SSIM_METRIC, level=1)}
         rows.append({
             "method": method,
-            "csc_first_conv": (_median(csc, method, layer=first_conv)
-                               if first_conv else np.nan),
-            "csc_input": _median(csc, method, layer="input"),
-            "random_logit_ssim": _median(tables.get("random_logit"), method,
-                                         metric=SSIM_METRIC),
-            "top_layer_ssim": _median(tables.get("sanity_cascading"), method,
-                                      metric=SSIM_METRIC, level=1),
+            **{column: _median_of(values) for column, (values, _left) in used.items()},
             "class_sensitivity_gap": _median(tables.get("class_sensitivity"), method,
                                              metric="mask_gap"),
             UNDEFINED_COLUMN: undefined.get(method, "0"),
-            LEFT_OUT_COLUMN: left_out,
+            LEFT_OUT_COLUMN: sum(left for _values, left in used.values()),
         })
     return pd.DataFrame(rows, columns=["method", *METRIC_COLUMNS, UNDEFINED_COLUMN,
                                        LEFT_OUT_COLUMN])
@@ -258,10 +256,10 @@ def guidance(table: pd.DataFrame) -> list:
                 if LEFT_OUT_COLUMN in table.columns else pd.Series(0, index=table.index))
     sensitive = table["verdict"] == SENSITIVE
     trusted = list(table.loc[sensitive & (left_out == 0), "method"])
-    partly = [f"{row.method} ({int(n)} rows left out; undefined maps in all its tables: "
-              f"{getattr(row, UNDEFINED_COLUMN, '?')})"
-              for row, n in zip(table.loc[sensitive & (left_out > 0)].itertuples(),
-                                left_out[sensitive & (left_out > 0)])]
+    undefined = table.get(UNDEFINED_COLUMN, pd.Series("?", index=table.index))
+    partly = [f"{table.at[i, 'method']} ({int(left_out[i])} rows left out; undefined maps "
+              f"in all its tables: {undefined[i]})"
+              for i in table.index[sensitive & (left_out > 0)]]
     distrust = list(table.loc[table["verdict"] == INSENSITIVE, "method"])
     out = []
     if distrust:
